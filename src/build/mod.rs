@@ -1,0 +1,1 @@
+//! Stage: build (to be filled in).

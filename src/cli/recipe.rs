@@ -1,0 +1,96 @@
+//! `khotfix recipe lint`, `khotfix plan`.
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+use khotfix::plan::{read_kernel_list, Plan};
+use khotfix::recipe::Recipe;
+use khotfix::util::exit;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum RecipeCmd {
+    /// Check recipes; every problem is printed as `file:line:col: what`.
+    Lint {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Json,
+    Github,
+    Gitlab,
+    K8s,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// Recipes (default: recipes/*.toml).
+    pub recipes: Vec<PathBuf>,
+    /// Kernel releases to resolve ranges against, one per line.
+    #[arg(long)]
+    pub kernels: Option<PathBuf>,
+    /// Resolve ranges against what the distros' repositories publish.
+    #[arg(long)]
+    pub from_repos: bool,
+    /// Same as `--format json`.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: PlanFormat,
+}
+
+pub fn recipe(cmd: RecipeCmd) -> Result<i32> {
+    match cmd {
+        RecipeCmd::Lint { files } => {
+            let mut code = exit::OK;
+            for f in &files {
+                if let Err(errs) = Recipe::load(f) {
+                    for d in errs.0 {
+                        eprintln!("{d}");
+                    }
+                    code = exit::ERROR;
+                }
+            }
+            Ok(code)
+        }
+    }
+}
+
+/// Load recipes, or `recipes/*.toml` when none are given.
+pub fn load_recipes(paths: &[PathBuf]) -> Result<Vec<Recipe>> {
+    let paths = if paths.is_empty() { default_recipes()? } else { paths.to_vec() };
+    paths.iter().map(|p| Recipe::load(p).map_err(anyhow::Error::from)).collect()
+}
+
+fn default_recipes() -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("recipes")
+        .map_err(|e| anyhow::anyhow!("no recipes given and ./recipes is unreadable: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+pub fn plan(a: PlanArgs) -> Result<i32> {
+    let recipes = load_recipes(&a.recipes)?;
+    let mut known = match &a.kernels {
+        Some(f) => read_kernel_list(f)?,
+        None => Vec::new(),
+    };
+    if a.from_repos {
+        known.extend(crate::cli::fetch::published_kernels(&recipes)?);
+    }
+    let plan = Plan::expand(&recipes, &known)?;
+    let format = if a.json { PlanFormat::Json } else { a.format };
+    match format {
+        PlanFormat::Table => print!("{}", plan.to_table()),
+        PlanFormat::Json => crate::cli::print_json(&plan)?,
+        PlanFormat::Github => println!("{}", serde_json::to_string(&plan.to_github())?),
+        PlanFormat::Gitlab => print!("{}", plan.to_gitlab()),
+        PlanFormat::K8s => crate::cli::run::print_k8s(&plan)?,
+    }
+    Ok(exit::OK)
+}

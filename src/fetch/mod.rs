@@ -1,0 +1,1 @@
+//! Stage: fetch (to be filled in).

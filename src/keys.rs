@@ -1,0 +1,1 @@
+//! keys (to be filled in).

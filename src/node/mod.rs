@@ -1,0 +1,1 @@
+//! Stage: node (to be filled in).

@@ -1,0 +1,1 @@
+//! Stage: prepare (to be filled in).

@@ -1,0 +1,1 @@
+//! Stage: publish (to be filled in).

@@ -1,0 +1,615 @@
+//! Recipes: one hotfix described in TOML (see the README for an annotated
+//! example). Loading validates every value that later reaches a path, a shell
+//! script or a package name; each problem is reported as `file:line:col: what`.
+
+use crate::kernel::KernelRelease;
+use crate::patchfile::Patch;
+use crate::util::validate;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// How the livepatch module is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// kpatch-build turns a source diff into a livepatch module.
+    Kpatch,
+    /// A hand-written livepatch module source compiled with kbuild.
+    Kbuild,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Kpatch => "kpatch",
+            Backend::Kbuild => "kbuild",
+        })
+    }
+}
+
+/// Which of the matching kernels a target builds for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Select {
+    /// Every matching kernel.
+    #[default]
+    All,
+    /// Only the newest matching kernel (e.g. Debian's current ABI).
+    Newest,
+}
+
+/// An inclusive range of kernels, compared by version-release with rpm rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelRange {
+    pub from: KernelRelease,
+    pub to: KernelRelease,
+}
+
+impl KernelRange {
+    pub fn contains(&self, k: &KernelRelease) -> bool {
+        use std::cmp::Ordering::*;
+        k.cmp_version_release(&self.from) != Less && k.cmp_version_release(&self.to) != Greater
+    }
+}
+
+impl fmt::Display for KernelRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ..= {}", self.from, self.to)
+    }
+}
+
+/// One changelog entry of the hotfix package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangelogEntry {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// `Name <email>`.
+    pub author: String,
+    pub text: String,
+}
+
+/// The hotfix's identity and package metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hotfix {
+    /// The number in `kernel-hotfix-<id>`.
+    pub id: u64,
+    pub name: String,
+    pub summary: String,
+    pub description: String,
+    pub version: String,
+    pub changelog: Vec<ChangelogEntry>,
+}
+
+impl Hotfix {
+    /// `kpatch_<id>`: the loaded module (and /sys/kernel/livepatch entry) name.
+    pub fn module_name(&self) -> String {
+        format!("kpatch_{}", self.id)
+    }
+
+    /// `kpatch-<id>.ko`: the module file name.
+    pub fn module_file(&self) -> String {
+        format!("kpatch-{}.ko", self.id)
+    }
+
+    /// `kernel-hotfix-<id>-<version-release>` for a kernel.
+    pub fn package_name(&self, kernel: &KernelRelease) -> String {
+        format!("kernel-hotfix-{}-{}", self.id, kernel.package_suffix())
+    }
+}
+
+/// A set of kernels to build for on one distro.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub distro: String,
+    pub backend: Backend,
+    pub kernels: Vec<KernelRelease>,
+    pub ranges: Vec<KernelRange>,
+    pub exclude: Vec<KernelRelease>,
+    pub select: Select,
+    /// Source diffs (kpatch backend), absolute.
+    pub patches: Vec<PathBuf>,
+    /// Directory holding the livepatch module source (kbuild backend), absolute.
+    pub module_source: Option<PathBuf>,
+    pub skip_compiler_check: bool,
+}
+
+impl Target {
+    /// Does `k` fall in this target (explicit or in a range, and not excluded)?
+    /// Flavour is checked by the caller against the distro.
+    pub fn matches(&self, k: &KernelRelease) -> bool {
+        let excluded = self.exclude.iter().any(|e| same_kernel(e, k));
+        let listed = self.kernels.iter().any(|e| same_kernel(e, k));
+        let ranged = self.ranges.iter().any(|r| r.contains(k));
+        !excluded && (listed || ranged)
+    }
+}
+
+/// A bare `version-release` matches any dist/arch; a full release matches exactly.
+fn same_kernel(pattern: &KernelRelease, k: &KernelRelease) -> bool {
+    if pattern.is_bare() {
+        pattern.cmp_version_release(k).is_eq()
+    } else {
+        pattern == k
+    }
+}
+
+/// A flavour that is affected but cannot be hot-fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unsupported {
+    pub flavor: String,
+    pub message: String,
+}
+
+/// What `node check` evaluates on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeConditions {
+    /// Any-of: the node is only affected if one of these exists.
+    pub required_paths: Vec<String>,
+    /// Flavours that get the hotfix (`al8`).
+    pub flavors: Vec<String>,
+    /// Flavours affected but not hot-fixable, with what to do instead.
+    pub unsupported: Vec<Unsupported>,
+    /// The loaded module that proves the fix (`kpatch_22519882`).
+    pub module: String,
+    /// Affected kernels (defaults to the union of the targets' ranges).
+    pub ranges: Vec<KernelRange>,
+    /// Affected kernels listed one by one (defaults to the targets' lists).
+    pub kernels: Vec<KernelRelease>,
+}
+
+impl NodeConditions {
+    /// Is this kernel release in the affected set?
+    pub fn affects(&self, k: &KernelRelease) -> bool {
+        self.ranges.iter().any(|r| r.contains(k)) || self.kernels.iter().any(|e| same_kernel(e, k))
+    }
+}
+
+/// A loaded, validated recipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recipe {
+    pub path: PathBuf,
+    pub hotfix: Hotfix,
+    pub targets: Vec<Target>,
+    pub node: NodeConditions,
+}
+
+/// A problem in a recipe, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{col}: {message}")]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// All problems found in one recipe (at least one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipeErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for RecipeErrors {
+    /// The first problem, on one line (lint prints all of them).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.first() {
+            Some(d) => write!(f, "{d}"),
+            None => f.write_str("invalid recipe"),
+        }
+    }
+}
+
+impl std::error::Error for RecipeErrors {}
+
+// ---- raw TOML shape -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    hotfix: Spanned<RawHotfix>,
+    #[serde(default)]
+    target: Vec<Spanned<RawTarget>>,
+    node: Option<Spanned<RawNode>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHotfix {
+    id: Spanned<i64>,
+    name: Spanned<String>,
+    summary: Spanned<String>,
+    description: Spanned<String>,
+    version: Spanned<String>,
+    #[serde(default)]
+    backend: Option<Backend>,
+    #[serde(default)]
+    changelog: Vec<Spanned<ChangelogEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRange {
+    from: Spanned<String>,
+    to: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Spanned<String>,
+    distro: Spanned<String>,
+    #[serde(default)]
+    backend: Option<Backend>,
+    #[serde(default)]
+    kernels: Vec<Spanned<String>>,
+    #[serde(default)]
+    ranges: Vec<Spanned<RawRange>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    select: Select,
+    #[serde(default)]
+    patches: Vec<Spanned<String>>,
+    #[serde(default)]
+    module_source: Option<Spanned<String>>,
+    #[serde(default)]
+    skip_compiler_check: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnsupported {
+    flavor: Spanned<String>,
+    message: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    #[serde(default)]
+    required_paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    flavors: Vec<Spanned<String>>,
+    #[serde(default)]
+    unsupported: Vec<Spanned<RawUnsupported>>,
+    #[serde(default)]
+    module: Option<Spanned<String>>,
+    #[serde(default)]
+    ranges: Vec<Spanned<RawRange>>,
+    #[serde(default)]
+    kernels: Vec<Spanned<String>>,
+}
+
+// ---- loading --------------------------------------------------------------
+
+/// Collects diagnostics while a recipe is checked.
+struct Checker<'a> {
+    file: String,
+    text: &'a str,
+    dir: PathBuf,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, col) = line_col(self.text, span.start);
+        self.diags.push(Diagnostic { file: self.file.clone(), line, col, message: message.into() });
+    }
+
+    fn check<T>(&mut self, span: Range<usize>, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.at(span, m);
+                None
+            }
+        }
+    }
+
+    fn kernel(&mut self, s: &Spanned<String>) -> Option<KernelRelease> {
+        let r = KernelRelease::parse(s.get_ref()).map_err(|e| e.to_string());
+        self.check(s.span(), r)
+    }
+
+    fn range(&mut self, r: &Spanned<RawRange>) -> Option<KernelRange> {
+        let raw = r.get_ref();
+        let (from, to) = (self.kernel(&raw.from)?, self.kernel(&raw.to)?);
+        if from.cmp_version_release(&to).is_gt() {
+            self.at(r.span(), format!("empty range: {} is after {}", from, to));
+            return None;
+        }
+        Some(KernelRange { from, to })
+    }
+
+    fn text(&mut self, what: &str, s: &Spanned<String>, one_line: bool) -> String {
+        let v = s.get_ref();
+        if v.trim().is_empty() {
+            self.at(s.span(), format!("{what} is empty"));
+        } else if one_line {
+            let r = validate::message(what, v);
+            self.check(s.span(), r);
+        } else if let Some(c) = v.chars().find(|c| c.is_control() && *c != '\n' && *c != '\t') {
+            self.at(s.span(), format!("{what} contains the control character {c:?}"));
+        }
+        v.clone()
+    }
+
+    /// A file or directory named relative to the recipe, which must exist.
+    fn local_path(&mut self, what: &str, s: &Spanned<String>, want_dir: bool) -> Option<PathBuf> {
+        let r = validate::relative_path(what, s.get_ref());
+        self.check(s.span(), r)?;
+        let p = self.dir.join(s.get_ref());
+        let ok = if want_dir { p.is_dir() } else { p.is_file() };
+        if !ok {
+            let kind = if want_dir { "directory" } else { "file" };
+            self.at(s.span(), format!("{what} {:?}: no such {kind} (resolved to {})", s.get_ref(), p.display()));
+            return None;
+        }
+        Some(p)
+    }
+
+    fn patch(&mut self, s: &Spanned<String>) -> Option<PathBuf> {
+        let p = self.local_path("patch", s, false)?;
+        match std::fs::read_to_string(&p) {
+            Ok(text) => {
+                if let Err(e) = Patch::parse(&text) {
+                    self.at(s.span(), format!("patch {}: {e}: not a valid unified diff", s.get_ref()));
+                    return None;
+                }
+            }
+            Err(e) => {
+                self.at(s.span(), format!("patch {}: {e}", s.get_ref()));
+                return None;
+            }
+        }
+        Some(p)
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    (line, col)
+}
+
+impl Recipe {
+    /// Read and validate a recipe file.
+    pub fn load(path: &Path) -> Result<Recipe, RecipeErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RecipeErrors(vec![Diagnostic { file: file.clone(), line: 1, col: 1, message: format!("cannot read recipe: {e}") }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validate recipe text; `path` locates relative patch files and names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Recipe, RecipeErrors> {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let mut c = Checker { file: path.display().to_string(), text, dir, diags: Vec::new() };
+        let raw: RawRecipe = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let msg = e.message().replace('\n', " ");
+                c.at(span, msg.trim().to_string());
+                return Err(RecipeErrors(c.diags));
+            }
+        };
+        let recipe = Self::check(&mut c, path, raw);
+        match recipe {
+            Some(r) if c.diags.is_empty() => Ok(r),
+            _ => {
+                if c.diags.is_empty() {
+                    c.at(0..0, "invalid recipe");
+                }
+                Err(RecipeErrors(c.diags))
+            }
+        }
+    }
+
+    fn check(c: &mut Checker, path: &Path, raw: RawRecipe) -> Option<Recipe> {
+        let hotfix_span = raw.hotfix.span();
+        let h = raw.hotfix.into_inner();
+        let id = match *h.id.get_ref() {
+            n if (1..=999_999_999_999).contains(&n) => n as u64,
+            n => {
+                c.at(h.id.span(), format!("hotfix id {n} must be a positive number of at most 12 digits"));
+                0
+            }
+        };
+        let r = validate::identifier("hotfix name", h.name.get_ref());
+        c.check(h.name.span(), r);
+        let r = validate::package_token("hotfix version", h.version.get_ref());
+        c.check(h.version.span(), r);
+        let summary = c.text("summary", &h.summary, true);
+        let description = c.text("description", &h.description, false);
+        for e in &h.changelog {
+            let ok = is_date(&e.get_ref().date);
+            if !ok {
+                c.at(e.span(), format!("changelog date {:?} must be YYYY-MM-DD", e.get_ref().date));
+            }
+            let r = validate::message("changelog author", &e.get_ref().author);
+            c.check(e.span(), r);
+        }
+        let hotfix = Hotfix {
+            id,
+            name: h.name.get_ref().clone(),
+            summary,
+            description,
+            version: h.version.get_ref().clone(),
+            changelog: h.changelog.into_iter().map(Spanned::into_inner).collect(),
+        };
+        if raw.target.is_empty() {
+            c.at(hotfix_span.clone(), "recipe has no [[target]]");
+        }
+        let default_backend = h.backend.unwrap_or(Backend::Kpatch);
+        let mut targets = Vec::new();
+        for t in &raw.target {
+            if let Some(t) = Self::check_target(c, t, default_backend) {
+                if targets.iter().any(|o: &Target| o.name == t.name) {
+                    c.at(second_name_span(&raw.target, &t.name), format!("duplicate target name {:?}", t.name));
+                }
+                targets.push(t);
+            }
+        }
+        let node = Self::check_node(c, raw.node.as_ref(), &hotfix, &targets, hotfix_span);
+        Some(Recipe { path: path.to_path_buf(), hotfix, targets, node })
+    }
+
+    fn check_target(c: &mut Checker, t: &Spanned<RawTarget>, default_backend: Backend) -> Option<Target> {
+        let span = t.span();
+        let t = t.get_ref();
+        let r = validate::identifier("target name", t.name.get_ref());
+        c.check(t.name.span(), r);
+        let distro = match crate::distro::Distro::builtin(t.distro.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                c.at(t.distro.span(), e.to_string());
+                None
+            }
+        };
+        let kernels: Vec<_> = t.kernels.iter().filter_map(|k| c.kernel(k)).collect();
+        let ranges: Vec<_> = t.ranges.iter().filter_map(|r| c.range(r)).collect();
+        let exclude: Vec<_> = t.exclude.iter().filter_map(|k| c.kernel(k)).collect();
+        if t.kernels.is_empty() && t.ranges.is_empty() {
+            c.at(span.clone(), format!("target {:?} names no kernels and no ranges", t.name.get_ref()));
+        }
+        if let Some(d) = &distro {
+            for (k, s) in kernels.iter().zip(&t.kernels) {
+                if !k.is_bare() && !d.owns(k) {
+                    c.at(s.span(), format!("kernel {k} is not a {} kernel (expected dist {})", d.name, d.dists.join("/")));
+                }
+            }
+        }
+        let backend = t.backend.unwrap_or(default_backend);
+        let patches: Vec<_> = t.patches.iter().filter_map(|p| c.patch(p)).collect();
+        let module_source = t.module_source.as_ref().and_then(|m| c.local_path("module_source", m, true));
+        match backend {
+            Backend::Kpatch if t.patches.is_empty() => {
+                c.at(span, format!("target {:?} uses the kpatch backend but lists no patches", t.name.get_ref()))
+            }
+            Backend::Kbuild if t.module_source.is_none() => {
+                c.at(span, format!("target {:?} uses the kbuild backend but has no module_source", t.name.get_ref()))
+            }
+            _ => {}
+        }
+        Some(Target {
+            name: t.name.get_ref().clone(),
+            distro: t.distro.get_ref().clone(),
+            backend,
+            kernels,
+            ranges,
+            exclude,
+            select: t.select,
+            patches,
+            module_source,
+            skip_compiler_check: t.skip_compiler_check,
+        })
+    }
+
+    fn check_node(
+        c: &mut Checker,
+        node: Option<&Spanned<RawNode>>,
+        hotfix: &Hotfix,
+        targets: &[Target],
+        fallback: Range<usize>,
+    ) -> NodeConditions {
+        let default_flavors = || {
+            let mut f: Vec<String> = targets
+                .iter()
+                .filter_map(|t| crate::distro::Distro::builtin(&t.distro).ok())
+                .flat_map(|d| d.dists)
+                .collect();
+            f.dedup();
+            f
+        };
+        let Some(n) = node else {
+            return NodeConditions {
+                required_paths: vec![],
+                flavors: default_flavors(),
+                unsupported: vec![],
+                module: hotfix.module_name(),
+                ranges: targets.iter().flat_map(|t| t.ranges.clone()).collect(),
+                kernels: targets.iter().flat_map(|t| t.kernels.clone()).collect(),
+            };
+        };
+        let n = n.get_ref();
+        for p in &n.required_paths {
+            let r = validate::host_path("required path", p.get_ref());
+            c.check(p.span(), r);
+        }
+        let flavor_ok = |c: &mut Checker, s: &Spanned<String>| {
+            let r = validate::identifier("flavor", s.get_ref());
+            c.check(s.span(), r);
+        };
+        for f in &n.flavors {
+            flavor_ok(c, f);
+        }
+        let mut unsupported = Vec::new();
+        for u in &n.unsupported {
+            let u = u.get_ref();
+            flavor_ok(c, &u.flavor);
+            let message = c.text("unsupported message", &u.message, true);
+            unsupported.push(Unsupported { flavor: u.flavor.get_ref().clone(), message });
+        }
+        let module = match &n.module {
+            Some(m) => {
+                let r = validate::identifier("node module", m.get_ref());
+                c.check(m.span(), r);
+                if m.get_ref().contains('-') {
+                    c.at(m.span(), "node module is the loaded name: use '_' where the file name has '-'");
+                }
+                m.get_ref().clone()
+            }
+            None => hotfix.module_name(),
+        };
+        let ranges: Vec<_> = n.ranges.iter().filter_map(|r| c.range(r)).collect();
+        let kernels: Vec<_> = n.kernels.iter().filter_map(|k| c.kernel(k)).collect();
+        let (ranges, kernels) = if n.ranges.is_empty() && n.kernels.is_empty() {
+            (targets.iter().flat_map(|t| t.ranges.clone()).collect(), targets.iter().flat_map(|t| t.kernels.clone()).collect())
+        } else {
+            (ranges, kernels)
+        };
+        let flavors = if n.flavors.is_empty() { default_flavors() } else { n.flavors.iter().map(|f| f.get_ref().clone()).collect() };
+        if flavors.is_empty() {
+            c.at(fallback, "node conditions name no flavors");
+        }
+        NodeConditions { required_paths: n.required_paths.iter().map(|p| p.get_ref().clone()).collect(), flavors, unsupported, module, ranges, kernels }
+    }
+}
+
+/// Where a duplicate target name is written the second time.
+fn second_name_span(targets: &[Spanned<RawTarget>], name: &str) -> Range<usize> {
+    targets
+        .iter()
+        .filter(|t| t.get_ref().name.get_ref() == name)
+        .nth(1)
+        .map(|t| t.get_ref().name.span())
+        .unwrap_or(0..0)
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}

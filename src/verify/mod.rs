@@ -1,0 +1,1 @@
+//! Stage: verify (to be filled in).
