@@ -25,7 +25,7 @@ enum Command {
     /// Download (verified, cached) the kernel packages a recipe's jobs need.
     Fetch(cli::fetch::FetchArgs),
     /// Check a recipe's patches for what kpatch cannot handle.
-    Preflight(cli::build::PreflightArgs),
+    Preflight(cli::prepare::PreflightArgs),
     /// Build livepatch modules for a recipe's jobs in builder containers.
     Build(cli::build::BuildArgs),
     /// Builder container images.
@@ -57,7 +57,7 @@ fn main() {
         Command::Plan(a) => cli::recipe::plan(a),
         Command::Kernels(a) => cli::fetch::kernels(a),
         Command::Fetch(a) => cli::fetch::fetch(a),
-        Command::Preflight(a) => cli::build::preflight(a),
+        Command::Preflight(a) => cli::prepare::preflight(a),
         Command::Build(a) => cli::build::build(a),
         Command::Builder(c) => cli::build::builder(c),
         Command::Sign(a) => cli::sign::sign(a),

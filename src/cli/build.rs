@@ -1,16 +1,6 @@
-//! `khotfix preflight`, `khotfix build`, `khotfix builder build`.
+//! `khotfix build`, `khotfix builder build`.
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
-
-#[derive(Args)]
-pub struct PreflightArgs {
-    pub recipe: PathBuf,
-    /// Treat warnings as errors.
-    #[arg(long)]
-    pub strict: bool,
-    #[arg(long)]
-    pub json: bool,
-}
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -28,10 +18,6 @@ pub struct BuildArgs {
 pub enum BuilderCmd {
     /// Build a builder image from containers/NAME.
     Build { name: String },
-}
-
-pub fn preflight(_a: PreflightArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("preflight: not implemented yet")
 }
 
 pub fn build(_a: BuildArgs) -> anyhow::Result<i32> {
