@@ -190,14 +190,14 @@ mod tests {
 
     #[test]
     fn jobs_sort_in_rpm_order() {
-        let k = |s: &str| KernelRelease::parse(s).unwrap();
-        let mut v = vec![
-            k("5.10.134-15.1.al8.x86_64"),
-            k("5.10.134-19.al8.x86_64"),
-            k("5.10.134-15.al8.x86_64"),
-        ];
-        v.sort();
-        let names: Vec<_> = v.iter().map(|k| k.as_str()).collect();
+        let r = Recipe::load(Path::new("recipes/bpf-lru-leak-22519882.toml")).unwrap();
+        let known = parse_kernel_list(
+            "k",
+            "5.10.134-19.al8.x86_64\n5.10.134-15.1.al8.x86_64\n5.10.134-15.al8.x86_64\n",
+        )
+        .unwrap();
+        let plan = Plan::expand(&[r], &known).unwrap();
+        let names: Vec<_> = plan.jobs.iter().map(|j| j.kernel.as_str()).collect();
         assert_eq!(
             names,
             [
