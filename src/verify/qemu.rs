@@ -224,8 +224,7 @@ impl Initramfs {
     /// Serialize as a newc cpio archive (uncompressed).
     pub fn to_cpio(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut ino = 1u32;
-        for (name, e) in &self.entries {
+        for (ino, (name, e)) in (1u32..).zip(self.entries.iter()) {
             let (mode, data): (u32, &[u8]) = match e {
                 Entry::Dir => (0o040755, &[]),
                 Entry::File { data, mode } => (0o100000 | mode, data),
@@ -233,7 +232,6 @@ impl Initramfs {
             };
             let nlink = if matches!(e, Entry::Dir) { 2 } else { 1 };
             cpio_entry(&mut out, ino, mode, nlink, name, data);
-            ino += 1;
         }
         cpio_entry(&mut out, 0, 0, 1, "TRAILER!!!", &[]);
         while out.len() % 512 != 0 {
