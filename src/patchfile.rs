@@ -8,7 +8,19 @@ use std::fmt;
 pub struct FilePatch {
     /// Path after stripping one leading component (`a/`, `b/`), as `patch -p1`.
     pub path: String,
+    /// 1-based line of the `---` header in the patch file.
+    pub header_line: usize,
     pub hunks: Vec<Hunk>,
+}
+
+impl Hunk {
+    /// Body lines with their 1-based line numbers in the patch file.
+    pub fn numbered_lines(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.lines
+            .iter()
+            .enumerate()
+            .map(move |(i, l)| (self.line + 1 + i, l.as_str()))
+    }
 }
 
 /// One `@@ -a,b +c,d @@` hunk.
@@ -97,6 +109,7 @@ impl Patch {
                 })?;
                 files.push(FilePatch {
                     path: target.to_string(),
+                    header_line: i + 1,
                     hunks: Vec::new(),
                 });
                 i += 2;
@@ -185,6 +198,7 @@ mod tests {
         assert_eq!(p.files[0].path, "net/x.c");
         assert_eq!(p.files[0].hunks[0].section, "static void f(void)");
         assert_eq!(p.files[0].hunks[0].line, 5);
+        assert_eq!(p.files[0].header_line, 3);
     }
 
     #[test]

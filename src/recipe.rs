@@ -291,6 +291,8 @@ struct Checker<'a> {
     text: &'a str,
     dir: PathBuf,
     diags: Vec<Diagnostic>,
+    /// Node use: patch files and module sources need not exist on the host.
+    for_node: bool,
 }
 
 impl Checker<'_> {
@@ -354,6 +356,9 @@ impl Checker<'_> {
         let r = validate::relative_path(what, s.get_ref());
         self.check(s.span(), r)?;
         let p = self.dir.join(s.get_ref());
+        if self.for_node {
+            return Some(p);
+        }
         let ok = if want_dir { p.is_dir() } else { p.is_file() };
         if !ok {
             let kind = if want_dir { "directory" } else { "file" };
@@ -388,6 +393,9 @@ impl Checker<'_> {
 
     fn patch(&mut self, s: &Spanned<String>) -> Option<PathBuf> {
         let p = self.local_path("patch", s, false)?;
+        if self.for_node {
+            return Some(p);
+        }
         match std::fs::read_to_string(&p) {
             Ok(text) => {
                 if let Err(e) = Patch::parse(&text) {
@@ -453,14 +461,35 @@ impl Recipe {
         Self::parse(path, &text)
     }
 
+    /// Read and validate a recipe on a node (`khotfix node ...`): every check
+    /// of [`Recipe::load`] except that patch files and module sources, which
+    /// only the build host has, need not exist.
+    pub fn load_for_node(path: &Path) -> Result<Recipe, RecipeErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RecipeErrors(vec![Diagnostic {
+                file: file.clone(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read recipe: {e}"),
+            }])
+        })?;
+        Self::parse_with(path, &text, true)
+    }
+
     /// Validate recipe text; `path` locates relative patch files and names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Recipe, RecipeErrors> {
+        Self::parse_with(path, text, false)
+    }
+
+    fn parse_with(path: &Path, text: &str, for_node: bool) -> Result<Recipe, RecipeErrors> {
         let dir = recipe_root(path);
         let mut c = Checker {
             file: path.display().to_string(),
             text,
             dir,
             diags: Vec::new(),
+            for_node,
         };
         let raw: RawRecipe = match toml::from_str(text) {
             Ok(r) => r,
