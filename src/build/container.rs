@@ -386,8 +386,9 @@ fn supervise(expr: duct::Expression, log: &Path, progress: Option<&ProgressBar>,
         .map_err(|e| Abort::Other(anyhow!("opening log {}: {e}", log.display())))?;
     let _ = writeln!(f, "$ {:?}", expr);
     let handle = expr
-        .stdout_file(f)
+        // Order matters in duct: the outer redirect is applied first.
         .stderr_to_stdout()
+        .stdout_file(f)
         .stdin_null()
         .unchecked()
         .before_spawn(|c| {
@@ -467,14 +468,20 @@ pub fn last_log_line(log: &Path) -> Option<String> {
 /// As root, give everything under `dir` to the owner of `dir` (the invoking
 /// user created it); a no-op for other users, whose mapping already did it.
 pub fn give_back(dir: &Path) -> Result<()> {
+    give_back_as(dir, dir, 1)
+}
+
+/// As root, give `path` (and, from `min_depth`, everything under it) to the
+/// owner of `reference`.
+pub fn give_back_as(path: &Path, reference: &Path, min_depth: usize) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 || !dir.is_dir() {
+    if unsafe { libc::geteuid() } != 0 || !path.exists() {
         return Ok(());
     }
-    let md = std::fs::metadata(dir)?;
+    let md = std::fs::metadata(reference)?;
     let (uid, gid) = (md.uid(), md.gid());
-    for entry in walkdir::WalkDir::new(dir).min_depth(1).follow_links(false) {
+    for entry in walkdir::WalkDir::new(path).min_depth(min_depth).follow_links(false) {
         let entry = entry?;
         let m = entry.path().symlink_metadata()?;
         if m.uid() != uid || m.gid() != gid {

@@ -205,6 +205,9 @@ pub fn build_job(engine: &Engine, inp: &BuildInputs, s: &BuildSettings, progress
     check_inputs(inp)?;
     let job = &inp.job;
     let distro = Distro::builtin(&job.distro)?;
+    // Whoever owns the nearest existing ancestor of the output directory
+    // gets the outputs (matters when running as root for a user).
+    let owner = s.out_dir.ancestors().find(|p| p.exists()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let image = match &s.image {
         Some(tag) => {
             let id = engine.image_id(tag)?.with_context(|| format!("image {tag} not found"))?;
@@ -233,7 +236,7 @@ pub fn build_job(engine: &Engine, inp: &BuildInputs, s: &BuildSettings, progress
         seconds: started.elapsed().as_secs_f64(),
     };
     if let Some((cached, _)) = s.cache.as_ref().and_then(|c| c.get(&key)) {
-        install_module(&cached, &dest)?;
+        install_module(&cached, &dest, &owner)?;
         return Ok(output(true));
     }
     std::fs::create_dir_all(&s.log_dir).with_context(|| format!("creating {}", s.log_dir.display()))?;
@@ -247,7 +250,8 @@ pub fn build_job(engine: &Engine, inp: &BuildInputs, s: &BuildSettings, progress
     if let Some(c) = &s.cache {
         c.put(&key, &job.id, &built, &image.id)?;
     }
-    install_module(&built, &dest)?;
+    install_module(&built, &dest, &owner)?;
+    container::give_back_as(&log, &owner, 0)?;
     Ok(output(false))
 }
 
@@ -270,10 +274,16 @@ pub fn verify_module(ko: &Path, job: &Job) -> Result<()> {
     Ok(())
 }
 
-/// Copy a module into place atomically.
-fn install_module(from: &Path, dest: &Path) -> Result<()> {
+/// Copy a module into place atomically, mode 0644, owned like `owner`.
+fn install_module(from: &Path, dest: &Path, owner: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    crate::util::fsx::write_atomic(dest, &bytes)
+    crate::util::fsx::write_atomic(dest, &bytes)?;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644)).with_context(|| format!("chmod {}", dest.display()))?;
+    if let Some(job_dir) = dest.parent() {
+        container::give_back_as(job_dir, owner, 0)?;
+    }
+    Ok(())
 }
 
 /// Build many jobs with at most `parallel` at once; results keep input order.
