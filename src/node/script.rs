@@ -37,7 +37,7 @@ function isdigit(c) { return c ~ /^[0-9]$/ }
 function isalpha(c) { return c ~ /^[A-Za-z]$/ }
 function issep(c) { return c !~ /^[A-Za-z0-9~^]$/ }
 function vercmp(a, b,    i, j, la, lb, ca, cb, si, sj, sa, sb, num) {
-  if (a == b) return 0
+  if (("x" a) == ("x" b)) return 0
   i = 1; j = 1; la = length(a); lb = length(b)
   while (i <= la || j <= lb) {
     while (i <= la && issep(substr(a, i, 1))) i++
@@ -157,6 +157,12 @@ BEGIN {
   print "ok|" rel "|" FL "|" V "|" R "|" aff
 }
 "#;
+
+/// The awk program embedded in the script (exposed so tests can hold its
+/// `vercmp` to `crate::kernel::rpmvercmp` under several awk implementations).
+pub fn awk_program() -> &'static str {
+    AWK_PROGRAM
+}
 
 /// The script template; `@@NAME@@` placeholders are replaced by quoted words.
 const TEMPLATE: &str = r#"#!/bin/sh
@@ -297,11 +303,15 @@ EOF
   else
     reason="kernel $KREL is affected and $MODULE is not live: install $PKG"
   fi
-  if { [ -d "$ROOT/var/lib/rpm" ] || [ -d "$ROOT/usr/lib/sysimage/rpm" ]; } && command -v rpm >/dev/null 2>&1; then
+  dbpath=''
+  for d in /var/lib/rpm /usr/lib/sysimage/rpm; do
+    if [ -d "$ROOT$d" ]; then dbpath=$d; break; fi
+  done
+  if [ -n "$dbpath" ] && command -v rpm >/dev/null 2>&1; then
     if [ -n "$ROOT" ]; then
-      rpm --root "$ROOT" -q --quiet "$PKG" >/dev/null 2>&1 && installed=1 || installed=0
+      rpm --root "$ROOT" --dbpath "$dbpath" -q --quiet "$PKG" >/dev/null 2>&1 && installed=1 || installed=0
     else
-      rpm -q --quiet "$PKG" >/dev/null 2>&1 && installed=1 || installed=0
+      rpm --dbpath "$dbpath" -q --quiet "$PKG" >/dev/null 2>&1 && installed=1 || installed=0
     fi
     if [ "$installed" = 1 ]; then
       reason="kernel $KREL is affected and $MODULE is not live although $PKG is installed: reload it (kpatch load) or reinstall"
