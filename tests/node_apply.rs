@@ -55,8 +55,17 @@ fn fake_root(rel: &str, pm: Option<(&str, &str)>) -> tempfile::TempDir {
 }
 
 fn run(args: &[&str], root: &Path) -> (i32, String, String) {
-    let out = khotfix().args(["node", "apply", "--recipe", RECIPE, "--root"]).arg(root).args(args).output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = khotfix()
+        .args(["node", "apply", "--recipe", RECIPE, "--root"])
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -66,10 +75,18 @@ fn dry_run_prints_exactly_the_commands() {
     assert_eq!(code, 1, "{out}");
     let root = t.path().display();
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], format!("would run: chroot {root} /usr/bin/dnf install -y kernel-hotfix-22519882-5.10.134-18"));
+    assert_eq!(
+        lines[0],
+        format!(
+            "would run: chroot {root} /usr/bin/dnf install -y kernel-hotfix-22519882-5.10.134-18"
+        )
+    );
     assert_eq!(lines[1], "would run: wait up to 60s for /sys/kernel/livepatch/kpatch_22519882/enabled=1 and transition=0");
     assert!(lines[2].starts_with("dry run: needs-hotfix: "), "{out}");
-    assert!(!t.path().join(LP.trim_start_matches('/')).exists(), "dry run must not act");
+    assert!(
+        !t.path().join(LP.trim_start_matches('/')).exists(),
+        "dry run must not act"
+    );
 }
 
 #[test]
@@ -79,7 +96,10 @@ fn yum_is_used_when_there_is_no_dnf() {
     assert_eq!(code, 1);
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["steps"][0]["argv"][2], "/usr/bin/yum");
-    assert_eq!(j["steps"][0]["argv"][5], "kernel-hotfix-22519882-5.10.134-19.1");
+    assert_eq!(
+        j["steps"][0]["argv"][5],
+        "kernel-hotfix-22519882-5.10.134-19.1"
+    );
     assert_eq!(j["acted"], false);
 }
 
@@ -108,10 +128,22 @@ fn yes_installs_through_chroot_and_waits_for_the_livepatch() {
     let t = fake_root("5.10.134-18.al8.x86_64", Some(("dnf", "0")));
     let (code, out, err) = run(&["--yes", "--timeout", "5"], t.path());
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("stand-in dnf: installed kernel-hotfix-22519882-5.10.134-18"), "{out}");
-    assert!(out.trim_end().ends_with("applied: fixed: kernel 5.10.134-18.al8.x86_64 is affected and kpatch_22519882 is live"), "{out}");
+    assert!(
+        out.contains("stand-in dnf: installed kernel-hotfix-22519882-5.10.134-18"),
+        "{out}"
+    );
+    assert!(
+        out.trim_end().ends_with(
+            "applied: fixed: kernel 5.10.134-18.al8.x86_64 is affected and kpatch_22519882 is live"
+        ),
+        "{out}"
+    );
     // The check agrees afterwards.
-    let c = khotfix().args(["node", "check", "--recipe", RECIPE, "--root"]).arg(t.path()).output().unwrap();
+    let c = khotfix()
+        .args(["node", "check", "--recipe", RECIPE, "--root"])
+        .arg(t.path())
+        .output()
+        .unwrap();
     assert_eq!(c.status.code(), Some(0));
 }
 
@@ -120,25 +152,62 @@ fn a_transition_that_never_finishes_times_out() {
     let t = fake_root("5.10.134-18.al8.x86_64", Some(("dnf", "1")));
     let (code, _, err) = run(&["--yes", "--timeout", "1"], t.path());
     assert_eq!(code, 2);
-    assert!(err.contains("timed out after 1s waiting for kpatch_22519882: enabled=1, transition=1"), "{err}");
+    assert!(
+        err.contains("timed out after 1s waiting for kpatch_22519882: enabled=1, transition=1"),
+        "{err}"
+    );
 }
 
 #[test]
 fn script_dash_y_does_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("s.sh");
-    assert!(khotfix().args(["node", "script", RECIPE, "-o"]).arg(&script).status().unwrap().success());
+    assert!(khotfix()
+        .args(["node", "script", RECIPE, "-o"])
+        .arg(&script)
+        .status()
+        .unwrap()
+        .success());
     let t = fake_root("5.10.134-18.al8.x86_64", Some(("dnf", "0")));
-    let dry = Command::new("dash").arg(&script).arg("-r").arg(t.path()).output().unwrap();
+    let dry = Command::new("dash")
+        .arg(&script)
+        .arg("-r")
+        .arg(t.path())
+        .output()
+        .unwrap();
     assert_eq!(dry.status.code(), Some(1));
     let rust_dry = run(&[], t.path()).1;
-    assert_eq!(String::from_utf8_lossy(&dry.stdout).lines().next(), rust_dry.lines().next(), "same install command");
-    let out = Command::new("dash").arg(&script).args(["-y", "-t", "5", "-r"]).arg(t.path()).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&dry.stdout).lines().next(),
+        rust_dry.lines().next(),
+        "same install command"
+    );
+    let out = Command::new("dash")
+        .arg(&script)
+        .args(["-y", "-t", "5", "-r"])
+        .arg(t.path())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.trim_end().ends_with("applied: fixed: kernel 5.10.134-18.al8.x86_64 is affected and kpatch_22519882 is live"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with(
+            "applied: fixed: kernel 5.10.134-18.al8.x86_64 is affected and kpatch_22519882 is live"
+        ),
+        "{stdout}"
+    );
     let t = fake_root("5.10.134-18.al8.x86_64", Some(("dnf", "1")));
-    let out = Command::new("dash").arg(&script).args(["-y", "-t", "1", "-r"]).arg(t.path()).output().unwrap();
+    let out = Command::new("dash")
+        .arg(&script)
+        .args(["-y", "-t", "1", "-r"])
+        .arg(t.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -159,7 +228,10 @@ fn applying_waits_instead_of_installing() {
     let (code, out, err) = run(&["--yes", "--timeout", "10"], t.path());
     flip.join().unwrap();
     assert_eq!(code, 0, "{out}{err}");
-    assert!(!out.contains("stand-in dnf"), "must not install while applying: {out}");
+    assert!(
+        !out.contains("stand-in dnf"),
+        "must not install while applying: {out}"
+    );
 }
 
 /// A real in-tree module of Debian's kernel is refused on a fake al8
@@ -176,7 +248,10 @@ fn ko_with_foreign_vermagic_or_name_is_refused() {
     let t = fake_root("5.10.134-18.al8.x86_64", None);
     let (code, _, err) = run(&["--yes", "--ko", &ko], t.path());
     assert_eq!(code, 2);
-    assert!(err.contains(&format!("built for kernel {rel}")) && err.contains("5.10.134-18.al8.x86_64"), "{err}");
+    assert!(
+        err.contains(&format!("built for kernel {rel}")) && err.contains("5.10.134-18.al8.x86_64"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 
     // Same kernel as the module, recipe for this Debian kernel.
@@ -184,12 +259,29 @@ fn ko_with_foreign_vermagic_or_name_is_refused() {
     let recipe = dir.path().join("deb.toml");
     std::fs::write(&recipe, debian_recipe(&rel, "livepatch_ipvs")).unwrap();
     let t = fake_root(&rel, None);
-    let out = khotfix().args(["node", "apply", "--recipe"]).arg(&recipe).arg("--root").arg(t.path()).args(["--yes", "--ko", &ko]).output().unwrap();
+    let out = khotfix()
+        .args(["node", "apply", "--recipe"])
+        .arg(&recipe)
+        .arg("--root")
+        .arg(t.path())
+        .args(["--yes", "--ko", &ko])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("it is module ip_vs, but the recipe's livepatch module is livepatch_ipvs"), "{err}");
+    assert!(
+        err.contains("it is module ip_vs, but the recipe's livepatch module is livepatch_ipvs"),
+        "{err}"
+    );
 
-    let out = khotfix().args(["node", "apply", "--recipe"]).arg(&recipe).arg("--root").arg(t.path()).args(["--ko", "/etc/hostname"]).output().unwrap();
+    let out = khotfix()
+        .args(["node", "apply", "--recipe"])
+        .arg(&recipe)
+        .arg("--root")
+        .arg(t.path())
+        .args(["--ko", "/etc/hostname"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an ELF file"));
 }

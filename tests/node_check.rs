@@ -17,9 +17,14 @@ struct FakeRoot {
 
 impl FakeRoot {
     fn new(osrelease: &str) -> Self {
-        let r = FakeRoot { dir: tempfile::tempdir().unwrap() };
+        let r = FakeRoot {
+            dir: tempfile::tempdir().unwrap(),
+        };
         r.write("/proc/sys/kernel/osrelease", &format!("{osrelease}\n"));
-        r.write("/proc/modules", "ext4 1003520 1 - Live 0x0000000000000000\nip_vs 192512 0 - Live 0x0000000000000000\n");
+        r.write(
+            "/proc/modules",
+            "ext4 1003520 1 - Live 0x0000000000000000\nip_vs 192512 0 - Live 0x0000000000000000\n",
+        );
         r
     }
     fn path(&self) -> &Path {
@@ -36,12 +41,21 @@ impl FakeRoot {
     }
     fn module_loaded(self) -> Self {
         let old = std::fs::read_to_string(self.path().join("proc/modules")).unwrap();
-        self.write("/proc/modules", &format!("{old}{MODULE} 16384 1 - Live 0x0000000000000000 (OEK)\n"));
+        self.write(
+            "/proc/modules",
+            &format!("{old}{MODULE} 16384 1 - Live 0x0000000000000000 (OEK)\n"),
+        );
         self
     }
     fn livepatch(self, enabled: &str, transition: &str) -> Self {
-        self.write(&format!("/sys/kernel/livepatch/{MODULE}/enabled"), &format!("{enabled}\n"));
-        self.write(&format!("/sys/kernel/livepatch/{MODULE}/transition"), &format!("{transition}\n"));
+        self.write(
+            &format!("/sys/kernel/livepatch/{MODULE}/enabled"),
+            &format!("{enabled}\n"),
+        );
+        self.write(
+            &format!("/sys/kernel/livepatch/{MODULE}/transition"),
+            &format!("{transition}\n"),
+        );
         self.module_loaded()
     }
 }
@@ -56,30 +70,63 @@ struct Outcome {
 }
 
 fn check(root: &Path) -> Outcome {
-    let out = khotfix().args(["node", "check", "--recipe", RECIPE, "--root"]).arg(root).output().unwrap();
+    let out = khotfix()
+        .args(["node", "check", "--recipe", RECIPE, "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    Outcome { code: out.status.code().unwrap(), line: stdout.trim_end().to_string() }
+    Outcome {
+        code: out.status.code().unwrap(),
+        line: stdout.trim_end().to_string(),
+    }
 }
 
 fn check_json(root: &Path) -> Value {
-    let out = khotfix().args(["node", "check", "--json", "--recipe", RECIPE, "--root"]).arg(root).output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad json ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    let out = khotfix()
+        .args(["node", "check", "--json", "--recipe", RECIPE, "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad json ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn script_file(recipe: &str) -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("hotfix.sh");
-    let out = khotfix().args(["node", "script", recipe, "-o"]).arg(&p).output().unwrap();
-    assert!(out.status.success(), "node script failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = khotfix()
+        .args(["node", "script", recipe, "-o"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "node script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (d, p)
 }
 
 /// Run the script with dash in dry-run mode; the verdict is its last line.
 fn run_script(script: &Path, root: &Path) -> Outcome {
-    let out = Command::new("dash").arg(script).env("KHOTFIX_ROOT", root).env_remove("KHOTFIX_TIMEOUT").output().unwrap();
+    let out = Command::new("dash")
+        .arg(script)
+        .env("KHOTFIX_ROOT", root)
+        .env_remove("KHOTFIX_TIMEOUT")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or("").trim_start_matches("dry run: ").to_string();
-    Outcome { code: out.status.code().unwrap(), line: last }
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim_start_matches("dry run: ")
+        .to_string();
+    Outcome {
+        code: out.status.code().unwrap(),
+        line: last,
+    }
 }
 
 /// Both implementations agree, and give `verdict` with `code`.
@@ -87,9 +134,17 @@ fn expect(root: &FakeRoot, verdict: &str, code: i32) -> String {
     let (_d, script) = script_file(RECIPE);
     let a = check(root.path());
     assert_eq!(a.code, code, "node check: {}", a.line);
-    assert!(a.line.starts_with(&format!("{verdict}: ")), "node check said {:?}, want {verdict}", a.line);
+    assert!(
+        a.line.starts_with(&format!("{verdict}: ")),
+        "node check said {:?}, want {verdict}",
+        a.line
+    );
     let b = run_script(&script, root.path());
-    assert_eq!(b.code, a.code, "script exit differs; script said {:?}, check said {:?}", b.line, a.line);
+    assert_eq!(
+        b.code, a.code,
+        "script exit differs; script said {:?}, check said {:?}",
+        b.line, a.line
+    );
     assert_eq!(b.line, a.line, "script and node check disagree");
     a.line
 }
@@ -97,9 +152,18 @@ fn expect(root: &FakeRoot, verdict: &str, code: i32) -> String {
 #[test]
 fn al8_inside_the_range_needs_the_hotfix() {
     for (rel, pkg) in [
-        ("5.10.134-15.al8.x86_64", "kernel-hotfix-22519882-5.10.134-15"),
-        ("5.10.134-18.al8.x86_64", "kernel-hotfix-22519882-5.10.134-18"),
-        ("5.10.134-19.1.al8.x86_64", "kernel-hotfix-22519882-5.10.134-19.1"),
+        (
+            "5.10.134-15.al8.x86_64",
+            "kernel-hotfix-22519882-5.10.134-15",
+        ),
+        (
+            "5.10.134-18.al8.x86_64",
+            "kernel-hotfix-22519882-5.10.134-18",
+        ),
+        (
+            "5.10.134-19.1.al8.x86_64",
+            "kernel-hotfix-22519882-5.10.134-19.1",
+        ),
     ] {
         let root = FakeRoot::new(rel).with(CT4);
         let line = expect(&root, "needs-hotfix", 1);
@@ -119,7 +183,12 @@ fn al8_inside_the_range_needs_the_hotfix() {
 
 #[test]
 fn al8_outside_the_range_is_not_affected() {
-    for rel in ["5.10.134-19.2.al8.x86_64", "5.10.134-14.al8.x86_64", "5.10.134-14.9.al8.x86_64", "5.10.135-16.al8.x86_64"] {
+    for rel in [
+        "5.10.134-19.2.al8.x86_64",
+        "5.10.134-14.al8.x86_64",
+        "5.10.134-14.9.al8.x86_64",
+        "5.10.135-16.al8.x86_64",
+    ] {
         let root = FakeRoot::new(rel).with(CT4);
         let line = expect(&root, "not-affected", 0);
         assert!(line.contains("not in the affected kernels"), "{line}");
@@ -130,7 +199,10 @@ fn al8_outside_the_range_is_not_affected() {
 fn lifsea8_is_unfixable_with_the_containeros_message() {
     let root = FakeRoot::new("5.10.134-18.0.1.lifsea8.x86_64").with(CT4);
     let line = expect(&root, "unfixable", 3);
-    assert!(line.contains("upgrade to ContainerOS 3.5.1 or later"), "{line}");
+    assert!(
+        line.contains("upgrade to ContainerOS 3.5.1 or later"),
+        "{line}"
+    );
     let j = check_json(root.path());
     assert_eq!(j["flavor"], "lifsea8");
     assert_eq!(j["package"], Value::Null);
@@ -146,10 +218,17 @@ fn release_is_parsed_in_full_unlike_the_seed_regex() {
 
 #[test]
 fn el8_and_debian_are_skipped() {
-    for rel in ["4.18.0-348.7.1.el8_5.x86_64", "6.1.0-56-amd64", "5.10.134-18.an8.x86_64"] {
+    for rel in [
+        "4.18.0-348.7.1.el8_5.x86_64",
+        "6.1.0-56-amd64",
+        "5.10.134-18.an8.x86_64",
+    ] {
         let root = FakeRoot::new(rel).with(CT4);
         let line = expect(&root, "not-affected", 0);
-        assert!(line.contains("not a flavor this hotfix covers (al8, lifsea8)"), "{line}");
+        assert!(
+            line.contains("not a flavor this hotfix covers (al8, lifsea8)"),
+            "{line}"
+        );
     }
 }
 
@@ -164,7 +243,10 @@ fn missing_path_means_not_affected() {
 fn lifsea_rootfs_path_variant_counts() {
     let root = FakeRoot::new("5.10.134-18.al8.x86_64").with(CT4_LIFSEA);
     expect(&root, "needs-hotfix", 1);
-    assert_eq!(check_json(root.path())["evidence"]["required_path"], CT4_LIFSEA);
+    assert_eq!(
+        check_json(root.path())["evidence"]["required_path"],
+        CT4_LIFSEA
+    );
     let root = FakeRoot::new("5.10.134-18.0.1.lifsea8.x86_64").with(CT4_LIFSEA);
     expect(&root, "unfixable", 3);
 }
@@ -172,16 +254,22 @@ fn lifsea_rootfs_path_variant_counts() {
 #[test]
 fn module_already_loaded_is_fixed() {
     // A kpatch-core style module: in /proc/modules, no livepatch sysfs entry.
-    let root = FakeRoot::new("5.10.134-18.al8.x86_64").with(CT4).module_loaded();
+    let root = FakeRoot::new("5.10.134-18.al8.x86_64")
+        .with(CT4)
+        .module_loaded();
     expect(&root, "fixed", 0);
     // A livepatch that is enabled with its transition finished.
-    let root = FakeRoot::new("5.10.134-18.al8.x86_64").with(CT4).livepatch("1", "0");
+    let root = FakeRoot::new("5.10.134-18.al8.x86_64")
+        .with(CT4)
+        .livepatch("1", "0");
     expect(&root, "fixed", 0);
     let j = check_json(root.path());
     assert_eq!(j["evidence"]["livepatch_enabled"], "1");
     assert_eq!(j["evidence"]["livepatch_transition"], "0");
     // lifsea8 with the module loaded: nothing to do, as in the seed.
-    let root = FakeRoot::new("5.10.134-18.0.1.lifsea8.x86_64").with(CT4).module_loaded();
+    let root = FakeRoot::new("5.10.134-18.0.1.lifsea8.x86_64")
+        .with(CT4)
+        .module_loaded();
     expect(&root, "fixed", 0);
 }
 
@@ -195,14 +283,18 @@ fn similar_module_names_do_not_count() {
 
 #[test]
 fn transition_still_running_is_applying() {
-    let root = FakeRoot::new("5.10.134-18.al8.x86_64").with(CT4).livepatch("1", "1");
+    let root = FakeRoot::new("5.10.134-18.al8.x86_64")
+        .with(CT4)
+        .livepatch("1", "1");
     let line = expect(&root, "applying", 0);
     assert!(line.contains("transition is still running"), "{line}");
 }
 
 #[test]
 fn disabled_livepatch_needs_the_hotfix() {
-    let root = FakeRoot::new("5.10.134-18.al8.x86_64").with(CT4).livepatch("0", "0");
+    let root = FakeRoot::new("5.10.134-18.al8.x86_64")
+        .with(CT4)
+        .livepatch("0", "0");
     let line = expect(&root, "needs-hotfix", 1);
     assert!(line.contains("loaded but disabled"), "{line}");
 }
@@ -223,7 +315,11 @@ fn build_rpm(name: &str) -> PathBuf {
         .arg(&spec)
         .output()
         .unwrap();
-    assert!(ok.status.success(), "rpmbuild: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "rpmbuild: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     top.join(format!("RPMS/noarch/{name}-1.0-1.noarch.rpm"))
 }
 
@@ -231,19 +327,38 @@ fn build_rpm(name: &str) -> PathBuf {
 fn package_state_is_read_from_the_rpm_database_under_root() {
     let root = FakeRoot::new("5.10.134-18.al8.x86_64").with(CT4);
     let rpm = |args: &[&str]| {
-        let s = Command::new("rpm").arg("--root").arg(root.path()).args(["--dbpath", "/var/lib/rpm"]).args(args).output().unwrap();
-        assert!(s.status.success(), "rpm {args:?}: {}", String::from_utf8_lossy(&s.stderr));
+        let s = Command::new("rpm")
+            .arg("--root")
+            .arg(root.path())
+            .args(["--dbpath", "/var/lib/rpm"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            s.status.success(),
+            "rpm {args:?}: {}",
+            String::from_utf8_lossy(&s.stderr)
+        );
     };
     rpm(&["--initdb"]);
     let line = expect(&root, "needs-hotfix", 1);
     assert!(line.contains("is not live: install"), "{line}");
-    assert_eq!(check_json(root.path())["evidence"]["package_installed"], false);
+    assert_eq!(
+        check_json(root.path())["evidence"]["package_installed"],
+        false
+    );
     // Installed (database only) but the module is not loaded.
     let pkg = build_rpm("kernel-hotfix-22519882-5.10.134-18");
     rpm(&["-i", "--justdb", "--nodeps", pkg.to_str().unwrap()]);
     let line = expect(&root, "needs-hotfix", 1);
-    assert!(line.contains("although kernel-hotfix-22519882-5.10.134-18 is installed"), "{line}");
-    assert_eq!(check_json(root.path())["evidence"]["package_installed"], true);
+    assert!(
+        line.contains("although kernel-hotfix-22519882-5.10.134-18 is installed"),
+        "{line}"
+    );
+    assert_eq!(
+        check_json(root.path())["evidence"]["package_installed"],
+        true
+    );
 }
 
 #[test]
@@ -251,14 +366,28 @@ fn unreadable_or_bad_kernel_release_is_an_error() {
     let (_d, script) = script_file(RECIPE);
     for rel in ["garbage", "5.10.134-18 al8", "5.10.134-$(id)", "5.10.134-"] {
         let root = FakeRoot::new(rel).with(CT4);
-        let out = khotfix().args(["node", "check", "--recipe", RECIPE, "--root"]).arg(root.path()).output().unwrap();
+        let out = khotfix()
+            .args(["node", "check", "--recipe", RECIPE, "--root"])
+            .arg(root.path())
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{rel}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.starts_with("khotfix: error: ") && err.trim_end().lines().count() == 1, "{err}");
+        assert!(
+            err.starts_with("khotfix: error: ") && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
         assert_eq!(run_script(&script, root.path()).code, 2, "script on {rel}");
     }
     let empty = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(empty.path().join(CT4.trim_start_matches('/')).parent().unwrap()).unwrap();
+    std::fs::create_dir_all(
+        empty
+            .path()
+            .join(CT4.trim_start_matches('/'))
+            .parent()
+            .unwrap(),
+    )
+    .unwrap();
     std::fs::write(empty.path().join(CT4.trim_start_matches('/')), "").unwrap();
     assert_eq!(check(empty.path()).code, 2);
     assert_eq!(run_script(&script, empty.path()).code, 2);
@@ -267,27 +396,60 @@ fn unreadable_or_bad_kernel_release_is_an_error() {
 #[test]
 fn recipe_defaults_to_the_one_installed_under_root() {
     let root = FakeRoot::new("5.10.134-18.al8.x86_64").with(CT4);
-    let out = khotfix().args(["node", "check", "--root"]).arg(root.path()).output().unwrap();
+    let out = khotfix()
+        .args(["node", "check", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no recipe installed in"), "{}", String::from_utf8_lossy(&out.stderr));
-    root.write("/etc/khotfix/recipes/22519882.toml", &std::fs::read_to_string(RECIPE).unwrap());
-    let out = khotfix().args(["node", "check", "--root"]).arg(root.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no recipe installed in"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    root.write(
+        "/etc/khotfix/recipes/22519882.toml",
+        &std::fs::read_to_string(RECIPE).unwrap(),
+    );
+    let out = khotfix()
+        .args(["node", "check", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn script_takes_the_root_as_an_option_too() {
     let (_d, script) = script_file(RECIPE);
     let root = FakeRoot::new("5.10.134-18.0.1.lifsea8.x86_64").with(CT4);
-    let out = Command::new("dash").arg(&script).arg("-r").arg(format!("{}/", root.path().display())).output().unwrap();
+    let out = Command::new("dash")
+        .arg(&script)
+        .arg("-r")
+        .arg(format!("{}/", root.path().display()))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
 
 #[test]
 fn generated_script_passes_shellcheck() {
     let (_d, script) = script_file(RECIPE);
-    let out = Command::new("shellcheck").args(["-s", "sh"]).arg(&script).output().expect("shellcheck is installed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .arg(&script)
+        .output()
+        .expect("shellcheck is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// The script's awk rpmvercmp equals the Rust one, under gawk, mawk and
@@ -296,15 +458,38 @@ fn generated_script_passes_shellcheck() {
 fn awk_vercmp_matches_rust_rpmvercmp() {
     use khotfix::kernel::rpmvercmp;
     let mut pairs: Vec<(String, String)> = [
-        ("18", "19.1"), ("19.1", "19.1"), ("19.1.1", "19.1"), ("19.2", "19.1"), ("14", "15"), ("1.0", "1.0.0"),
-        ("1a", "1"), ("a", "1"), ("1.01", "1.1"), ("1.001", "1.0001"), ("0", "00"), ("1~rc1", "1"), ("1~rc1", "1~rc2"),
-        ("1^git", "1"), ("1^git", "1.1"), ("el7", "el8"), ("2.0.1a", "2.0.1"), ("10", "9"), ("abc", "abd"), ("1_2", "1.2"),
-        ("99999999999999999999", "99999999999999999998"), ("1062.9.1", "1062.12.1"), ("18.0.1", "18"), ("", "1"), ("A", "a"),
+        ("18", "19.1"),
+        ("19.1", "19.1"),
+        ("19.1.1", "19.1"),
+        ("19.2", "19.1"),
+        ("14", "15"),
+        ("1.0", "1.0.0"),
+        ("1a", "1"),
+        ("a", "1"),
+        ("1.01", "1.1"),
+        ("1.001", "1.0001"),
+        ("0", "00"),
+        ("1~rc1", "1"),
+        ("1~rc1", "1~rc2"),
+        ("1^git", "1"),
+        ("1^git", "1.1"),
+        ("el7", "el8"),
+        ("2.0.1a", "2.0.1"),
+        ("10", "9"),
+        ("abc", "abd"),
+        ("1_2", "1.2"),
+        ("99999999999999999999", "99999999999999999998"),
+        ("1062.9.1", "1062.12.1"),
+        ("18.0.1", "18"),
+        ("", "1"),
+        ("A", "a"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
-    let atoms = ["0", "1", "01", "9", "10", "a", "b", "rc", "Z", ".", "_", "+", "~", "^"];
+    let atoms = [
+        "0", "1", "01", "9", "10", "a", "b", "rc", "Z", ".", "_", "+", "~", "^",
+    ];
     let mut seed = 0x2545F4914F6CDD1Du64;
     let mut next = || {
         seed ^= seed << 13;
@@ -313,7 +498,11 @@ fn awk_vercmp_matches_rust_rpmvercmp() {
         seed
     };
     for _ in 0..400 {
-        let mut mk = || (0..(next() % 5 + 1)).map(|_| atoms[(next() % atoms.len() as u64) as usize]).collect::<String>();
+        let mut mk = || {
+            (0..(next() % 5 + 1))
+                .map(|_| atoms[(next() % atoms.len() as u64) as usize])
+                .collect::<String>()
+        };
         let (a, b) = (mk(), mk());
         pairs.push((a, b));
     }
@@ -324,17 +513,32 @@ fn awk_vercmp_matches_rust_rpmvercmp() {
     );
     for awk in [vec!["gawk"], vec!["mawk"], vec!["busybox", "awk"]] {
         let mut cmd = Command::new(awk[0]);
-        cmd.args(&awk[1..]).arg(&prog).env("KHOTFIX_REL", "5.10.134-18.al8.x86_64").env("LC_ALL", "C");
-        let mut child = match cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn() {
+        cmd.args(&awk[1..])
+            .arg(&prog)
+            .env("KHOTFIX_REL", "5.10.134-18.al8.x86_64")
+            .env("LC_ALL", "C");
+        let mut child = match cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
             Ok(c) => c,
             Err(_) => continue,
         };
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let mut lines = text.lines();
-        assert!(lines.next().unwrap_or("").starts_with("ok|"), "{awk:?}: {text}");
+        assert!(
+            lines.next().unwrap_or("").starts_with("ok|"),
+            "{awk:?}: {text}"
+        );
         for ((a, b), got) in pairs.iter().zip(lines) {
             let want = match rpmvercmp(a, b) {
                 std::cmp::Ordering::Less => "-1",
@@ -352,9 +556,23 @@ fn awk_vercmp_matches_rust_rpmvercmp() {
 fn awk_release_parser_matches_rust() {
     use khotfix::kernel::KernelRelease;
     let rels = [
-        "5.10.134-18.al8.x86_64", "5.10.134-18.0.1.lifsea8.x86_64", "3.10.0-1062.9.1.el7.x86_64", "4.18.0-348.7.1.el8_5.x86_64",
-        "6.1.0-56-amd64", "6.1.0-56-cloud-amd64", "6.1.0-13-686-pae", "5.10.134-19.1", "5.10.134", "x.y-1", "5.10.134-",
-        "5.10.134-18..al8", "5-1", "5.10.134-al8", "6.1.0-56-foo", "5.14.0-70.13.1.el9_0.aarch64", "5.10.134-18.al8",
+        "5.10.134-18.al8.x86_64",
+        "5.10.134-18.0.1.lifsea8.x86_64",
+        "3.10.0-1062.9.1.el7.x86_64",
+        "4.18.0-348.7.1.el8_5.x86_64",
+        "6.1.0-56-amd64",
+        "6.1.0-56-cloud-amd64",
+        "6.1.0-13-686-pae",
+        "5.10.134-19.1",
+        "5.10.134",
+        "x.y-1",
+        "5.10.134-",
+        "5.10.134-18..al8",
+        "5-1",
+        "5.10.134-al8",
+        "6.1.0-56-foo",
+        "5.14.0-70.13.1.el9_0.aarch64",
+        "5.10.134-18.al8",
     ];
     for rel in rels {
         let out = Command::new("awk")

@@ -22,7 +22,9 @@ fn recipe_with_node(dir: &Path, node: &str) -> std::path::PathBuf {
 
 fn hostile_message(canary: &Path) -> String {
     let c = canary.display();
-    format!(r#"upgrade now'; touch {c}; echo ' $(touch {c}) `touch {c}` "; touch {c}; " \c %s %n ${{HOME}} && touch {c} | touch {c}"#)
+    format!(
+        r#"upgrade now'; touch {c}; echo ' $(touch {c}) `touch {c}` "; touch {c}; " \c %s %n ${{HOME}} && touch {c} | touch {c}"#
+    )
 }
 
 #[test]
@@ -38,14 +40,39 @@ fn hostile_message_is_printed_verbatim_and_runs_nothing() {
         ),
     );
     let script = dir.path().join("s.sh");
-    let out = khotfix().args(["node", "script"]).arg(&recipe).arg("-o").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = khotfix()
+        .args(["node", "script"])
+        .arg(&recipe)
+        .arg("-o")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let sc = Command::new("shellcheck").args(["-s", "sh"]).arg(&script).output().unwrap();
-    assert!(sc.status.success(), "shellcheck: {}", String::from_utf8_lossy(&sc.stdout));
+    let sc = Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        sc.status.success(),
+        "shellcheck: {}",
+        String::from_utf8_lossy(&sc.stdout)
+    );
 
     let root = tempfile::tempdir().unwrap();
-    for (p, t) in [("proc/sys/kernel/osrelease", "5.10.134-18.0.1.lifsea8.x86_64\n"), ("proc/modules", ""), ("sys/fs/bpf/tc/globals/cilium_ct4_global", "")] {
+    for (p, t) in [
+        (
+            "proc/sys/kernel/osrelease",
+            "5.10.134-18.0.1.lifsea8.x86_64\n",
+        ),
+        ("proc/modules", ""),
+        ("sys/fs/bpf/tc/globals/cilium_ct4_global", ""),
+    ] {
         let f = root.path().join(p);
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(f, t).unwrap();
@@ -55,14 +82,35 @@ fn hostile_message_is_printed_verbatim_and_runs_nothing() {
         if sh == "busybox" {
             cmd.arg("sh");
         }
-        let out = cmd.arg(&script).env("KHOTFIX_ROOT", root.path()).output().unwrap();
+        let out = cmd
+            .arg(&script)
+            .env("KHOTFIX_ROOT", root.path())
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(3), "{sh}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.contains(&msg), "{sh}: message not printed verbatim: {stdout}");
-        assert!(!canary.exists(), "{sh}: the hostile message executed a command");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{sh}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&msg),
+            "{sh}: message not printed verbatim: {stdout}"
+        );
+        assert!(
+            !canary.exists(),
+            "{sh}: the hostile message executed a command"
+        );
     }
     // node check prints the same line.
-    let out = khotfix().args(["node", "check", "--recipe"]).arg(&recipe).arg("--root").arg(root.path()).output().unwrap();
+    let out = khotfix()
+        .args(["node", "check", "--recipe"])
+        .arg(&recipe)
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&msg));
     assert!(!canary.exists());
@@ -86,9 +134,15 @@ fn hostile_values_are_refused_when_loading() {
         for cmd in [vec!["node", "script"], vec!["node", "daemonset"]] {
             let out = khotfix().args(&cmd).arg(&recipe).output().unwrap();
             assert_eq!(out.status.code(), Some(2), "{what}: {cmd:?} accepted it");
-            assert!(out.stdout.is_empty(), "{what}: {cmd:?} wrote a script anyway");
+            assert!(
+                out.stdout.is_empty(),
+                "{what}: {cmd:?} wrote a script anyway"
+            );
             let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.starts_with("khotfix: error: ") && err.contains("hostile.toml:"), "{what}: {err}");
+            assert!(
+                err.starts_with("khotfix: error: ") && err.contains("hostile.toml:"),
+                "{what}: {err}"
+            );
             assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
         }
     }

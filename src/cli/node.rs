@@ -81,10 +81,21 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             }
             Ok(report.exit_code)
         }
-        NodeCmd::Apply { recipe, root, yes, ko, timeout, json } => {
+        NodeCmd::Apply {
+            recipe,
+            root,
+            yes,
+            ko,
+            timeout,
+            json,
+        } => {
             let root = HostRoot::new(root);
             let recipe = recipe_for(recipe.as_deref(), &root)?;
-            let opts = ApplyOptions { yes, ko, timeout: Duration::from_secs(timeout) };
+            let opts = ApplyOptions {
+                yes,
+                ko,
+                timeout: Duration::from_secs(timeout),
+            };
             let mut log = std::io::stdout();
             let sink: &mut dyn std::io::Write = if json { &mut std::io::sink() } else { &mut log };
             let report = node::apply::apply(&recipe, &root, &opts, sink)?;
@@ -117,9 +128,20 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             }
             Ok(khotfix::util::exit::OK)
         }
-        NodeCmd::Daemonset { recipe, apply, image, namespace, interval } => {
+        NodeCmd::Daemonset {
+            recipe,
+            apply,
+            image,
+            namespace,
+            interval,
+        } => {
             let recipe = node::check::load_recipe(&recipe)?;
-            let opts = DaemonSetOptions { apply, image, namespace, interval_secs: interval };
+            let opts = DaemonSetOptions {
+                apply,
+                image,
+                namespace,
+                interval_secs: interval,
+            };
             print!("{}", node::daemonset::manifest(&recipe, &opts)?);
             Ok(khotfix::util::exit::OK)
         }

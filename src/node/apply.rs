@@ -54,9 +54,19 @@ impl Step {
     pub fn display(&self) -> String {
         use crate::util::validate::sh_quote;
         match self {
-            Step::Install { argv } => argv.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" "),
-            Step::Load { path, .. } => format!("insmod {}  # finit_module(2), vermagic checked", sh_quote(&path.to_string_lossy())),
-            Step::Wait { module, timeout_secs } => {
+            Step::Install { argv } => argv
+                .iter()
+                .map(|a| sh_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Step::Load { path, .. } => format!(
+                "insmod {}  # finit_module(2), vermagic checked",
+                sh_quote(&path.to_string_lossy())
+            ),
+            Step::Wait {
+                module,
+                timeout_secs,
+            } => {
                 format!("wait up to {timeout_secs}s for /sys/kernel/livepatch/{module}/enabled=1 and transition=0")
             }
         }
@@ -78,9 +88,17 @@ pub struct ApplyReport {
 }
 
 /// Check a `.ko` against the running kernel and the recipe; return its vermagic.
-pub fn verify_module(ko: &Path, root: &HostRoot, kernel_release: &str, module: &str) -> Result<String> {
+pub fn verify_module(
+    ko: &Path,
+    root: &HostRoot,
+    kernel_release: &str,
+    module: &str,
+) -> Result<String> {
     let mi = modinfo::read(ko)?;
-    let vermagic = mi.vermagic().with_context(|| format!("{}: no vermagic in .modinfo", ko.display()))?.to_string();
+    let vermagic = mi
+        .vermagic()
+        .with_context(|| format!("{}: no vermagic in .modinfo", ko.display()))?
+        .to_string();
     let built_for = mi.kernel_release().unwrap_or_default();
     if built_for != kernel_release {
         bail!("refusing {}: built for kernel {built_for} (vermagic {:?}) but the running kernel is {kernel_release}", ko.display(), vermagic.trim());
@@ -97,11 +115,17 @@ pub fn verify_module(ko: &Path, root: &HostRoot, kernel_release: &str, module: &
     }
     match mi.name() {
         Some(n) if n == module => {}
-        Some(n) => bail!("refusing {}: it is module {n}, but the recipe's livepatch module is {module}", ko.display()),
+        Some(n) => bail!(
+            "refusing {}: it is module {n}, but the recipe's livepatch module is {module}",
+            ko.display()
+        ),
         None => bail!("refusing {}: no module name in .modinfo", ko.display()),
     }
     if !mi.is_livepatch() {
-        bail!("refusing {}: not a livepatch module (no livepatch=Y in .modinfo)", ko.display());
+        bail!(
+            "refusing {}: not a livepatch module (no livepatch=Y in .modinfo)",
+            ko.display()
+        );
     }
     Ok(vermagic)
 }
@@ -109,16 +133,26 @@ pub fn verify_module(ko: &Path, root: &HostRoot, kernel_release: &str, module: &
 /// The full vermagic of an in-tree module of the running kernel, if the host
 /// has its modules tree (the kernel itself does not export its vermagic).
 fn reference_vermagic(root: &HostRoot, release: &str) -> Option<String> {
-    let dep = root.read_opt(&format!("/lib/modules/{release}/modules.dep")).ok()??;
+    let dep = root
+        .read_opt(&format!("/lib/modules/{release}/modules.dep"))
+        .ok()??;
     let first = dep.lines().next()?.split(':').next()?.to_string();
     let p = root.path(&format!("/lib/modules/{release}/{first}"));
     modinfo::read(&p).ok()?.vermagic().map(str::to_string)
 }
 
 /// Decide the steps for a check result.
-pub fn plan(recipe: &Recipe, root: &HostRoot, before: &CheckReport, opts: &ApplyOptions) -> Result<Vec<Step>> {
+pub fn plan(
+    recipe: &Recipe,
+    root: &HostRoot,
+    before: &CheckReport,
+    opts: &ApplyOptions,
+) -> Result<Vec<Step>> {
     let module = recipe.node.module.clone();
-    let wait = Step::Wait { module: module.clone(), timeout_secs: opts.timeout.as_secs() };
+    let wait = Step::Wait {
+        module: module.clone(),
+        timeout_secs: opts.timeout.as_secs(),
+    };
     match before.verdict {
         Verdict::Applying => return Ok(vec![wait]),
         Verdict::NeedsHotfix => {}
@@ -128,14 +162,25 @@ pub fn plan(recipe: &Recipe, root: &HostRoot, before: &CheckReport, opts: &Apply
     let first = match &opts.ko {
         Some(ko) => {
             let vermagic = verify_module(ko, root, &kernel, &module)?;
-            Step::Load { path: ko.clone(), vermagic }
+            Step::Load {
+                path: ko.clone(),
+                vermagic,
+            }
         }
         None => {
-            let package = before.package.clone().context("no package name for this kernel")?;
+            let package = before
+                .package
+                .clone()
+                .context("no package name for this kernel")?;
             let pm = root
                 .which("dnf")
                 .or_else(|| root.which("yum"))
-                .with_context(|| format!("neither dnf nor yum is installed under {}", root.dir().display()))?;
+                .with_context(|| {
+                    format!(
+                        "neither dnf nor yum is installed under {}",
+                        root.dir().display()
+                    )
+                })?;
             let mut argv = Vec::new();
             if !root.is_host() {
                 argv.push("chroot".to_string());
@@ -164,11 +209,17 @@ fn load_module(path: &Path) -> Result<()> {
         Some(libc::EEXIST) => "a module with this name is already loaded",
         Some(libc::ENOEXEC) => "invalid module format",
         Some(libc::EKEYREJECTED) => "module signature rejected",
-        Some(libc::EPERM) => "not permitted (needs CAP_SYS_MODULE; kernel lockdown or modules_disabled?)",
+        Some(libc::EPERM) => {
+            "not permitted (needs CAP_SYS_MODULE; kernel lockdown or modules_disabled?)"
+        }
         Some(libc::ENOENT) => "unknown symbol (is the patched module loaded?)",
         _ => "",
     };
-    bail!("loading {}: {err}{}{why}", path.display(), if why.is_empty() { "" } else { ": " })
+    bail!(
+        "loading {}: {err}{}{why}",
+        path.display(),
+        if why.is_empty() { "" } else { ": " }
+    )
 }
 
 /// Poll the livepatch state until live or the timeout passes.
@@ -202,21 +253,39 @@ fn run_step(step: &Step, root: &HostRoot, log: &mut dyn Write) -> Result<()> {
                 .status()
                 .with_context(|| format!("running {}", argv[0]))?;
             if !status.success() {
-                bail!("{} failed ({status}); check the yum repository and permissions", step.display());
+                bail!(
+                    "{} failed ({status}); check the yum repository and permissions",
+                    step.display()
+                );
             }
         }
         Step::Load { path, .. } => load_module(path)?,
-        Step::Wait { module, timeout_secs } => wait_live(root, module, Duration::from_secs(*timeout_secs))?,
+        Step::Wait {
+            module,
+            timeout_secs,
+        } => wait_live(root, module, Duration::from_secs(*timeout_secs))?,
     }
     Ok(())
 }
 
 /// Check, plan, and (with `yes`) act. Progress goes to `log`; the caller
 /// prints the report.
-pub fn apply(recipe: &Recipe, root: &HostRoot, opts: &ApplyOptions, log: &mut dyn Write) -> Result<ApplyReport> {
+pub fn apply(
+    recipe: &Recipe,
+    root: &HostRoot,
+    opts: &ApplyOptions,
+    log: &mut dyn Write,
+) -> Result<ApplyReport> {
     let before = check(recipe, root)?;
     let steps = plan(recipe, root, &before, opts)?;
-    let mut report = ApplyReport { before: before.clone(), steps: steps.clone(), acted: false, after: None, exit_code: before.exit_code, message: String::new() };
+    let mut report = ApplyReport {
+        before: before.clone(),
+        steps: steps.clone(),
+        acted: false,
+        after: None,
+        exit_code: before.exit_code,
+        message: String::new(),
+    };
     if steps.is_empty() {
         report.message = format!("nothing to do: {}", before.line());
         return Ok(report);
@@ -235,7 +304,11 @@ pub fn apply(recipe: &Recipe, root: &HostRoot, opts: &ApplyOptions, log: &mut dy
         }
     }
     let after = check(recipe, root)?;
-    report.exit_code = if after.verdict == Verdict::Fixed { exit::OK } else { exit::ERROR };
+    report.exit_code = if after.verdict == Verdict::Fixed {
+        exit::OK
+    } else {
+        exit::ERROR
+    };
     report.message = format!("applied: {}", after.line());
     report.after = Some(after);
     Ok(report)

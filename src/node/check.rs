@@ -144,14 +144,19 @@ pub fn live_state(root: &HostRoot, module: &str, ev: &mut Evidence) -> Result<Li
             _ => LiveState::Disabled,
         });
     }
-    Ok(if loaded == Some(true) { LiveState::Live } else { LiveState::Absent })
+    Ok(if loaded == Some(true) {
+        LiveState::Live
+    } else {
+        LiveState::Absent
+    })
 }
 
 /// Is the package installed? `None` (with a note) when the host has no rpm
 /// database or this machine no rpm binary: the check stays cheap and honest.
 pub fn package_installed(root: &HostRoot, package: &str, ev: &mut Evidence) -> Option<bool> {
     let Some(dbpath) = root.rpmdb() else {
-        ev.notes.push("no rpm database on the host: package state not checked".into());
+        ev.notes
+            .push("no rpm database on the host: package state not checked".into());
         return None;
     };
     let mut cmd = std::process::Command::new("rpm");
@@ -160,11 +165,14 @@ pub fn package_installed(root: &HostRoot, package: &str, ev: &mut Evidence) -> O
     }
     // Explicit, because this machine's rpm may default elsewhere (~/.rpmdb on Debian).
     cmd.arg("--dbpath").arg(&dbpath);
-    cmd.args(["-q", "--quiet", package]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.args(["-q", "--quiet", package])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     match cmd.status() {
         Ok(s) => Some(s.success()),
         Err(e) => {
-            ev.notes.push(format!("rpm not runnable ({e}): package state not checked"));
+            ev.notes
+                .push(format!("rpm not runnable ({e}): package state not checked"));
             None
         }
     }
@@ -173,7 +181,11 @@ pub fn package_installed(root: &HostRoot, package: &str, ev: &mut Evidence) -> O
 /// A readable list of the recipe's affected kernels.
 pub fn affected_set(recipe: &Recipe) -> String {
     let n = &recipe.node;
-    let mut parts: Vec<String> = n.ranges.iter().map(|r| format!("{} ..= {}", r.from, r.to)).collect();
+    let mut parts: Vec<String> = n
+        .ranges
+        .iter()
+        .map(|r| format!("{} ..= {}", r.from, r.to))
+        .collect();
     parts.extend(n.kernels.iter().map(|k| k.to_string()));
     if parts.is_empty() {
         "none".into()
@@ -197,7 +209,11 @@ pub fn covered_flavors(recipe: &Recipe) -> Vec<String> {
 pub fn check(recipe: &Recipe, root: &HostRoot) -> Result<CheckReport> {
     let n = &recipe.node;
     let mut ev = Evidence::default();
-    let report = |verdict: Verdict, reason: String, kernel: Option<&KernelRelease>, package: Option<String>, ev: Evidence| CheckReport {
+    let report = |verdict: Verdict,
+                  reason: String,
+                  kernel: Option<&KernelRelease>,
+                  package: Option<String>,
+                  ev: Evidence| CheckReport {
         verdict,
         reason,
         hotfix_id: recipe.hotfix.id,
@@ -211,46 +227,85 @@ pub fn check(recipe: &Recipe, root: &HostRoot) -> Result<CheckReport> {
     if !n.required_paths.is_empty() {
         ev.required_path = n.required_paths.iter().find(|p| root.exists(p)).cloned();
         if ev.required_path.is_none() {
-            let reason = format!("none of the required paths exist: {}", n.required_paths.join(", "));
+            let reason = format!(
+                "none of the required paths exist: {}",
+                n.required_paths.join(", ")
+            );
             return Ok(report(Verdict::NotAffected, reason, None, None, ev));
         }
     }
     let osrelease = root.osrelease()?;
     ev.osrelease = Some(osrelease.clone());
-    let kernel = KernelRelease::parse(&osrelease).with_context(|| format!("{}", root.path("/proc/sys/kernel/osrelease").display()))?;
+    let kernel = KernelRelease::parse(&osrelease)
+        .with_context(|| format!("{}", root.path("/proc/sys/kernel/osrelease").display()))?;
     let flavor = kernel.flavor.name();
     let unsupported = n.unsupported.iter().find(|u| u.flavor == flavor);
     let fixable = n.flavors.contains(&flavor);
     if unsupported.is_none() && !fixable {
-        let reason = format!("kernel {kernel} is {flavor}, not a flavor this hotfix covers ({})", covered_flavors(recipe).join(", "));
-        return Ok(report(Verdict::NotAffected, reason, Some(&kernel), None, ev));
+        let reason = format!(
+            "kernel {kernel} is {flavor}, not a flavor this hotfix covers ({})",
+            covered_flavors(recipe).join(", ")
+        );
+        return Ok(report(
+            Verdict::NotAffected,
+            reason,
+            Some(&kernel),
+            None,
+            ev,
+        ));
     }
     let in_range = n.affects(&kernel);
     ev.in_range = Some(in_range);
     if !in_range {
-        let reason = format!("kernel {kernel} is not in the affected kernels ({})", affected_set(recipe));
-        return Ok(report(Verdict::NotAffected, reason, Some(&kernel), None, ev));
+        let reason = format!(
+            "kernel {kernel} is not in the affected kernels ({})",
+            affected_set(recipe)
+        );
+        return Ok(report(
+            Verdict::NotAffected,
+            reason,
+            Some(&kernel),
+            None,
+            ev,
+        ));
     }
     let package = recipe.hotfix.package_name(&kernel);
     let module = &n.module;
     match live_state(root, module, &mut ev)? {
         LiveState::Live => {
             let reason = format!("kernel {kernel} is affected and {module} is live");
-            return Ok(report(Verdict::Fixed, reason, Some(&kernel), Some(package), ev));
+            return Ok(report(
+                Verdict::Fixed,
+                reason,
+                Some(&kernel),
+                Some(package),
+                ev,
+            ));
         }
         LiveState::Transitioning => {
             let reason = format!("kernel {kernel} is affected and {module} is enabled; its livepatch transition is still running");
-            return Ok(report(Verdict::Applying, reason, Some(&kernel), Some(package), ev));
+            return Ok(report(
+                Verdict::Applying,
+                reason,
+                Some(&kernel),
+                Some(package),
+                ev,
+            ));
         }
         LiveState::Disabled | LiveState::Absent => {}
     }
     if let Some(u) = unsupported {
-        let reason = format!("kernel {kernel} ({flavor}) is affected and cannot be hot-fixed: {}", u.message);
+        let reason = format!(
+            "kernel {kernel} ({flavor}) is affected and cannot be hot-fixed: {}",
+            u.message
+        );
         return Ok(report(Verdict::Unfixable, reason, Some(&kernel), None, ev));
     }
     let disabled = ev.livepatch_enabled.is_some();
     let mut reason = if disabled {
-        format!("kernel {kernel} is affected and {module} is loaded but disabled: install {package}")
+        format!(
+            "kernel {kernel} is affected and {module} is loaded but disabled: install {package}"
+        )
     } else {
         format!("kernel {kernel} is affected and {module} is not live: install {package}")
     };
@@ -258,7 +313,13 @@ pub fn check(recipe: &Recipe, root: &HostRoot) -> Result<CheckReport> {
     if ev.package_installed == Some(true) {
         reason = format!("kernel {kernel} is affected and {module} is not live although {package} is installed: reload it (kpatch load) or reinstall");
     }
-    Ok(report(Verdict::NeedsHotfix, reason, Some(&kernel), Some(package), ev))
+    Ok(report(
+        Verdict::NeedsHotfix,
+        reason,
+        Some(&kernel),
+        Some(package),
+        ev,
+    ))
 }
 
 /// Find the recipe to use: the one given, or the single one installed on the
@@ -269,15 +330,25 @@ pub fn find_recipe(given: Option<&std::path::Path>, root: &HostRoot) -> Result<s
     }
     let dir = root.path("/etc/khotfix/recipes");
     let mut found: Vec<_> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
     found.sort();
     match found.len() {
-        0 => anyhow::bail!("no --recipe given and no recipe installed in {}", dir.display()),
+        0 => anyhow::bail!(
+            "no --recipe given and no recipe installed in {}",
+            dir.display()
+        ),
         1 => Ok(found.remove(0)),
-        n => anyhow::bail!("no --recipe given and {n} recipes installed in {}: choose one with --recipe", dir.display()),
+        n => anyhow::bail!(
+            "no --recipe given and {n} recipes installed in {}: choose one with --recipe",
+            dir.display()
+        ),
     }
 }
 

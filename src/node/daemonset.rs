@@ -34,7 +34,12 @@ pub struct DaemonSetOptions {
 
 impl Default for DaemonSetOptions {
     fn default() -> Self {
-        DaemonSetOptions { apply: false, image: "docker.io/bitnami/kubectl:latest".into(), namespace: "kube-system".into(), interval_secs: 3600 }
+        DaemonSetOptions {
+            apply: false,
+            image: "docker.io/bitnami/kubectl:latest".into(),
+            namespace: "kube-system".into(),
+            interval_secs: 3600,
+        }
     }
 }
 
@@ -65,11 +70,27 @@ done
 /// Build the objects as JSON values, in apply order.
 pub fn objects(recipe: &Recipe, opts: &DaemonSetOptions) -> Result<Vec<Value>> {
     validate::identifier("namespace", &opts.namespace).map_err(anyhow::Error::msg)?;
-    if opts.namespace.len() > 63 || opts.namespace.chars().any(|c| c.is_ascii_uppercase() || c == '_') {
-        bail!("namespace {:?} must be a DNS label (lowercase letters, digits, '-')", opts.namespace);
+    if opts.namespace.len() > 63
+        || opts
+            .namespace
+            .chars()
+            .any(|c| c.is_ascii_uppercase() || c == '_')
+    {
+        bail!(
+            "namespace {:?} must be a DNS label (lowercase letters, digits, '-')",
+            opts.namespace
+        );
     }
-    if opts.image.is_empty() || opts.image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!("image {:?} must be a non-empty reference without spaces", opts.image);
+    if opts.image.is_empty()
+        || opts
+            .image
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        bail!(
+            "image {:?} must be a non-empty reference without spaces",
+            opts.image
+        );
     }
     if opts.interval_secs == 0 {
         bail!("interval must be at least 1 second");
@@ -77,7 +98,8 @@ pub fn objects(recipe: &Recipe, opts: &DaemonSetOptions) -> Result<Vec<Value>> {
     let id = recipe.hotfix.id;
     let name = format!("khotfix-hotfix-{id}");
     let ns = opts.namespace.as_str();
-    let labels = json!({ "app.kubernetes.io/name": "khotfix", "khotfix.io/hotfix": id.to_string() });
+    let labels =
+        json!({ "app.kubernetes.io/name": "khotfix", "khotfix.io/hotfix": id.to_string() });
     let script = script::generate(recipe)?;
     let sa = json!({
         "apiVersion": "v1", "kind": "ServiceAccount",
@@ -188,7 +210,11 @@ fn literal_block(s: &str) -> Option<&'static str> {
 }
 
 fn key(k: &str) -> String {
-    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-' | '_')) && !k.starts_with(['-', '.']) {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-' | '_'))
+        && !k.starts_with(['-', '.'])
+    {
         k.to_string()
     } else {
         serde_json::to_string(k).unwrap_or_default()

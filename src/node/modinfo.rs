@@ -18,7 +18,10 @@ pub struct ModInfo {
 impl ModInfo {
     /// First value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `vermagic`, as written.
@@ -44,15 +47,27 @@ impl ModInfo {
 
 fn u16_at(b: &[u8], off: usize, le: bool) -> Option<u16> {
     let s: [u8; 2] = b.get(off..off.checked_add(2)?)?.try_into().ok()?;
-    Some(if le { u16::from_le_bytes(s) } else { u16::from_be_bytes(s) })
+    Some(if le {
+        u16::from_le_bytes(s)
+    } else {
+        u16::from_be_bytes(s)
+    })
 }
 fn u32_at(b: &[u8], off: usize, le: bool) -> Option<u32> {
     let s: [u8; 4] = b.get(off..off.checked_add(4)?)?.try_into().ok()?;
-    Some(if le { u32::from_le_bytes(s) } else { u32::from_be_bytes(s) })
+    Some(if le {
+        u32::from_le_bytes(s)
+    } else {
+        u32::from_be_bytes(s)
+    })
 }
 fn u64_at(b: &[u8], off: usize, le: bool) -> Option<u64> {
     let s: [u8; 8] = b.get(off..off.checked_add(8)?)?.try_into().ok()?;
-    Some(if le { u64::from_le_bytes(s) } else { u64::from_be_bytes(s) })
+    Some(if le {
+        u64::from_le_bytes(s)
+    } else {
+        u64::from_be_bytes(s)
+    })
 }
 
 /// Parse `.modinfo` from module bytes (ELF32 or ELF64, either endianness).
@@ -72,16 +87,36 @@ pub fn parse(bytes: &[u8]) -> Result<ModInfo> {
     };
     let bad = || anyhow::anyhow!("truncated or corrupt ELF header");
     let (shoff, shentsize, shnum, shstrndx) = if is64 {
-        (u64_at(bytes, 0x28, le).ok_or_else(bad)?, u16_at(bytes, 0x3a, le).ok_or_else(bad)?, u16_at(bytes, 0x3c, le).ok_or_else(bad)?, u16_at(bytes, 0x3e, le).ok_or_else(bad)?)
+        (
+            u64_at(bytes, 0x28, le).ok_or_else(bad)?,
+            u16_at(bytes, 0x3a, le).ok_or_else(bad)?,
+            u16_at(bytes, 0x3c, le).ok_or_else(bad)?,
+            u16_at(bytes, 0x3e, le).ok_or_else(bad)?,
+        )
     } else {
-        (u32_at(bytes, 0x20, le).ok_or_else(bad)? as u64, u16_at(bytes, 0x2e, le).ok_or_else(bad)?, u16_at(bytes, 0x30, le).ok_or_else(bad)?, u16_at(bytes, 0x32, le).ok_or_else(bad)?)
+        (
+            u32_at(bytes, 0x20, le).ok_or_else(bad)? as u64,
+            u16_at(bytes, 0x2e, le).ok_or_else(bad)?,
+            u16_at(bytes, 0x30, le).ok_or_else(bad)?,
+            u16_at(bytes, 0x32, le).ok_or_else(bad)?,
+        )
     };
     let section = |i: u16| -> Option<(u32, u64, u64)> {
-        let base = usize::try_from(shoff).ok()?.checked_add(usize::from(i).checked_mul(usize::from(shentsize))?)?;
+        let base = usize::try_from(shoff)
+            .ok()?
+            .checked_add(usize::from(i).checked_mul(usize::from(shentsize))?)?;
         if is64 {
-            Some((u32_at(bytes, base, le)?, u64_at(bytes, base.checked_add(0x18)?, le)?, u64_at(bytes, base.checked_add(0x20)?, le)?))
+            Some((
+                u32_at(bytes, base, le)?,
+                u64_at(bytes, base.checked_add(0x18)?, le)?,
+                u64_at(bytes, base.checked_add(0x20)?, le)?,
+            ))
         } else {
-            Some((u32_at(bytes, base, le)?, u32_at(bytes, base.checked_add(0x10)?, le)? as u64, u32_at(bytes, base.checked_add(0x14)?, le)? as u64))
+            Some((
+                u32_at(bytes, base, le)?,
+                u32_at(bytes, base.checked_add(0x10)?, le)? as u64,
+                u32_at(bytes, base.checked_add(0x14)?, le)? as u64,
+            ))
         }
     };
     let slice = |off: u64, size: u64| -> Option<&[u8]> {
@@ -96,7 +131,10 @@ pub fn parse(bytes: &[u8]) -> Result<ModInfo> {
     let strtab = slice(stroff, strsize).ok_or_else(bad)?;
     for i in 0..shnum {
         let (name_off, off, size) = section(i).ok_or_else(bad)?;
-        let name = strtab.get(name_off as usize..).and_then(|s| s.split(|&b| b == 0).next()).unwrap_or_default();
+        let name = strtab
+            .get(name_off as usize..)
+            .and_then(|s| s.split(|&b| b == 0).next())
+            .unwrap_or_default();
         if name == b".modinfo" {
             let data = slice(off, size).context(".modinfo section lies outside the file")?;
             let entries = data
@@ -104,7 +142,8 @@ pub fn parse(bytes: &[u8]) -> Result<ModInfo> {
                 .filter(|s| !s.is_empty())
                 .filter_map(|s| {
                     let s = String::from_utf8_lossy(s);
-                    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+                    s.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
                 })
                 .collect();
             return Ok(ModInfo { entries });
@@ -120,13 +159,17 @@ pub fn read(path: &Path) -> Result<ModInfo> {
     let name = path.to_string_lossy();
     let bytes = if name.ends_with(".xz") {
         let mut out = Vec::new();
-        liblzma::read::XzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| format!("decompressing {}", path.display()))?;
+        liblzma::read::XzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("decompressing {}", path.display()))?;
         out
     } else if name.ends_with(".zst") {
         zstd::decode_all(&raw[..]).with_context(|| format!("decompressing {}", path.display()))?
     } else if name.ends_with(".gz") {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| format!("decompressing {}", path.display()))?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("decompressing {}", path.display()))?;
         out
     } else {
         raw
@@ -142,10 +185,18 @@ mod tests {
     fn reads_an_in_tree_module_like_modinfo() {
         // A real module from the running system, compared with kmod's modinfo.
         let rel = crate::verify::qemu::debian_kernel_abi().expect("Debian kernel ABI");
-        let ko = std::path::PathBuf::from(format!("/lib/modules/{rel}/kernel/net/netfilter/ipvs/ip_vs.ko"));
+        let ko = std::path::PathBuf::from(format!(
+            "/lib/modules/{rel}/kernel/net/netfilter/ipvs/ip_vs.ko"
+        ));
         let mi = read(&ko).unwrap();
-        let out = std::process::Command::new("modinfo").args(["-F", "vermagic"]).arg(&ko).output().expect("kmod's modinfo");
-        let want = String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string();
+        let out = std::process::Command::new("modinfo")
+            .args(["-F", "vermagic"])
+            .arg(&ko)
+            .output()
+            .expect("kmod's modinfo");
+        let want = String::from_utf8_lossy(&out.stdout)
+            .trim_end_matches('\n')
+            .to_string();
         assert_eq!(mi.vermagic().map(str::trim_end), Some(want.trim_end()));
         assert!(want.starts_with(&rel));
         assert_eq!(mi.kernel_release(), Some(rel.as_str()));

@@ -49,7 +49,9 @@ impl HostRoot {
     /// Read a small file that must exist, trimmed.
     pub fn read(&self, host_path: &str) -> Result<String> {
         let p = self.path(host_path);
-        std::fs::read_to_string(&p).map(|s| s.trim().to_string()).with_context(|| format!("reading {}", p.display()))
+        std::fs::read_to_string(&p)
+            .map(|s| s.trim().to_string())
+            .with_context(|| format!("reading {}", p.display()))
     }
 
     /// The running kernel release (`/proc/sys/kernel/osrelease`, = `uname -r`).
@@ -60,19 +62,31 @@ impl HostRoot {
     /// Find an executable by name in the host's usual binary directories
     /// (under the root), as a host path: `/usr/bin/dnf`.
     pub fn which(&self, name: &str) -> Option<String> {
-        ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-            .iter()
-            .map(|d| format!("{d}/{name}"))
-            .find(|p| is_executable(&self.path(p)))
+        [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| is_executable(&self.path(p)))
     }
 
     /// The rpm database directory, if the host has one.
     pub fn rpmdb(&self) -> Option<String> {
-        ["/var/lib/rpm", "/usr/lib/sysimage/rpm"].iter().find(|d| self.path(d).is_dir()).map(|d| d.to_string())
+        ["/var/lib/rpm", "/usr/lib/sysimage/rpm"]
+            .iter()
+            .find(|d| self.path(d).is_dir())
+            .map(|d| d.to_string())
     }
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }

@@ -408,20 +408,30 @@ esac
 /// safe even if a recipe bypassed `Recipe::load`).
 fn validate_recipe(recipe: &Recipe) -> Result<()> {
     let n = &recipe.node;
-    let check = |r: Result<(), String>| r.map_err(|e| anyhow::anyhow!("{}: {e}", recipe.path.display()));
+    let check =
+        |r: Result<(), String>| r.map_err(|e| anyhow::anyhow!("{}: {e}", recipe.path.display()));
     check(validate::identifier("node module", &n.module))?;
     for p in &n.required_paths {
         check(validate::host_path("required path", p))?;
     }
-    for f in n.flavors.iter().chain(n.unsupported.iter().map(|u| &u.flavor)) {
+    for f in n
+        .flavors
+        .iter()
+        .chain(n.unsupported.iter().map(|u| &u.flavor))
+    {
         check(validate::identifier("flavor", f))?;
     }
     for u in &n.unsupported {
         check(validate::message("unsupported message", &u.message))?;
     }
-    let kernels = n.ranges.iter().flat_map(|r| [&r.from, &r.to]).chain(n.kernels.iter());
+    let kernels = n
+        .ranges
+        .iter()
+        .flat_map(|r| [&r.from, &r.to])
+        .chain(n.kernels.iter());
     for k in kernels {
-        KernelRelease::parse(k.as_str()).map_err(|e| anyhow::anyhow!("{}: {e}", recipe.path.display()))?;
+        KernelRelease::parse(k.as_str())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", recipe.path.display()))?;
     }
     Ok(())
 }
@@ -433,11 +443,26 @@ pub fn generate(recipe: &Recipe) -> Result<String> {
     if AWK_PROGRAM.contains('\'') {
         bail!("internal: the awk program must not contain a single quote");
     }
-    let ranges: Vec<String> = n.ranges.iter().map(|r| format!("{} {} {} {}", r.from.version, r.from.release, r.to.version, r.to.release)).collect();
+    let ranges: Vec<String> = n
+        .ranges
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r.from.version, r.from.release, r.to.version, r.to.release
+            )
+        })
+        .collect();
     let kernels: Vec<String> = n
         .kernels
         .iter()
-        .map(|k| if k.is_bare() { format!("b {} {}", k.version, k.release) } else { format!("f {} -", k.as_str()) })
+        .map(|k| {
+            if k.is_bare() {
+                format!("b {} {}", k.version, k.release)
+            } else {
+                format!("f {} -", k.as_str())
+            }
+        })
         .collect();
     let mut flavor_cases = String::new();
     for f in &n.flavors {
@@ -448,7 +473,11 @@ pub fn generate(recipe: &Recipe) -> Result<String> {
         if !n.flavors.contains(&u.flavor) {
             flavor_cases.push_str(&format!("    {}) return 3 ;;\n", sh_quote(&u.flavor)));
         }
-        message_cases.push_str(&format!("    {}) printf '%s' {} ;;\n", sh_quote(&u.flavor), sh_quote(&u.message)));
+        message_cases.push_str(&format!(
+            "    {}) printf '%s' {} ;;\n",
+            sh_quote(&u.flavor),
+            sh_quote(&u.message)
+        ));
     }
     // `check` treats a flavor in both lists as unsupported: mirror that order.
     let flavor_cases = {
@@ -473,7 +502,10 @@ pub fn generate(recipe: &Recipe) -> Result<String> {
         .replace("@@ID@@", &recipe.hotfix.id.to_string())
         .replace("@@MODULE@@", &sh_quote(&n.module))
         .replace("@@PATHS_TEXT@@", &sh_quote(&n.required_paths.join(", ")))
-        .replace("@@COVERED@@", &sh_quote(&covered_flavors(recipe).join(", ")))
+        .replace(
+            "@@COVERED@@",
+            &sh_quote(&covered_flavors(recipe).join(", ")),
+        )
         .replace("@@AFFECTED@@", &sh_quote(&affected_set(recipe)))
         .replace("@@RANGES@@", &sh_quote(&ranges.join(" ")))
         .replace("@@KERNELS@@", &sh_quote(&kernels.join(" ")))
