@@ -291,12 +291,19 @@ struct Checker<'a> {
     text: &'a str,
     dir: PathBuf,
     diags: Vec<Diagnostic>,
+    /// Node use: patch files and module sources need not exist on the host.
+    for_node: bool,
 }
 
 impl Checker<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, col) = line_col(self.text, span.start);
-        self.diags.push(Diagnostic { file: self.file.clone(), line, col, message: message.into() });
+        self.diags.push(Diagnostic {
+            file: self.file.clone(),
+            line,
+            col,
+            message: message.into(),
+        });
     }
 
     fn check<T>(&mut self, span: Range<usize>, r: Result<T, String>) -> Option<T> {
@@ -331,32 +338,71 @@ impl Checker<'_> {
         } else if one_line {
             let r = validate::message(what, v);
             self.check(s.span(), r);
-        } else if let Some(c) = v.chars().find(|c| c.is_control() && *c != '\n' && *c != '\t') {
-            self.at(s.span(), format!("{what} contains the control character {c:?}"));
+        } else if let Some(c) = v
+            .chars()
+            .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+        {
+            self.at(
+                s.span(),
+                format!("{what} contains the control character {c:?}"),
+            );
         }
         v.clone()
     }
 
-    /// A file or directory named relative to the recipe, which must exist.
+    /// A file or directory named relative to the recipe root, which must
+    /// exist and (after resolving symlinks) stay inside the root.
     fn local_path(&mut self, what: &str, s: &Spanned<String>, want_dir: bool) -> Option<PathBuf> {
         let r = validate::relative_path(what, s.get_ref());
         self.check(s.span(), r)?;
         let p = self.dir.join(s.get_ref());
+        if self.for_node {
+            return Some(p);
+        }
         let ok = if want_dir { p.is_dir() } else { p.is_file() };
         if !ok {
             let kind = if want_dir { "directory" } else { "file" };
-            self.at(s.span(), format!("{what} {:?}: no such {kind} (resolved to {})", s.get_ref(), p.display()));
+            self.at(
+                s.span(),
+                format!(
+                    "{what} {:?}: no such {kind} (resolved to {})",
+                    s.get_ref(),
+                    p.display()
+                ),
+            );
             return None;
         }
-        Some(p)
+        match (std::fs::canonicalize(&p), std::fs::canonicalize(&self.dir)) {
+            (Ok(real), Ok(root)) if real.starts_with(&root) => Some(real),
+            (Ok(real), Ok(root)) => {
+                let msg = format!(
+                    "{what} {:?} resolves to {}, outside the recipe root {} (symlink escape)",
+                    s.get_ref(),
+                    real.display(),
+                    root.display()
+                );
+                self.at(s.span(), msg);
+                None
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.at(s.span(), format!("{what} {:?}: {e}", s.get_ref()));
+                None
+            }
+        }
     }
 
     fn patch(&mut self, s: &Spanned<String>) -> Option<PathBuf> {
         let p = self.local_path("patch", s, false)?;
+        if self.for_node {
+            return Some(p);
+        }
         match std::fs::read_to_string(&p) {
             Ok(text) => {
                 if let Err(e) = Patch::parse(&text) {
-                    self.at(s.span(), format!("patch {}: {e}: not a valid unified diff", s.get_ref()));
+                    self.at(
+                        s.span(),
+                        format!("patch {}: {e}: not a valid unified diff", s.get_ref()),
+                    );
                     return None;
                 }
             }
@@ -369,12 +415,30 @@ impl Checker<'_> {
     }
 }
 
+/// The directory a recipe's relative paths are resolved against: the parent
+/// of the directory holding the recipe, so that `recipes/x.toml` names
+/// `patches/...` from the repository root without `..`.
+pub fn recipe_root(path: &Path) -> PathBuf {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    match abs.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => abs,
+    }
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+        + 1;
     (line, col)
 }
 
@@ -383,16 +447,46 @@ impl Recipe {
     pub fn load(path: &Path) -> Result<Recipe, RecipeErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            RecipeErrors(vec![Diagnostic { file: file.clone(), line: 1, col: 1, message: format!("cannot read recipe: {e}") }])
+            RecipeErrors(vec![Diagnostic {
+                file: file.clone(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read recipe: {e}"),
+            }])
         })?;
         Self::parse(path, &text)
     }
 
+    /// Read and validate a recipe on a node (`khotfix node ...`): every check
+    /// of [`Recipe::load`] except that patch files and module sources, which
+    /// only the build host has, need not exist.
+    pub fn load_for_node(path: &Path) -> Result<Recipe, RecipeErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RecipeErrors(vec![Diagnostic {
+                file: file.clone(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read recipe: {e}"),
+            }])
+        })?;
+        Self::parse_with(path, &text, true)
+    }
+
     /// Validate recipe text; `path` locates relative patch files and names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Recipe, RecipeErrors> {
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-        let mut c = Checker { file: path.display().to_string(), text, dir, diags: Vec::new() };
+        Self::parse_with(path, text, false)
+    }
+
+    fn parse_with(path: &Path, text: &str, for_node: bool) -> Result<Recipe, RecipeErrors> {
+        let dir = recipe_root(path);
+        let mut c = Checker {
+            file: path.display().to_string(),
+            text,
+            dir,
+            diags: Vec::new(),
+            for_node,
+        };
         let raw: RawRecipe = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
@@ -420,20 +514,35 @@ impl Recipe {
         let id = match *h.id.get_ref() {
             n if (1..=999_999_999_999).contains(&n) => n as u64,
             n => {
-                c.at(h.id.span(), format!("hotfix id {n} must be a positive number of at most 12 digits"));
+                c.at(
+                    h.id.span(),
+                    format!("hotfix id {n} must be a positive number of at most 12 digits"),
+                );
                 0
             }
         };
         let r = validate::identifier("hotfix name", h.name.get_ref());
         c.check(h.name.span(), r);
-        let r = validate::package_token("hotfix version", h.version.get_ref());
+        let r = validate::package_token("hotfix version", h.version.get_ref()).and_then(|()| {
+            if h.version.get_ref().contains('-') {
+                Err(format!(
+                    "hotfix version {:?} contains '-', which an RPM version cannot",
+                    h.version.get_ref()
+                ))
+            } else {
+                Ok(())
+            }
+        });
         c.check(h.version.span(), r);
         let summary = c.text("summary", &h.summary, true);
         let description = c.text("description", &h.description, false);
         for e in &h.changelog {
             let ok = is_date(&e.get_ref().date);
             if !ok {
-                c.at(e.span(), format!("changelog date {:?} must be YYYY-MM-DD", e.get_ref().date));
+                c.at(
+                    e.span(),
+                    format!("changelog date {:?} must be YYYY-MM-DD", e.get_ref().date),
+                );
             }
             let r = validate::message("changelog author", &e.get_ref().author);
             c.check(e.span(), r);
@@ -454,16 +563,28 @@ impl Recipe {
         for t in &raw.target {
             if let Some(t) = Self::check_target(c, t, default_backend) {
                 if targets.iter().any(|o: &Target| o.name == t.name) {
-                    c.at(second_name_span(&raw.target, &t.name), format!("duplicate target name {:?}", t.name));
+                    c.at(
+                        second_name_span(&raw.target, &t.name),
+                        format!("duplicate target name {:?}", t.name),
+                    );
                 }
                 targets.push(t);
             }
         }
         let node = Self::check_node(c, raw.node.as_ref(), &hotfix, &targets, hotfix_span);
-        Some(Recipe { path: path.to_path_buf(), hotfix, targets, node })
+        Some(Recipe {
+            path: path.to_path_buf(),
+            hotfix,
+            targets,
+            node,
+        })
     }
 
-    fn check_target(c: &mut Checker, t: &Spanned<RawTarget>, default_backend: Backend) -> Option<Target> {
+    fn check_target(
+        c: &mut Checker,
+        t: &Spanned<RawTarget>,
+        default_backend: Backend,
+    ) -> Option<Target> {
         let span = t.span();
         let t = t.get_ref();
         let r = validate::identifier("target name", t.name.get_ref());
@@ -479,25 +600,49 @@ impl Recipe {
         let ranges: Vec<_> = t.ranges.iter().filter_map(|r| c.range(r)).collect();
         let exclude: Vec<_> = t.exclude.iter().filter_map(|k| c.kernel(k)).collect();
         if t.kernels.is_empty() && t.ranges.is_empty() {
-            c.at(span.clone(), format!("target {:?} names no kernels and no ranges", t.name.get_ref()));
+            c.at(
+                span.clone(),
+                format!(
+                    "target {:?} names no kernels and no ranges",
+                    t.name.get_ref()
+                ),
+            );
         }
         if let Some(d) = &distro {
             for (k, s) in kernels.iter().zip(&t.kernels) {
                 if !k.is_bare() && !d.owns(k) {
-                    c.at(s.span(), format!("kernel {k} is not a {} kernel (expected dist {})", d.name, d.dists.join("/")));
+                    c.at(
+                        s.span(),
+                        format!(
+                            "kernel {k} is not a {} kernel (expected dist {})",
+                            d.name,
+                            d.dists.join("/")
+                        ),
+                    );
                 }
             }
         }
         let backend = t.backend.unwrap_or(default_backend);
         let patches: Vec<_> = t.patches.iter().filter_map(|p| c.patch(p)).collect();
-        let module_source = t.module_source.as_ref().and_then(|m| c.local_path("module_source", m, true));
+        let module_source = t
+            .module_source
+            .as_ref()
+            .and_then(|m| c.local_path("module_source", m, true));
         match backend {
-            Backend::Kpatch if t.patches.is_empty() => {
-                c.at(span, format!("target {:?} uses the kpatch backend but lists no patches", t.name.get_ref()))
-            }
-            Backend::Kbuild if t.module_source.is_none() => {
-                c.at(span, format!("target {:?} uses the kbuild backend but has no module_source", t.name.get_ref()))
-            }
+            Backend::Kpatch if t.patches.is_empty() => c.at(
+                span,
+                format!(
+                    "target {:?} uses the kpatch backend but lists no patches",
+                    t.name.get_ref()
+                ),
+            ),
+            Backend::Kbuild if t.module_source.is_none() => c.at(
+                span,
+                format!(
+                    "target {:?} uses the kbuild backend but has no module_source",
+                    t.name.get_ref()
+                ),
+            ),
             _ => {}
         }
         Some(Target {
@@ -557,14 +702,20 @@ impl Recipe {
             let u = u.get_ref();
             flavor_ok(c, &u.flavor);
             let message = c.text("unsupported message", &u.message, true);
-            unsupported.push(Unsupported { flavor: u.flavor.get_ref().clone(), message });
+            unsupported.push(Unsupported {
+                flavor: u.flavor.get_ref().clone(),
+                message,
+            });
         }
         let module = match &n.module {
             Some(m) => {
                 let r = validate::identifier("node module", m.get_ref());
                 c.check(m.span(), r);
                 if m.get_ref().contains('-') {
-                    c.at(m.span(), "node module is the loaded name: use '_' where the file name has '-'");
+                    c.at(
+                        m.span(),
+                        "node module is the loaded name: use '_' where the file name has '-'",
+                    );
                 }
                 m.get_ref().clone()
             }
@@ -573,15 +724,33 @@ impl Recipe {
         let ranges: Vec<_> = n.ranges.iter().filter_map(|r| c.range(r)).collect();
         let kernels: Vec<_> = n.kernels.iter().filter_map(|k| c.kernel(k)).collect();
         let (ranges, kernels) = if n.ranges.is_empty() && n.kernels.is_empty() {
-            (targets.iter().flat_map(|t| t.ranges.clone()).collect(), targets.iter().flat_map(|t| t.kernels.clone()).collect())
+            (
+                targets.iter().flat_map(|t| t.ranges.clone()).collect(),
+                targets.iter().flat_map(|t| t.kernels.clone()).collect(),
+            )
         } else {
             (ranges, kernels)
         };
-        let flavors = if n.flavors.is_empty() { default_flavors() } else { n.flavors.iter().map(|f| f.get_ref().clone()).collect() };
+        let flavors = if n.flavors.is_empty() {
+            default_flavors()
+        } else {
+            n.flavors.iter().map(|f| f.get_ref().clone()).collect()
+        };
         if flavors.is_empty() {
             c.at(fallback, "node conditions name no flavors");
         }
-        NodeConditions { required_paths: n.required_paths.iter().map(|p| p.get_ref().clone()).collect(), flavors, unsupported, module, ranges, kernels }
+        NodeConditions {
+            required_paths: n
+                .required_paths
+                .iter()
+                .map(|p| p.get_ref().clone())
+                .collect(),
+            flavors,
+            unsupported,
+            module,
+            ranges,
+            kernels,
+        }
     }
 }
 
@@ -595,17 +764,51 @@ fn second_name_span(targets: &[Spanned<RawTarget>], name: &str) -> Range<usize> 
         .unwrap_or(0..0)
 }
 
+/// `YYYY-MM-DD` naming a real calendar day (rpm refuses bogus changelog dates).
 fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 10
+    let shape = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shape {
+        return false;
+    }
+    let num = |r: Range<usize>| s[r].parse::<u32>().unwrap_or(0);
+    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1970..=9999).contains(&y) && (1..=days).contains(&d)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates() {
+        assert!(is_date("2025-08-04"));
+        assert!(is_date("2024-02-29"));
+        for bad in [
+            "2025-8-4",
+            "2025-13-01",
+            "2025-02-29",
+            "2025-04-31",
+            "2025-00-10",
+            "0000-01-01",
+            "2025/08/04",
+        ] {
+            assert!(!is_date(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn line_col_counts() {

@@ -1,20 +1,149 @@
 //! `khotfix node check|apply|script|daemonset`.
+use super::print_json;
 use clap::Subcommand;
-use std::path::PathBuf;
+use khotfix::node::{self, apply::ApplyOptions, daemonset::DaemonSetOptions, HostRoot};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum NodeCmd {
-    /// Does this node need the hotfix?
+    /// Does this node need the hotfix? Exit 0 not affected/fixed/being applied,
+    /// 1 needs the hotfix, 3 affected but cannot be hot-fixed, 2 error.
     Check {
+        /// Recipe (default: the single one in <root>/etc/khotfix/recipes/).
         #[arg(long)]
         recipe: Option<PathBuf>,
+        /// Read the host (/proc, /sys, rpm database) under this directory.
         #[arg(long, default_value = "/")]
         root: PathBuf,
         #[arg(long)]
         json: bool,
     },
+    /// Install the hotfix (or load a .ko) and wait for the livepatch; dry run
+    /// unless --yes. Exit 0 live, 1 dry run of a needed hotfix, 2 error, 3 unfixable.
+    Apply {
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Act (default: print what would be done).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Load this livepatch module instead of installing the package.
+        #[arg(long)]
+        ko: Option<PathBuf>,
+        /// Seconds to wait for the livepatch transition.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a standalone POSIX sh script with the same check/apply logic.
+    Script {
+        recipe: PathBuf,
+        /// Write to this file (mode 0755) instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Print a Kubernetes DaemonSet (+ RBAC, ConfigMap) that labels every node
+    /// with its verdict: khotfix.io/hotfix-<id>=...
+    Daemonset {
+        recipe: PathBuf,
+        /// Also install the hotfix on nodes that need it.
+        #[arg(long)]
+        apply: bool,
+        /// Image with sh, awk, chroot and kubectl.
+        #[arg(long, default_value = "docker.io/bitnami/kubectl:latest")]
+        image: String,
+        #[arg(long, default_value = "kube-system")]
+        namespace: String,
+        /// Seconds between checks.
+        #[arg(long, default_value_t = 3600)]
+        interval: u64,
+    },
 }
 
-pub fn node(_c: NodeCmd) -> anyhow::Result<i32> {
-    anyhow::bail!("node: not implemented yet")
+fn recipe_for(given: Option<&Path>, root: &HostRoot) -> anyhow::Result<khotfix::recipe::Recipe> {
+    let path = node::check::find_recipe(given, root)?;
+    node::check::load_recipe(&path)
+}
+
+pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
+    match c {
+        NodeCmd::Check { recipe, root, json } => {
+            let root = HostRoot::new(root);
+            let recipe = recipe_for(recipe.as_deref(), &root)?;
+            let report = node::check(&recipe, &root)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!("{}", report.line());
+            }
+            Ok(report.exit_code)
+        }
+        NodeCmd::Apply {
+            recipe,
+            root,
+            yes,
+            ko,
+            timeout,
+            json,
+        } => {
+            let root = HostRoot::new(root);
+            let recipe = recipe_for(recipe.as_deref(), &root)?;
+            let opts = ApplyOptions {
+                yes,
+                ko,
+                timeout: Duration::from_secs(timeout),
+            };
+            let mut log = std::io::stdout();
+            let sink: &mut dyn std::io::Write = if json { &mut std::io::sink() } else { &mut log };
+            let report = node::apply::apply(&recipe, &root, &opts, sink)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                if !report.acted {
+                    for s in &report.steps {
+                        println!("would run: {}", s.display());
+                    }
+                }
+                if report.exit_code == khotfix::util::exit::ERROR {
+                    eprintln!("khotfix: error: {}", report.message);
+                } else {
+                    println!("{}", report.message);
+                }
+            }
+            Ok(report.exit_code)
+        }
+        NodeCmd::Script { recipe, output } => {
+            let recipe = node::check::load_recipe(&recipe)?;
+            let text = node::script::generate(&recipe)?;
+            match output {
+                Some(p) => {
+                    khotfix::util::fsx::write_atomic(&p, text.as_bytes())?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+                }
+                None => print!("{text}"),
+            }
+            Ok(khotfix::util::exit::OK)
+        }
+        NodeCmd::Daemonset {
+            recipe,
+            apply,
+            image,
+            namespace,
+            interval,
+        } => {
+            let recipe = node::check::load_recipe(&recipe)?;
+            let opts = DaemonSetOptions {
+                apply,
+                image,
+                namespace,
+                interval_secs: interval,
+            };
+            print!("{}", node::daemonset::manifest(&recipe, &opts)?);
+            Ok(khotfix::util::exit::OK)
+        }
+    }
 }

@@ -1,1 +1,19 @@
-//! Stage: node (to be filled in).
+//! Stage: node. The agent that runs on hosts: `khotfix node check|apply|script|daemonset`.
+//!
+//! * [`check`]: does this host need the hotfix? (verdict + exit code)
+//! * [`apply`]: install the hotfix package or load a `.ko`, then wait for the
+//!   livepatch transition (dry run unless asked).
+//! * [`script`]: the same logic as a standalone POSIX sh script.
+//! * [`daemonset`]: a Kubernetes manifest running the script on every node.
+//! * [`root`]: all host reads go through `--root`.
+//! * [`modinfo`]: a `.ko`'s `.modinfo` section (vermagic, name), read from the ELF.
+
+pub mod apply;
+pub mod check;
+pub mod daemonset;
+pub mod modinfo;
+pub mod root;
+pub mod script;
+
+pub use check::{check, CheckReport, Verdict};
+pub use root::HostRoot;

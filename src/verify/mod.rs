@@ -1,1 +1,3 @@
 //! Stage: verify (to be filled in).
+
+pub mod qemu;

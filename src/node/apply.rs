@@ -1,0 +1,315 @@
+//! `khotfix node apply`: act on a `needs-hotfix` verdict.
+//!
+//! Dry run by default: prints exactly the steps it would take. With `--yes`
+//! it installs `kernel-hotfix-<id>-<kver>` with dnf or yum (whichever the host
+//! has; through `chroot <root>` when `--root` is not `/`), or loads a given
+//! `.ko` with finit_module(2), then waits, like `kpatch load`, until
+//! `/sys/kernel/livepatch/<module>/enabled` = 1 and `transition` = 0.
+//!
+//! A `.ko` is refused before anything is loaded when its vermagic differs from
+//! the running kernel (release, and the full string of an in-tree module of
+//! that kernel when one is available), or when its name is not the recipe's
+//! module.
+//!
+//! Exit codes: 0 the fix is live (or nothing was needed), 1 dry run of a
+//! needed hotfix (nothing done), 2 error (install or load failed, module
+//! refused, timed out waiting for the transition), 3 unfixable.
+
+use super::check::{check, live_state, CheckReport, Evidence, LiveState, Verdict};
+use super::modinfo;
+use super::root::HostRoot;
+use crate::recipe::Recipe;
+use crate::util::exit;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How `apply` should act.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Act; without it, only print the plan.
+    pub yes: bool,
+    /// Load this module instead of installing the package.
+    pub ko: Option<PathBuf>,
+    /// How long to wait for the livepatch transition.
+    pub timeout: Duration,
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// Run a package manager: `[chroot ROOT] dnf install -y PKG`.
+    Install { argv: Vec<String> },
+    /// finit_module(2) on a verified `.ko`.
+    Load { path: PathBuf, vermagic: String },
+    /// Poll /sys/kernel/livepatch/<module> until enabled=1, transition=0.
+    Wait { module: String, timeout_secs: u64 },
+}
+
+impl Step {
+    /// The step as a shell-like line (what the dry run prints).
+    pub fn display(&self) -> String {
+        use crate::util::validate::sh_quote;
+        match self {
+            Step::Install { argv } => argv
+                .iter()
+                .map(|a| sh_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Step::Load { path, .. } => format!(
+                "insmod {}  # finit_module(2), vermagic checked",
+                sh_quote(&path.to_string_lossy())
+            ),
+            Step::Wait {
+                module,
+                timeout_secs,
+            } => {
+                format!("wait up to {timeout_secs}s for /sys/kernel/livepatch/{module}/enabled=1 and transition=0")
+            }
+        }
+    }
+}
+
+/// What `apply` decided and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    /// The check before acting.
+    pub before: CheckReport,
+    pub steps: Vec<Step>,
+    /// Whether the steps were carried out (`--yes`).
+    pub acted: bool,
+    /// The check after acting.
+    pub after: Option<CheckReport>,
+    pub exit_code: i32,
+    pub message: String,
+}
+
+/// Check a `.ko` against the running kernel and the recipe; return its vermagic.
+pub fn verify_module(
+    ko: &Path,
+    root: &HostRoot,
+    kernel_release: &str,
+    module: &str,
+) -> Result<String> {
+    let mi = modinfo::read(ko)?;
+    let vermagic = mi
+        .vermagic()
+        .with_context(|| format!("{}: no vermagic in .modinfo", ko.display()))?
+        .to_string();
+    let built_for = mi.kernel_release().unwrap_or_default();
+    if built_for != kernel_release {
+        bail!("refusing {}: built for kernel {built_for} (vermagic {:?}) but the running kernel is {kernel_release}", ko.display(), vermagic.trim());
+    }
+    if let Some(reference) = reference_vermagic(root, kernel_release) {
+        if reference.trim() != vermagic.trim() {
+            bail!(
+                "refusing {}: vermagic {:?} differs from the running kernel's modules ({:?})",
+                ko.display(),
+                vermagic.trim(),
+                reference.trim()
+            );
+        }
+    }
+    match mi.name() {
+        Some(n) if n == module => {}
+        Some(n) => bail!(
+            "refusing {}: it is module {n}, but the recipe's livepatch module is {module}",
+            ko.display()
+        ),
+        None => bail!("refusing {}: no module name in .modinfo", ko.display()),
+    }
+    if !mi.is_livepatch() {
+        bail!(
+            "refusing {}: not a livepatch module (no livepatch=Y in .modinfo)",
+            ko.display()
+        );
+    }
+    Ok(vermagic)
+}
+
+/// The full vermagic of an in-tree module of the running kernel, if the host
+/// has its modules tree (the kernel itself does not export its vermagic).
+fn reference_vermagic(root: &HostRoot, release: &str) -> Option<String> {
+    let dep = root
+        .read_opt(&format!("/lib/modules/{release}/modules.dep"))
+        .ok()??;
+    let first = dep.lines().next()?.split(':').next()?.to_string();
+    let p = root.path(&format!("/lib/modules/{release}/{first}"));
+    modinfo::read(&p).ok()?.vermagic().map(str::to_string)
+}
+
+/// Decide the steps for a check result.
+pub fn plan(
+    recipe: &Recipe,
+    root: &HostRoot,
+    before: &CheckReport,
+    opts: &ApplyOptions,
+) -> Result<Vec<Step>> {
+    let module = recipe.node.module.clone();
+    let wait = Step::Wait {
+        module: module.clone(),
+        timeout_secs: opts.timeout.as_secs(),
+    };
+    match before.verdict {
+        Verdict::Applying => return Ok(vec![wait]),
+        Verdict::NeedsHotfix => {}
+        _ => return Ok(vec![]),
+    }
+    let kernel = before.kernel.clone().unwrap_or_default();
+    let first = match &opts.ko {
+        Some(ko) => {
+            let vermagic = verify_module(ko, root, &kernel, &module)?;
+            Step::Load {
+                path: ko.clone(),
+                vermagic,
+            }
+        }
+        None => {
+            let package = before
+                .package
+                .clone()
+                .context("no package name for this kernel")?;
+            let pm = root
+                .which("dnf")
+                .or_else(|| root.which("yum"))
+                .with_context(|| {
+                    format!(
+                        "neither dnf nor yum is installed under {}",
+                        root.dir().display()
+                    )
+                })?;
+            let mut argv = Vec::new();
+            if !root.is_host() {
+                argv.push("chroot".to_string());
+                argv.push(root.dir().to_string_lossy().into_owned());
+            }
+            argv.extend([pm, "install".into(), "-y".into(), package]);
+            Step::Install { argv }
+        }
+    };
+    Ok(vec![first, wait])
+}
+
+fn load_module(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let empty = c"";
+    // SAFETY: finit_module takes a file descriptor we own for the duration of
+    // the call, a NUL-terminated parameter string and flags; no memory is
+    // shared with the kernel beyond the call.
+    let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), 0) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    let why = match err.raw_os_error() {
+        Some(libc::EEXIST) => "a module with this name is already loaded",
+        Some(libc::ENOEXEC) => "invalid module format",
+        Some(libc::EKEYREJECTED) => "module signature rejected",
+        Some(libc::EPERM) => {
+            "not permitted (needs CAP_SYS_MODULE; kernel lockdown or modules_disabled?)"
+        }
+        Some(libc::ENOENT) => "unknown symbol (is the patched module loaded?)",
+        _ => "",
+    };
+    bail!(
+        "loading {}: {err}{}{why}",
+        path.display(),
+        if why.is_empty() { "" } else { ": " }
+    )
+}
+
+/// Poll the livepatch state until live or the timeout passes.
+pub fn wait_live(root: &HostRoot, module: &str, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let mut ev = Evidence::default();
+        let state = live_state(root, module, &mut ev)?;
+        if state == LiveState::Live && ev.livepatch_enabled.as_deref() == Some("1") {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            bail!(
+                "timed out after {}s waiting for {module}: enabled={}, transition={}",
+                timeout.as_secs(),
+                ev.livepatch_enabled.as_deref().unwrap_or("missing"),
+                ev.livepatch_transition.as_deref().unwrap_or("missing")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run_step(step: &Step, root: &HostRoot, log: &mut dyn Write) -> Result<()> {
+    writeln!(log, "running: {}", step.display())?;
+    match step {
+        Step::Install { argv } => {
+            let status = std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdout(std::process::Stdio::inherit())
+                .status()
+                .with_context(|| format!("running {}", argv[0]))?;
+            if !status.success() {
+                bail!(
+                    "{} failed ({status}); check the yum repository and permissions",
+                    step.display()
+                );
+            }
+        }
+        Step::Load { path, .. } => load_module(path)?,
+        Step::Wait {
+            module,
+            timeout_secs,
+        } => wait_live(root, module, Duration::from_secs(*timeout_secs))?,
+    }
+    Ok(())
+}
+
+/// Check, plan, and (with `yes`) act. Progress goes to `log`; the caller
+/// prints the report.
+pub fn apply(
+    recipe: &Recipe,
+    root: &HostRoot,
+    opts: &ApplyOptions,
+    log: &mut dyn Write,
+) -> Result<ApplyReport> {
+    let before = check(recipe, root)?;
+    let steps = plan(recipe, root, &before, opts)?;
+    let mut report = ApplyReport {
+        before: before.clone(),
+        steps: steps.clone(),
+        acted: false,
+        after: None,
+        exit_code: before.exit_code,
+        message: String::new(),
+    };
+    if steps.is_empty() {
+        report.message = format!("nothing to do: {}", before.line());
+        return Ok(report);
+    }
+    if !opts.yes {
+        report.message = format!("dry run: {}; run with --yes to apply", before.line());
+        return Ok(report);
+    }
+    report.acted = true;
+    for step in &steps {
+        if let Err(e) = run_step(step, root, log) {
+            report.after = check(recipe, root).ok();
+            report.exit_code = exit::ERROR;
+            report.message = format!("{e:#}");
+            return Ok(report);
+        }
+    }
+    let after = check(recipe, root)?;
+    report.exit_code = if after.verdict == Verdict::Fixed {
+        exit::OK
+    } else {
+        exit::ERROR
+    };
+    report.message = format!("applied: {}", after.line());
+    report.after = Some(after);
+    Ok(report)
+}
