@@ -36,7 +36,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 pub use progress::ProgressMode;
-pub use report::{JobResult, JobStatus, PublishResult, PublishStatus, RunReport, StageResult, StageStatus};
+pub use report::{
+    JobResult, JobStatus, PublishResult, PublishStatus, RunReport, StageResult, StageStatus,
+};
 pub use state::{ArtifactRecord, JobState, StageRecord};
 
 /// The per-job stages, in pipeline order. (Plan runs before them, publish
@@ -207,11 +209,20 @@ impl JobContext<'_> {
             .get(&stage)
             .and_then(|o| o.artifacts.get(name))
             .map(PathBuf::as_path)
-            .with_context(|| format!("job {}: stage {stage} produced no {name:?} artifact", self.job.id))
+            .with_context(|| {
+                format!(
+                    "job {}: stage {stage} produced no {name:?} artifact",
+                    self.job.id
+                )
+            })
     }
     /// The artifact `name` from the latest earlier stage that produced one.
     pub fn find_artifact(&self, name: &str) -> Option<&Path> {
-        self.prior.values().rev().find_map(|o| o.artifacts.get(name)).map(PathBuf::as_path)
+        self.prior
+            .values()
+            .rev()
+            .find_map(|o| o.artifacts.get(name))
+            .map(PathBuf::as_path)
     }
     /// Show a short progress note for this job (e.g. "downloading kernel-devel").
     pub fn note(&self, msg: &str) {
@@ -291,7 +302,10 @@ impl Pipeline {
     }
     /// Stages without an implementation in this build.
     pub fn missing(&self) -> Vec<StageKind> {
-        StageKind::ALL.into_iter().filter(|k| !self.stages.contains_key(k)).collect()
+        StageKind::ALL
+            .into_iter()
+            .filter(|k| !self.stages.contains_key(k))
+            .collect()
     }
 }
 
@@ -328,7 +342,13 @@ pub fn plan_digest(plan: &Plan) -> String {
 /// Run the pipeline over the selected jobs of `plan`, then publish (when
 /// `settings.publish`). Returns the report; `Err` only for bad input or when
 /// the output directory is unusable.
-pub fn run(pipeline: &Pipeline, recipes: &[Recipe], plan: &Plan, sel: &Selection, settings: &RunSettings) -> Result<RunReport> {
+pub fn run(
+    pipeline: &Pipeline,
+    recipes: &[Recipe],
+    plan: &Plan,
+    sel: &Selection,
+    settings: &RunSettings,
+) -> Result<RunReport> {
     let started = Instant::now();
     if let Some(want) = &sel.expect_plan {
         let have = plan_digest(plan);
@@ -343,7 +363,11 @@ pub fn run(pipeline: &Pipeline, recipes: &[Recipe], plan: &Plan, sel: &Selection
         Some(i) => match plan.jobs.get(i) {
             Some(j) => vec![(i, j)],
             None => {
-                return Err(BadInput(format!("--job-index {i} is out of range: the plan has {} job(s)", plan.jobs.len())).into())
+                return Err(BadInput(format!(
+                    "--job-index {i} is out of range: the plan has {} job(s)",
+                    plan.jobs.len()
+                ))
+                .into())
             }
         },
         None => plan.jobs.iter().enumerate().collect(),
@@ -358,19 +382,33 @@ pub fn run(pipeline: &Pipeline, recipes: &[Recipe], plan: &Plan, sel: &Selection
     let mut work = Vec::new();
     for (i, j) in &selected {
         validate::package_token("job id", &j.id).map_err(BadInput)?;
-        let recipe = recipes
-            .iter()
-            .find(|r| r.path == j.recipe)
-            .ok_or_else(|| BadInput(format!("job {}: recipe {} was not loaded", j.id, j.recipe.display())))?;
+        let recipe = recipes.iter().find(|r| r.path == j.recipe).ok_or_else(|| {
+            BadInput(format!(
+                "job {}: recipe {} was not loaded",
+                j.id,
+                j.recipe.display()
+            ))
+        })?;
         let target = recipe
             .targets
             .iter()
             .find(|t| t.name == j.target)
-            .ok_or_else(|| BadInput(format!("job {}: recipe {} has no target {:?}", j.id, j.recipe.display(), j.target)))?;
+            .ok_or_else(|| {
+                BadInput(format!(
+                    "job {}: recipe {} has no target {:?}",
+                    j.id,
+                    j.recipe.display(),
+                    j.target
+                ))
+            })?;
         work.push((*i, *j, recipe, target));
     }
-    std::fs::create_dir_all(settings.out.join("jobs"))
-        .with_context(|| format!("creating output directory {}", settings.out.join("jobs").display()))?;
+    std::fs::create_dir_all(settings.out.join("jobs")).with_context(|| {
+        format!(
+            "creating output directory {}",
+            settings.out.join("jobs").display()
+        )
+    })?;
 
     let progress = progress::Progress::new(settings.progress, work.len());
     let next = AtomicUsize::new(0);
@@ -380,7 +418,9 @@ pub fn run(pipeline: &Pipeline, recipes: &[Recipe], plan: &Plan, sel: &Selection
         for _ in 0..workers {
             s.spawn(|| loop {
                 let n = next.fetch_add(1, Ordering::SeqCst);
-                let Some((index, job, recipe, target)) = work.get(n) else { break };
+                let Some((index, job, recipe, target)) = work.get(n) else {
+                    break;
+                };
                 progress.job_started(&job.id);
                 let r = run_job(pipeline, *index, job, recipe, target, settings, &progress);
                 progress.job_finished(&job.id, r.status == JobStatus::Passed);
@@ -404,7 +444,13 @@ pub fn run(pipeline: &Pipeline, recipes: &[Recipe], plan: &Plan, sel: &Selection
         None
     };
     progress.finish();
-    Ok(RunReport::new(jobs, publish, plan_digest(plan), settings, started.elapsed().as_secs_f64()))
+    Ok(RunReport::new(
+        jobs,
+        publish,
+        plan_digest(plan),
+        settings,
+        started.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Run one job through the stages, resuming from its state file.
@@ -493,19 +539,41 @@ fn run_job(
             Ok(out) => out,
             Err(e) => {
                 let msg = format!("{e:#}");
-                return fail_stage(result, &mut st, &job_dir, kind, inputs, secs, msg, serde_json::Value::Null, &fail);
+                return fail_stage(
+                    result,
+                    &mut st,
+                    &job_dir,
+                    kind,
+                    inputs,
+                    secs,
+                    msg,
+                    serde_json::Value::Null,
+                    &fail,
+                );
             }
         };
         if let Some(reason) = out.failure.clone() {
             // The stage finished but said no: keep its detail, fail the job.
             let detail = out.detail.clone();
-            return fail_stage(result, &mut st, &job_dir, kind, inputs, secs, reason, detail, &fail);
+            return fail_stage(
+                result, &mut st, &job_dir, kind, inputs, secs, reason, detail, &fail,
+            );
         }
         let rec = match state::record(kind, inputs.clone(), &out, secs) {
             Ok(r) => r,
             Err(e) => {
                 let msg = format!("{e:#}");
-                return fail_stage(result, &mut st, &job_dir, kind, inputs, secs, msg, out.detail.clone(), &fail);
+                return fail_stage(
+                    result,
+                    &mut st,
+                    &job_dir,
+                    kind,
+                    inputs,
+                    secs,
+                    msg,
+                    out.detail.clone(),
+                    &fail,
+                );
             }
         };
         st.failure = None;
@@ -521,13 +589,26 @@ fn run_job(
         prior.insert(kind, out);
     }
     // Passed: expose the RPM for publishing.
-    let rpm = prior.get(&StageKind::Package).and_then(|o| o.artifacts.get(artifact::RPM)).cloned();
+    let rpm = prior
+        .get(&StageKind::Package)
+        .and_then(|o| o.artifacts.get(artifact::RPM))
+        .cloned();
     match rpm {
         Some(rpm) => match copy_verified(&rpm, &verified) {
             Ok(p) => result.rpm = Some(p),
             Err(e) => return fail(result, Some(StageKind::Verify), format!("{e:#}")),
         },
-        None => return fail(result, Some(StageKind::Package), format!("job {}: the package stage produced no {:?} artifact", job.id, artifact::RPM)),
+        None => {
+            return fail(
+                result,
+                Some(StageKind::Package),
+                format!(
+                    "job {}: the package stage produced no {:?} artifact",
+                    job.id,
+                    artifact::RPM
+                ),
+            )
+        }
     }
     result.status = JobStatus::Passed;
     result.seconds = started.elapsed().as_secs_f64();
@@ -570,7 +651,13 @@ fn call_stage(stage: &dyn Stage, cx: &JobContext) -> Result<StageOutput> {
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            bail!("stage {} panicked: {msg}", cx.work_dir.file_name().map(|f| f.to_string_lossy()).unwrap_or_default())
+            bail!(
+                "stage {} panicked: {msg}",
+                cx.work_dir
+                    .file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default()
+            )
         }
     }
 }
@@ -607,13 +694,16 @@ fn remove_dir_if_exists(p: &Path) -> Result<()> {
 
 /// Copy (hard-link when possible) the RPM into `OUT/verified/<job-id>/`.
 fn copy_verified(rpm: &Path, dir: &Path) -> Result<PathBuf> {
-    let name = rpm.file_name().with_context(|| format!("RPM path {} has no file name", rpm.display()))?;
+    let name = rpm
+        .file_name()
+        .with_context(|| format!("RPM path {} has no file name", rpm.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dest = dir.join(name);
     let tmp = dir.join(format!(".khotfix-tmp-{}", name.to_string_lossy()));
     let _ = std::fs::remove_file(&tmp);
     if std::fs::hard_link(rpm, &tmp).is_err() {
-        std::fs::copy(rpm, &tmp).with_context(|| format!("copying {} to {}", rpm.display(), tmp.display()))?;
+        std::fs::copy(rpm, &tmp)
+            .with_context(|| format!("copying {} to {}", rpm.display(), tmp.display()))?;
     }
     std::fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))?;
     fsx::sync_dir(dir)?;
@@ -623,12 +713,20 @@ fn copy_verified(rpm: &Path, dir: &Path) -> Result<PathBuf> {
 /// Publish the verified RPMs once; skipped when the same set was already
 /// published to the same repository.
 fn run_publish(pipeline: &Pipeline, jobs: &[JobResult], settings: &RunSettings) -> PublishResult {
-    let rpms: Vec<PathBuf> = jobs.iter().filter(|j| j.status == JobStatus::Passed).filter_map(|j| j.rpm.clone()).collect();
+    let rpms: Vec<PathBuf> = jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Passed)
+        .filter_map(|j| j.rpm.clone())
+        .collect();
     if rpms.is_empty() {
         return PublishResult::skipped("no job passed verify");
     }
     let Some(p) = &pipeline.publisher else {
-        return PublishResult::failed(&settings.repo, rpms.len(), "publish is not available in this build of khotfix".into());
+        return PublishResult::failed(
+            &settings.repo,
+            rpms.len(),
+            "publish is not available in this build of khotfix".into(),
+        );
     };
     let t0 = Instant::now();
     let inputs = match state::publish_inputs(&rpms, settings) {
@@ -638,11 +736,17 @@ fn run_publish(pipeline: &Pipeline, jobs: &[JobResult], settings: &RunSettings) 
     if let Some(prev) = state::load_publish(&settings.out, &inputs) {
         return PublishResult::cached(prev, rpms.len());
     }
-    let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.publish(&rpms, settings))) {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return PublishResult::failed(&settings.repo, rpms.len(), format!("{e:#}")),
-        Err(_) => return PublishResult::failed(&settings.repo, rpms.len(), "publish panicked".into()),
-    };
+    let out =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.publish(&rpms, settings)))
+        {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                return PublishResult::failed(&settings.repo, rpms.len(), format!("{e:#}"))
+            }
+            Err(_) => {
+                return PublishResult::failed(&settings.repo, rpms.len(), "publish panicked".into())
+            }
+        };
     if let Err(e) = state::save_publish(&settings.out, &inputs, &out) {
         return PublishResult::failed(&settings.repo, rpms.len(), format!("{e:#}"));
     }

@@ -53,7 +53,12 @@ impl Progress {
         } else {
             (None, None)
         };
-        Progress { mode, multi, overall, jobs: Mutex::new(HashMap::new()) }
+        Progress {
+            mode,
+            multi,
+            overall,
+            jobs: Mutex::new(HashMap::new()),
+        }
     }
 
     fn line(&self, s: &str) {
@@ -77,7 +82,10 @@ impl Progress {
     pub(crate) fn job_started(&self, job: &str) {
         if let (Some(m), Some(_)) = (&self.multi, &self.overall) {
             let b = m.add(ProgressBar::new_spinner());
-            b.set_style(ProgressStyle::with_template("  {spinner} {prefix}: {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            b.set_style(
+                ProgressStyle::with_template("  {spinner} {prefix}: {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             b.set_prefix(job.to_string());
             b.set_message("starting");
             b.enable_steady_tick(Duration::from_millis(200));
@@ -99,7 +107,10 @@ impl Progress {
         if let Some(o) = &self.overall {
             o.inc(1);
         }
-        self.line(&format!("{job}: {}", if passed { "passed" } else { "FAILED" }));
+        self.line(&format!(
+            "{job}: {}",
+            if passed { "passed" } else { "FAILED" }
+        ));
     }
 
     pub(crate) fn stage_started(&self, job: &str, kind: StageKind) {

@@ -55,7 +55,14 @@ impl StageResult {
         }
     }
     pub fn failed(stage: StageKind, seconds: f64, error: &str) -> StageResult {
-        StageResult { stage, status: StageStatus::Failed, seconds, summary: None, error: Some(error.to_string()), detail: serde_json::Value::Null }
+        StageResult {
+            stage,
+            status: StageStatus::Failed,
+            seconds,
+            summary: None,
+            error: Some(error.to_string()),
+            detail: serde_json::Value::Null,
+        }
     }
 }
 
@@ -110,7 +117,8 @@ impl JobResult {
     }
     /// Were all stages reused (nothing ran)?
     pub fn up_to_date(&self) -> bool {
-        self.status == JobStatus::Passed && self.stages.iter().all(|s| s.status == StageStatus::Cached)
+        self.status == JobStatus::Passed
+            && self.stages.iter().all(|s| s.status == StageStatus::Cached)
     }
     fn stage(&self, k: StageKind) -> Option<&StageResult> {
         self.stages.iter().find(|s| s.stage == k)
@@ -141,16 +149,44 @@ pub struct PublishResult {
 
 impl PublishResult {
     pub fn skipped(reason: &str) -> Self {
-        PublishResult { status: PublishStatus::Skipped, repo: None, client_repo: None, packages: 0, reason: Some(reason.into()), seconds: 0.0 }
+        PublishResult {
+            status: PublishStatus::Skipped,
+            repo: None,
+            client_repo: None,
+            packages: 0,
+            reason: Some(reason.into()),
+            seconds: 0.0,
+        }
     }
     pub fn failed(repo: &Path, packages: usize, reason: String) -> Self {
-        PublishResult { status: PublishStatus::Failed, repo: Some(repo.to_path_buf()), client_repo: None, packages, reason: Some(reason), seconds: 0.0 }
+        PublishResult {
+            status: PublishStatus::Failed,
+            repo: Some(repo.to_path_buf()),
+            client_repo: None,
+            packages,
+            reason: Some(reason),
+            seconds: 0.0,
+        }
     }
     pub fn cached(o: PublishOutput, packages: usize) -> Self {
-        PublishResult { status: PublishStatus::Cached, repo: Some(o.repo), client_repo: o.client_repo, packages, reason: None, seconds: 0.0 }
+        PublishResult {
+            status: PublishStatus::Cached,
+            repo: Some(o.repo),
+            client_repo: o.client_repo,
+            packages,
+            reason: None,
+            seconds: 0.0,
+        }
     }
     pub fn done(o: PublishOutput, packages: usize, seconds: f64) -> Self {
-        PublishResult { status: PublishStatus::Done, repo: Some(o.repo), client_repo: o.client_repo, packages, reason: None, seconds }
+        PublishResult {
+            status: PublishStatus::Done,
+            repo: Some(o.repo),
+            client_repo: o.client_repo,
+            packages,
+            reason: None,
+            seconds,
+        }
     }
     pub fn ok(&self) -> bool {
         matches!(self.status, PublishStatus::Done | PublishStatus::Cached)
@@ -173,15 +209,36 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    pub(crate) fn new(jobs: Vec<JobResult>, publish: Option<PublishResult>, plan_digest: String, settings: &RunSettings, seconds: f64) -> Self {
-        let passed = jobs.iter().filter(|j| j.status == JobStatus::Passed).count();
-        RunReport { out: settings.out.clone(), plan_digest, passed, failed: jobs.len() - passed, jobs, publish, seconds }
+    pub(crate) fn new(
+        jobs: Vec<JobResult>,
+        publish: Option<PublishResult>,
+        plan_digest: String,
+        settings: &RunSettings,
+        seconds: f64,
+    ) -> Self {
+        let passed = jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Passed)
+            .count();
+        RunReport {
+            out: settings.out.clone(),
+            plan_digest,
+            passed,
+            failed: jobs.len() - passed,
+            jobs,
+            publish,
+            seconds,
+        }
     }
 
     /// Did everything pass (every job, and publish when it was part of the run
     /// and had something to publish)?
     pub fn success(&self) -> bool {
-        self.failed == 0 && self.publish.as_ref().is_none_or(|p| p.ok() || (p.status == PublishStatus::Skipped && self.jobs.is_empty()))
+        self.failed == 0
+            && self
+                .publish
+                .as_ref()
+                .map_or(true, |p| p.status != PublishStatus::Failed)
     }
 
     /// The process exit code: 0 all passed, 1 otherwise.
@@ -202,17 +259,35 @@ impl RunReport {
             .map(|j| {
                 let (result, stage, detail) = match j.status {
                     JobStatus::Passed => (
-                        if j.up_to_date() { "up-to-date" } else { "passed" }.to_string(),
+                        if j.up_to_date() {
+                            "up-to-date"
+                        } else {
+                            "passed"
+                        }
+                        .to_string(),
                         "verify".to_string(),
-                        j.rpm.as_ref().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+                        j.rpm
+                            .as_ref()
+                            .and_then(|p| p.file_name())
+                            .map(|f| f.to_string_lossy().to_string())
+                            .unwrap_or_default(),
                     ),
                     JobStatus::Failed => (
                         "FAILED".to_string(),
-                        j.failed_stage.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                        j.failed_stage
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         first_line(j.error.as_deref().unwrap_or(""), 100),
                     ),
                 };
-                [j.id.clone(), j.kernel.clone(), result, stage, format!("{:.1}s", j.seconds), detail]
+                [
+                    j.id.clone(),
+                    j.kernel.clone(),
+                    result,
+                    stage,
+                    format!("{:.1}s", j.seconds),
+                    detail,
+                ]
             })
             .collect();
         let mut widths = headers.map(str::len);
@@ -223,7 +298,11 @@ impl RunReport {
         }
         let mut out = String::new();
         let mut line = |cells: &[&str]| {
-            let l: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let l: Vec<String> = cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
             out.push_str(l.join("  ").trim_end());
             out.push('\n');
         };
@@ -231,17 +310,32 @@ impl RunReport {
         for r in &rows {
             line(&r.iter().map(String::as_str).collect::<Vec<_>>());
         }
-        out.push_str(&format!("{} passed, {} failed in {:.1}s", self.passed, self.failed, self.seconds));
+        out.push_str(&format!(
+            "{} passed, {} failed in {:.1}s",
+            self.passed, self.failed, self.seconds
+        ));
         match &self.publish {
             Some(p) if p.ok() => {
-                let repo = p.repo.as_ref().map(|r| r.display().to_string()).unwrap_or_default();
-                let how = if p.status == PublishStatus::Cached { "already published in" } else { "published to" };
+                let repo = p
+                    .repo
+                    .as_ref()
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_default();
+                let how = if p.status == PublishStatus::Cached {
+                    "already published in"
+                } else {
+                    "published to"
+                };
                 out.push_str(&format!("; {} package(s) {how} {repo}\n", p.packages));
                 if let Some(c) = &p.client_repo {
                     out.push_str(&format!("client .repo: {c}\n"));
                 }
             }
-            Some(p) => out.push_str(&format!("; publish {}: {}\n", status_word(p.status), p.reason.as_deref().unwrap_or(""))),
+            Some(p) => out.push_str(&format!(
+                "; publish {}: {}\n",
+                status_word(p.status),
+                p.reason.as_deref().unwrap_or("")
+            )),
             None => out.push_str("; publish not part of this run\n"),
         }
         out
@@ -275,7 +369,11 @@ impl RunReport {
                     JobStatus::Passed => "✅ passed",
                     JobStatus::Failed => "❌ failed",
                 };
-                md.push_str(&format!("| `{}` | `{}` | {result} |", md_cell(&j.id), md_cell(&j.kernel)));
+                md.push_str(&format!(
+                    "| `{}` | `{}` | {result} |",
+                    md_cell(&j.id),
+                    md_cell(&j.kernel)
+                ));
                 for k in StageKind::ALL {
                     let c = match j.stage(k).map(|s| s.status) {
                         Some(StageStatus::Done) => "✅",
@@ -285,7 +383,12 @@ impl RunReport {
                     };
                     md.push_str(&format!(" {c} |"));
                 }
-                let pkg = j.rpm.as_ref().and_then(|p| p.file_name()).map(|f| format!("`{}`", md_cell(&f.to_string_lossy()))).unwrap_or_default();
+                let pkg = j
+                    .rpm
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|f| format!("`{}`", md_cell(&f.to_string_lossy())))
+                    .unwrap_or_default();
                 md.push_str(&format!(" {:.1}s | {pkg} |\n", j.seconds));
             }
             md.push('\n');
@@ -304,13 +407,28 @@ impl RunReport {
             }
             None => md.push_str("**Publish:** not part of this run (`--job-index`); run `khotfix publish` over `verified/`.\n"),
         }
-        let failed: Vec<&JobResult> = self.jobs.iter().filter(|j| j.status == JobStatus::Failed).collect();
+        let failed: Vec<&JobResult> = self
+            .jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Failed)
+            .collect();
         if !failed.is_empty() {
             md.push_str("\n### Failures\n");
             for j in failed {
-                let stage = j.failed_stage.map(|s| s.to_string()).unwrap_or_else(|| "setup".into());
-                md.push_str(&format!("\n#### `{}` — {stage}\n\n```text\n{}\n```\n", md_cell(&j.id), fence_safe(j.error.as_deref().unwrap_or(""))));
-                if let Some(checks) = j.stage(StageKind::Verify).and_then(|s| s.detail.get("checks")).and_then(|c| c.as_array()) {
+                let stage = j
+                    .failed_stage
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "setup".into());
+                md.push_str(&format!(
+                    "\n#### `{}` — {stage}\n\n```text\n{}\n```\n",
+                    md_cell(&j.id),
+                    fence_safe(j.error.as_deref().unwrap_or(""))
+                ));
+                if let Some(checks) = j
+                    .stage(StageKind::Verify)
+                    .and_then(|s| s.detail.get("checks"))
+                    .and_then(|c| c.as_array())
+                {
                     md.push_str(&verify_checks_md(checks));
                 }
             }
@@ -318,13 +436,21 @@ impl RunReport {
         let verified: Vec<&JobResult> = self
             .jobs
             .iter()
-            .filter(|j| j.status == JobStatus::Passed && j.stage(StageKind::Verify).is_some_and(|s| s.detail.get("checks").is_some()))
+            .filter(|j| {
+                j.status == JobStatus::Passed
+                    && j.stage(StageKind::Verify)
+                        .is_some_and(|s| s.detail.get("checks").is_some())
+            })
             .collect();
         if !verified.is_empty() {
             md.push_str("\n<details><summary>Verify checks of passed jobs</summary>\n");
             for j in verified {
                 md.push_str(&format!("\n#### `{}`\n", md_cell(&j.id)));
-                if let Some(checks) = j.stage(StageKind::Verify).and_then(|s| s.detail.get("checks")).and_then(|c| c.as_array()) {
+                if let Some(checks) = j
+                    .stage(StageKind::Verify)
+                    .and_then(|s| s.detail.get("checks"))
+                    .and_then(|c| c.as_array())
+                {
                     md.push_str(&verify_checks_md(checks));
                 }
             }
@@ -347,7 +473,11 @@ fn verify_checks_md(checks: &[serde_json::Value]) -> String {
             _ => outcome,
         };
         let msg = c.get("message").and_then(|v| v.as_str()).unwrap_or("");
-        md.push_str(&format!("| {} | {icon} | {} |\n", md_cell(name), md_cell(&first_line(msg, 200))));
+        md.push_str(&format!(
+            "| {} | {icon} | {} |\n",
+            md_cell(name),
+            md_cell(&first_line(msg, 200))
+        ));
     }
     md
 }

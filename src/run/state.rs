@@ -37,9 +37,15 @@ pub struct ArtifactRecord {
 impl ArtifactRecord {
     /// Record a path as it is now.
     pub fn capture(path: &Path) -> Result<ArtifactRecord> {
-        let md = std::fs::metadata(path).with_context(|| format!("artifact {} does not exist", path.display()))?;
+        let md = std::fs::metadata(path)
+            .with_context(|| format!("artifact {} does not exist", path.display()))?;
         if md.is_dir() {
-            return Ok(ArtifactRecord { path: path.to_path_buf(), sha256: None, size: 0, mtime_ns: 0 });
+            return Ok(ArtifactRecord {
+                path: path.to_path_buf(),
+                sha256: None,
+                size: 0,
+                mtime_ns: 0,
+            });
         }
         Ok(ArtifactRecord {
             path: path.to_path_buf(),
@@ -52,7 +58,9 @@ impl ArtifactRecord {
     /// Is the artifact still what was recorded? Re-hashes only when size or
     /// mtime moved.
     pub fn intact(&self) -> bool {
-        let Ok(md) = std::fs::metadata(&self.path) else { return false };
+        let Ok(md) = std::fs::metadata(&self.path) else {
+            return false;
+        };
         match &self.sha256 {
             None => md.is_dir(),
             Some(want) => {
@@ -99,7 +107,11 @@ impl StageRecord {
     /// The output as the next stages see it.
     pub fn output(&self) -> StageOutput {
         StageOutput {
-            artifacts: self.outputs.iter().map(|(k, a)| (k.clone(), a.path.clone())).collect(),
+            artifacts: self
+                .outputs
+                .iter()
+                .map(|(k, a)| (k.clone(), a.path.clone()))
+                .collect(),
             summary: self.summary.clone(),
             detail: self.detail.clone(),
             failure: None,
@@ -108,10 +120,16 @@ impl StageRecord {
 
     /// `<stage>.<artifact>` → digest, plus a digest of the detail.
     pub fn chain_digests(&self) -> BTreeMap<String, String> {
-        let mut m: BTreeMap<String, String> =
-            self.outputs.iter().map(|(k, a)| (format!("{}.{k}", self.stage), a.digest())).collect();
+        let mut m: BTreeMap<String, String> = self
+            .outputs
+            .iter()
+            .map(|(k, a)| (format!("{}.{k}", self.stage), a.digest()))
+            .collect();
         if !self.detail.is_null() {
-            m.insert(format!("{}.detail", self.stage), sha256_hex(self.detail.to_string().as_bytes()));
+            m.insert(
+                format!("{}.detail", self.stage),
+                sha256_hex(self.detail.to_string().as_bytes()),
+            );
         }
         m
     }
@@ -142,12 +160,22 @@ pub struct JobState {
 
 impl JobState {
     fn fresh(job: &Job) -> JobState {
-        JobState { schema: SCHEMA, job: job.id.clone(), kernel: job.kernel.to_string(), stages: Vec::new(), failure: None }
+        JobState {
+            schema: SCHEMA,
+            job: job.id.clone(),
+            kernel: job.kernel.to_string(),
+            stages: Vec::new(),
+            failure: None,
+        }
     }
 
     /// The record of `kind` if it finished with exactly these inputs and its
     /// outputs are intact.
-    pub fn finished(&self, kind: StageKind, inputs: &BTreeMap<String, String>) -> Option<&StageRecord> {
+    pub fn finished(
+        &self,
+        kind: StageKind,
+        inputs: &BTreeMap<String, String>,
+    ) -> Option<&StageRecord> {
         self.stages
             .iter()
             .find(|r| r.stage == kind)
@@ -159,9 +187,21 @@ impl JobState {
         self.stages.retain(|r| r.stage < kind);
     }
 
-    pub fn set_failure(&mut self, stage: StageKind, error: &str, inputs: BTreeMap<String, String>, detail: serde_json::Value) {
+    pub fn set_failure(
+        &mut self,
+        stage: StageKind,
+        error: &str,
+        inputs: BTreeMap<String, String>,
+        detail: serde_json::Value,
+    ) {
         self.truncate_from(stage);
-        self.failure = Some(Failure { stage, error: error.to_string(), inputs, detail, at: now() });
+        self.failure = Some(Failure {
+            stage,
+            error: error.to_string(),
+            inputs,
+            detail,
+            at: now(),
+        });
     }
 
     /// Write `state.json` atomically.
@@ -172,7 +212,10 @@ impl JobState {
 
     /// Is every stage finished (the job passed when last run)?
     pub fn complete(&self) -> bool {
-        self.failure.is_none() && StageKind::ALL.iter().all(|k| self.stages.iter().any(|r| r.stage == *k))
+        self.failure.is_none()
+            && StageKind::ALL
+                .iter()
+                .all(|k| self.stages.iter().any(|r| r.stage == *k))
     }
 }
 
@@ -184,15 +227,32 @@ pub fn load(job_dir: &Path, job: &Job) -> (JobState, Option<String>) {
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (JobState::fresh(job), None),
-        Err(e) => return (JobState::fresh(job), Some(format!("ignoring {}: {e}", path.display()))),
+        Err(e) => {
+            return (
+                JobState::fresh(job),
+                Some(format!("ignoring {}: {e}", path.display())),
+            )
+        }
     };
     match serde_json::from_slice::<JobState>(&bytes) {
         Ok(s) if s.schema == SCHEMA && s.job == job.id => (s, None),
         Ok(s) => (
             JobState::fresh(job),
-            Some(format!("ignoring {}: schema {} for job {} (expected schema {SCHEMA} for {})", path.display(), s.schema, s.job, job.id)),
+            Some(format!(
+                "ignoring {}: schema {} for job {} (expected schema {SCHEMA} for {})",
+                path.display(),
+                s.schema,
+                s.job,
+                job.id
+            )),
         ),
-        Err(e) => (JobState::fresh(job), Some(format!("ignoring {}: not a job state ({e}); starting over", path.display()))),
+        Err(e) => (
+            JobState::fresh(job),
+            Some(format!(
+                "ignoring {}: not a job state ({e}); starting over",
+                path.display()
+            )),
+        ),
     }
 }
 
@@ -200,17 +260,24 @@ pub fn load(job_dir: &Path, job: &Job) -> (JobState, Option<String>) {
 pub fn read(job_dir: &Path) -> Result<JobState> {
     let path = job_dir.join("state.json");
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{}: not a khotfix job state", path.display()))
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a khotfix job state", path.display()))
 }
 
 /// Record a finished stage: every artifact must exist; files are hashed.
-pub fn record(kind: StageKind, inputs: BTreeMap<String, String>, out: &StageOutput, seconds: f64) -> Result<StageRecord> {
+pub fn record(
+    kind: StageKind,
+    inputs: BTreeMap<String, String>,
+    out: &StageOutput,
+    seconds: f64,
+) -> Result<StageRecord> {
     let mut outputs = BTreeMap::new();
     for (name, path) in &out.artifacts {
         if !path.is_absolute() {
             bail!("stage {kind} returned artifact {name:?} with a relative path {}; artifacts must be absolute", path.display());
         }
-        let rec = ArtifactRecord::capture(path).with_context(|| format!("stage {kind} returned artifact {name:?}"))?;
+        let rec = ArtifactRecord::capture(path)
+            .with_context(|| format!("stage {kind} returned artifact {name:?}"))?;
         outputs.insert(name.clone(), rec);
     }
     Ok(StageRecord {
@@ -228,7 +295,11 @@ pub fn record(kind: StageKind, inputs: BTreeMap<String, String>, out: &StageOutp
 /// backend, package name), the recipe file, each patch and the module
 /// source tree. Editing any of them restarts the job from the first stage
 /// that reads sources (prepare).
-pub fn source_digests(job: &Job, recipe: &Recipe, target: &Target) -> Result<BTreeMap<String, String>> {
+pub fn source_digests(
+    job: &Job,
+    recipe: &Recipe,
+    target: &Target,
+) -> Result<BTreeMap<String, String>> {
     let mut m = BTreeMap::new();
     let job_json = serde_json::json!({
         "id": job.id, "kernel": job.kernel, "target": job.target, "distro": job.distro,
@@ -236,7 +307,11 @@ pub fn source_digests(job: &Job, recipe: &Recipe, target: &Target) -> Result<BTr
         "khotfix": env!("CARGO_PKG_VERSION"),
     });
     m.insert("job".into(), sha256_hex(job_json.to_string().as_bytes()));
-    m.insert("recipe".into(), fsx::sha256_file(&recipe.path).with_context(|| format!("recipe {}", recipe.path.display()))?);
+    m.insert(
+        "recipe".into(),
+        fsx::sha256_file(&recipe.path)
+            .with_context(|| format!("recipe {}", recipe.path.display()))?,
+    );
     for (i, p) in target.patches.iter().enumerate() {
         let d = fsx::sha256_file(p).with_context(|| format!("patch {}", p.display()))?;
         m.insert(format!("patch.{i}"), d);
@@ -253,18 +328,24 @@ pub fn tree_digest(dir: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::PermissionsExt;
     let mut h = Sha256::new();
-    for e in walkdir::WalkDir::new(dir).sort_by_file_name().follow_links(false) {
+    for e in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .follow_links(false)
+    {
         let e = e.with_context(|| format!("walking {}", dir.display()))?;
         let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
         h.update(rel.to_string_lossy().as_bytes());
         h.update([0]);
         let ft = e.file_type();
         if ft.is_file() {
-            let md = e.metadata().with_context(|| format!("reading {}", e.path().display()))?;
+            let md = e
+                .metadata()
+                .with_context(|| format!("reading {}", e.path().display()))?;
             h.update(format!("f{:o}:", md.permissions().mode() & 0o777).as_bytes());
             h.update(fsx::sha256_file(e.path())?.as_bytes());
         } else if ft.is_symlink() {
-            let t = std::fs::read_link(e.path()).with_context(|| format!("reading link {}", e.path().display()))?;
+            let t = std::fs::read_link(e.path())
+                .with_context(|| format!("reading link {}", e.path().display()))?;
             h.update(b"l:");
             h.update(t.to_string_lossy().as_bytes());
         } else {
@@ -304,8 +385,12 @@ pub fn lock_job(job_dir: &Path) -> Result<JobLock> {
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    f.try_lock_exclusive()
-        .with_context(|| format!("{} is locked: another khotfix run is working on this job", job_dir.display()))?;
+    f.try_lock_exclusive().with_context(|| {
+        format!(
+            "{} is locked: another khotfix run is working on this job",
+            job_dir.display()
+        )
+    })?;
     Ok(JobLock { _file: f })
 }
 
@@ -325,11 +410,17 @@ struct PublishState {
 }
 
 /// The set of RPMs (by file name and digest) and the target repository.
-pub fn publish_inputs(rpms: &[PathBuf], settings: &RunSettings) -> Result<BTreeMap<String, String>> {
+pub fn publish_inputs(
+    rpms: &[PathBuf],
+    settings: &RunSettings,
+) -> Result<BTreeMap<String, String>> {
     let mut m = BTreeMap::new();
     m.insert("repo".into(), settings.repo.display().to_string());
     for r in rpms {
-        let name = r.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = r
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         m.insert(format!("rpm.{name}"), fsx::sha256_file(r)?);
     }
     Ok(m)
@@ -351,7 +442,11 @@ pub fn load_publish(out: &Path, inputs: &BTreeMap<String, String>) -> Option<Pub
     (st.schema == SCHEMA && &st.inputs == inputs && same_repo).then_some(st.output)
 }
 
-pub fn save_publish(out: &Path, inputs: &BTreeMap<String, String>, output: &PublishOutput) -> Result<()> {
+pub fn save_publish(
+    out: &Path,
+    inputs: &BTreeMap<String, String>,
+    output: &PublishOutput,
+) -> Result<()> {
     let st = PublishState {
         schema: SCHEMA,
         inputs: inputs.clone(),

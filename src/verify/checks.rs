@@ -7,7 +7,7 @@
 //! so the check works on hosts without kmod and names exactly which field is
 //! wrong; kmod's `modinfo` is then run as an independent second opinion.
 
-use super::{Check, Outcome};
+use super::Check;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,11 +26,18 @@ pub struct ModInfo {
 impl ModInfo {
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     /// All values of `key`.
     pub fn all(&self, key: &str) -> Vec<&str> {
-        self.fields.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+        self.fields
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -45,7 +52,9 @@ pub struct ModuleSignature {
 
 /// Split off the appended signature, if any.
 pub fn module_signature(data: &[u8]) -> Result<Option<ModuleSignature>> {
-    let Some(rest) = data.strip_suffix(SIG_MAGIC) else { return Ok(None) };
+    let Some(rest) = data.strip_suffix(SIG_MAGIC) else {
+        return Ok(None);
+    };
     if rest.len() < 12 {
         bail!("signature marker present but the module is too short for a signature trailer");
     }
@@ -55,7 +64,11 @@ pub fn module_signature(data: &[u8]) -> Result<Option<ModuleSignature>> {
     if sig_len == 0 || sig_len > before {
         bail!("signature trailer claims {sig_len} signature bytes but only {before} precede it");
     }
-    Ok(Some(ModuleSignature { id_type: tr[2], sig_len, body_len: before - sig_len }))
+    Ok(Some(ModuleSignature {
+        id_type: tr[2],
+        sig_len,
+        body_len: before - sig_len,
+    }))
 }
 
 struct Elf<'a> {
@@ -66,16 +79,40 @@ struct Elf<'a> {
 
 impl Elf<'_> {
     fn u16(&self, off: usize) -> Result<u16> {
-        let b: [u8; 2] = self.data.get(off..off + 2).context("truncated ELF")?.try_into()?;
-        Ok(if self.le { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) })
+        let b: [u8; 2] = self
+            .data
+            .get(off..off + 2)
+            .context("truncated ELF")?
+            .try_into()?;
+        Ok(if self.le {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        })
     }
     fn u32(&self, off: usize) -> Result<u32> {
-        let b: [u8; 4] = self.data.get(off..off + 4).context("truncated ELF")?.try_into()?;
-        Ok(if self.le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+        let b: [u8; 4] = self
+            .data
+            .get(off..off + 4)
+            .context("truncated ELF")?
+            .try_into()?;
+        Ok(if self.le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
     }
     fn u64(&self, off: usize) -> Result<u64> {
-        let b: [u8; 8] = self.data.get(off..off + 8).context("truncated ELF")?.try_into()?;
-        Ok(if self.le { u64::from_le_bytes(b) } else { u64::from_be_bytes(b) })
+        let b: [u8; 8] = self
+            .data
+            .get(off..off + 8)
+            .context("truncated ELF")?
+            .try_into()?;
+        Ok(if self.le {
+            u64::from_le_bytes(b)
+        } else {
+            u64::from_be_bytes(b)
+        })
     }
     fn word(&self, off: usize) -> Result<u64> {
         if self.is64 {
@@ -105,7 +142,12 @@ pub fn elf_sections(data: &[u8]) -> Result<BTreeMap<String, &[u8]>> {
     let (shoff, shentsize, shnum, shstrndx) = if is64 {
         (e.u64(0x28)?, e.u16(0x3a)?, e.u16(0x3c)?, e.u16(0x3e)?)
     } else {
-        (e.u32(0x20)? as u64, e.u16(0x2e)?, e.u16(0x30)?, e.u16(0x32)?)
+        (
+            e.u32(0x20)? as u64,
+            e.u16(0x2e)?,
+            e.u16(0x30)?,
+            e.u16(0x32)?,
+        )
     };
     let want = if is64 { 64 } else { 40 };
     if shentsize as usize != want {
@@ -115,12 +157,17 @@ pub fn elf_sections(data: &[u8]) -> Result<BTreeMap<String, &[u8]>> {
         let base = usize::try_from(shoff)? + i * shentsize as usize;
         let name = e.u32(base)?;
         let ty = e.u32(base + 4)?;
-        let (off, size) = if is64 { (e.u64(base + 24)?, e.u64(base + 32)?) } else { (e.word(base + 16)?, e.word(base + 20)?) };
+        let (off, size) = if is64 {
+            (e.u64(base + 24)?, e.u64(base + 32)?)
+        } else {
+            (e.word(base + 16)?, e.word(base + 20)?)
+        };
         Ok((name, ty, off, size))
     };
     let slice = |off: u64, size: u64| -> Result<&[u8]> {
         let (o, s) = (usize::try_from(off)?, usize::try_from(size)?);
-        data.get(o..o.checked_add(s).context("ELF section size overflows")?).context("ELF section extends past the end of the file")
+        data.get(o..o.checked_add(s).context("ELF section size overflows")?)
+            .context("ELF section extends past the end of the file")
     };
     let (_, _, stroff, strsize) = hdr(shstrndx as usize)?;
     let strtab = slice(stroff, strsize)?;
@@ -130,7 +177,9 @@ pub fn elf_sections(data: &[u8]) -> Result<BTreeMap<String, &[u8]>> {
         if ty == 8 || ty == 0 {
             continue; // SHT_NOBITS, SHT_NULL
         }
-        let n = strtab.get(name as usize..).context("ELF section name out of range")?;
+        let n = strtab
+            .get(name as usize..)
+            .context("ELF section name out of range")?;
         let n = &n[..n.iter().position(|&b| b == 0).unwrap_or(n.len())];
         out.insert(String::from_utf8_lossy(n).into_owned(), slice(off, size)?);
     }
@@ -140,7 +189,9 @@ pub fn elf_sections(data: &[u8]) -> Result<BTreeMap<String, &[u8]>> {
 /// Parse the `.modinfo` section of a module's bytes.
 pub fn parse_modinfo(data: &[u8]) -> Result<ModInfo> {
     let sections = elf_sections(data)?;
-    let sec = sections.get(".modinfo").context("the module has no .modinfo section")?;
+    let sec = sections
+        .get(".modinfo")
+        .context("the module has no .modinfo section")?;
     let mut fields = Vec::new();
     for entry in sec.split(|&b| b == 0).filter(|e| !e.is_empty()) {
         let s = String::from_utf8_lossy(entry);
@@ -157,7 +208,10 @@ pub fn module_strings(data: &[u8]) -> Result<Vec<String>> {
     let sections = elf_sections(data)?;
     let mut out = Vec::new();
     for (name, bytes) in sections {
-        if !(name.starts_with(".rodata") || name.starts_with(".data") || name.starts_with(".kpatch")) {
+        if !(name.starts_with(".rodata")
+            || name.starts_with(".data")
+            || name.starts_with(".kpatch"))
+        {
             continue;
         }
         for s in bytes.split(|&b| b == 0) {
@@ -181,12 +235,18 @@ pub fn check_vermagic(info: &ModInfo, kernel: &str, reference: Option<(&Path, &s
     };
     let release = vm.split_whitespace().next().unwrap_or("");
     if release != kernel {
-        return Check::fail(name, format!("vermagic {vm:?} is for {release}, not the target kernel {kernel}"));
+        return Check::fail(
+            name,
+            format!("vermagic {vm:?} is for {release}, not the target kernel {kernel}"),
+        );
     }
     match reference {
         Some((path, want)) if want.trim() != vm.trim() => Check::fail(
             name,
-            format!("vermagic {vm:?} differs from the target kernel's own module {} ({want:?})", path.display()),
+            format!(
+                "vermagic {vm:?} differs from the target kernel's own module {} ({want:?})",
+                path.display()
+            ),
         ),
         Some((path, _)) => Check::pass(name, format!("{} (same as {})", vm.trim(), path.display())),
         None => Check::pass(name, vm.trim().to_string()),
@@ -198,7 +258,10 @@ pub fn check_livepatch_flag(info: &ModInfo) -> Check {
     match info.get("livepatch") {
         Some("Y") => Check::pass("livepatch", "livepatch: Y"),
         Some(v) => Check::fail("livepatch", format!("livepatch is {v:?}, expected \"Y\"")),
-        None => Check::fail("livepatch", "the module's .modinfo has no livepatch field (MODULE_INFO(livepatch, \"Y\") missing)"),
+        None => Check::fail(
+            "livepatch",
+            "the module's .modinfo has no livepatch field (MODULE_INFO(livepatch, \"Y\") missing)",
+        ),
     }
 }
 
@@ -206,11 +269,24 @@ pub fn check_livepatch_flag(info: &ModInfo) -> Check {
 pub fn check_signature_trailer(data: &[u8]) -> Check {
     let name = "signature";
     match module_signature(data) {
-        Ok(Some(s)) if s.id_type == PKEY_ID_PKCS7 => {
-            Check::pass(name, format!("PKCS#7 signature of {} bytes appended to {} bytes of module", s.sig_len, s.body_len))
-        }
-        Ok(Some(s)) => Check::fail(name, format!("signature id type {} is not PKCS#7 ({PKEY_ID_PKCS7})", s.id_type)),
-        Ok(None) => Check::fail(name, "the module is not signed (no \"~Module signature appended~\" trailer)"),
+        Ok(Some(s)) if s.id_type == PKEY_ID_PKCS7 => Check::pass(
+            name,
+            format!(
+                "PKCS#7 signature of {} bytes appended to {} bytes of module",
+                s.sig_len, s.body_len
+            ),
+        ),
+        Ok(Some(s)) => Check::fail(
+            name,
+            format!(
+                "signature id type {} is not PKCS#7 ({PKEY_ID_PKCS7})",
+                s.id_type
+            ),
+        ),
+        Ok(None) => Check::fail(
+            name,
+            "the module is not signed (no \"~Module signature appended~\" trailer)",
+        ),
         Err(e) => Check::fail(name, format!("malformed signature trailer: {e}")),
     }
 }
@@ -221,16 +297,28 @@ pub fn check_kmod_modinfo(module: &Path, kernel: &str) -> Check {
     let name = "modinfo";
     let out = match std::process::Command::new("modinfo").arg(module).output() {
         Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Check::skip(name, "kmod's modinfo is not installed"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Check::skip(name, "kmod's modinfo is not installed")
+        }
         Err(e) => return Check::fail(name, format!("running modinfo: {e}")),
     };
     if !out.status.success() {
-        return Check::fail(name, format!("modinfo {} failed: {}", module.display(), String::from_utf8_lossy(&out.stderr).trim()));
+        return Check::fail(
+            name,
+            format!(
+                "modinfo {} failed: {}",
+                module.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
+        text.lines().find_map(|l| {
+            l.strip_prefix(k)
+                .and_then(|r| r.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+        })
     };
     let mut problems = Vec::new();
     if field("livepatch").as_deref() != Some("Y") {
@@ -243,13 +331,22 @@ pub fn check_kmod_modinfo(module: &Path, kernel: &str) -> Check {
     }
     let sig_id = field("sig_id");
     if sig_id.as_deref() != Some("PKCS#7") {
-        problems.push(format!("sig_id is {:?}, expected PKCS#7", sig_id.unwrap_or_default()));
+        problems.push(format!(
+            "sig_id is {:?}, expected PKCS#7",
+            sig_id.unwrap_or_default()
+        ));
     }
     let signer = field("signer").unwrap_or_default();
     if problems.is_empty() {
-        Check::pass(name, format!("livepatch: Y, sig_id: PKCS#7, signer: {signer:?}"))
+        Check::pass(
+            name,
+            format!("livepatch: Y, sig_id: PKCS#7, signer: {signer:?}"),
+        )
     } else {
-        Check::fail(name, format!("modinfo {}: {}", module.display(), problems.join("; ")))
+        Check::fail(
+            name,
+            format!("modinfo {}: {}", module.display(), problems.join("; ")),
+        )
     }
 }
 
@@ -268,7 +365,8 @@ pub fn check_signature_crypto(data: &[u8], cert: &Path) -> Check {
         let pem = dir.path().join("cert.pem");
         std::fs::write(&body, &data[..sig.body_len])?;
         std::fs::write(&p7, &data[sig.body_len..sig.body_len + sig.sig_len])?;
-        let cert_bytes = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+        let cert_bytes =
+            std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
         if cert_bytes.starts_with(b"-----BEGIN") {
             std::fs::write(&pem, &cert_bytes)?;
         } else {
@@ -280,11 +378,26 @@ pub fn check_signature_crypto(data: &[u8], cert: &Path) -> Check {
                 .output()
                 .context("running openssl x509")?;
             if !o.status.success() {
-                bail!("{}: not a PEM or DER certificate: {}", cert.display(), String::from_utf8_lossy(&o.stderr).trim());
+                bail!(
+                    "{}: not a PEM or DER certificate: {}",
+                    cert.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
             }
         }
         std::process::Command::new("openssl")
-            .args(["cms", "-verify", "-binary", "-inform", "DER", "-nointern", "-noverify", "-purpose", "any", "-in"])
+            .args([
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-nointern",
+                "-noverify",
+                "-purpose",
+                "any",
+                "-in",
+            ])
             .arg(&p7)
             .arg("-content")
             .arg(&body)
@@ -295,8 +408,17 @@ pub fn check_signature_crypto(data: &[u8], cert: &Path) -> Check {
             .context("running openssl cms -verify")
     };
     match run() {
-        Ok(o) if o.status.success() => Check::pass(name, format!("signature verifies with {}", cert.display())),
-        Ok(o) => Check::fail(name, format!("signature does not verify with {}: {}", cert.display(), last_line(&String::from_utf8_lossy(&o.stderr)))),
+        Ok(o) if o.status.success() => {
+            Check::pass(name, format!("signature verifies with {}", cert.display()))
+        }
+        Ok(o) => Check::fail(
+            name,
+            format!(
+                "signature does not verify with {}: {}",
+                cert.display(),
+                last_line(&String::from_utf8_lossy(&o.stderr))
+            ),
+        ),
         Err(e) => Check::fail(name, format!("{e:#}")),
     }
 }
@@ -317,7 +439,11 @@ pub fn check_rpm_signature(rpm: &Path, key: &Path) -> Check {
             .output()
             .context("running rpm --import")?;
         if !o.status.success() {
-            bail!("rpm --import {}: {}", key.display(), String::from_utf8_lossy(&o.stderr).trim());
+            bail!(
+                "rpm --import {}: {}",
+                key.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
         }
         let o = std::process::Command::new("rpm")
             .arg("--dbpath")
@@ -326,7 +452,11 @@ pub fn check_rpm_signature(rpm: &Path, key: &Path) -> Check {
             .arg(rpm)
             .output()
             .context("running rpm -K")?;
-        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         let ok = o.status.success() && text.contains("signatures OK") && !text.contains("NOT OK");
         Ok((ok, text.trim().replace('\n', " ")))
     };
@@ -345,40 +475,73 @@ pub fn check_rpm_signature(rpm: &Path, key: &Path) -> Check {
 pub fn check_rpm_payload(rpm: &Path, module: &Path) -> Check {
     let name = "rpm-payload";
     let run = || -> Result<Check> {
-        let file = module.file_name().context("module path has no file name")?.to_string_lossy().to_string();
-        let list = std::process::Command::new("rpm").args(["-qlp", "--nosignature"]).arg(rpm).output().context("running rpm -qlp")?;
+        let file = module
+            .file_name()
+            .context("module path has no file name")?
+            .to_string_lossy()
+            .to_string();
+        let list = std::process::Command::new("rpm")
+            .args(["-qlp", "--nosignature"])
+            .arg(rpm)
+            .output()
+            .context("running rpm -qlp")?;
         if !list.status.success() {
-            bail!("rpm -qlp {}: {}", rpm.display(), String::from_utf8_lossy(&list.stderr).trim());
+            bail!(
+                "rpm -qlp {}: {}",
+                rpm.display(),
+                String::from_utf8_lossy(&list.stderr).trim()
+            );
         }
         let listing = String::from_utf8_lossy(&list.stdout);
-        let Some(inside) = listing.lines().find(|l| l.rsplit('/').next() == Some(file.as_str())) else {
-            return Ok(Check::fail(name, format!("{} does not contain {file}", rpm.display())));
+        let Some(inside) = listing
+            .lines()
+            .find(|l| l.rsplit('/').next() == Some(file.as_str()))
+        else {
+            return Ok(Check::fail(
+                name,
+                format!("{} does not contain {file}", rpm.display()),
+            ));
         };
         let payload = duct::cmd!("rpm2cpio", rpm)
-            .pipe(duct::cmd!("cpio", "-i", "--quiet", "--to-stdout", format!(".{inside}")))
+            .pipe(duct::cmd!(
+                "cpio",
+                "-i",
+                "--quiet",
+                "--to-stdout",
+                format!(".{inside}")
+            ))
             .stdout_capture()
             .stderr_capture()
             .unchecked()
             .run()
             .context("running rpm2cpio | cpio")?;
-        let want = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+        let want =
+            std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
         Ok(if payload.stdout == want {
             Check::pass(name, format!("{inside} is the verified module"))
         } else if payload.stdout.is_empty() {
-            Check::fail(name, format!("could not extract {inside} from {}", rpm.display()))
+            Check::fail(
+                name,
+                format!("could not extract {inside} from {}", rpm.display()),
+            )
         } else {
-            Check::fail(name, format!("{inside} in {} differs from the verified module", rpm.display()))
+            Check::fail(
+                name,
+                format!(
+                    "{inside} in {} differs from the verified module",
+                    rpm.display()
+                ),
+            )
         })
     };
     run().unwrap_or_else(|e| Check::fail(name, format!("{e:#}")))
 }
 
 fn last_line(s: &str) -> String {
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").trim().to_string()
-}
-
-impl Check {
-    pub(crate) fn outcome_ok(&self) -> bool {
-        self.outcome != Outcome::Fail
-    }
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
