@@ -494,7 +494,6 @@ fn run_job(
     let mut prior: BTreeMap<StageKind, StageOutput> = BTreeMap::new();
     // `<stage>.<artifact>` → digest of every finished stage's outputs.
     let mut chain: BTreeMap<String, String> = BTreeMap::new();
-    let mut reuse = true;
     for kind in StageKind::ALL {
         let Some(stage) = pipeline.stages.get(&kind) else {
             let msg = format!("stage {kind} is not available in this build of khotfix");
@@ -516,17 +515,15 @@ fn run_job(
             Ok(i) => i,
             Err(e) => return fail(result, Some(kind), format!("{e:#}")),
         };
-        if reuse {
-            if let Some(rec) = st.finished(kind, &inputs) {
-                progress.stage_cached(&job.id, kind);
-                result.stages.push(StageResult::from_record(rec));
-                chain.extend(rec.chain_digests());
-                prior.insert(kind, rec.output());
-                continue;
-            }
-            // From here on everything runs: later records depend on this one.
-            reuse = false;
-            st.truncate_from(kind);
+        // Reuse a finished stage whose inputs (including the digests of every
+        // earlier output) are unchanged. A stage that re-ran but produced the
+        // same bytes therefore does not force the later ones to run again.
+        if let Some(rec) = st.finished(kind, &inputs) {
+            progress.stage_cached(&job.id, kind);
+            result.stages.push(StageResult::from_record(rec));
+            chain.extend(rec.chain_digests());
+            prior.insert(kind, rec.output());
+            continue;
         }
         progress.stage_started(&job.id, kind);
         let t0 = Instant::now();
@@ -577,7 +574,7 @@ fn run_job(
             }
         };
         st.failure = None;
-        st.stages.push(rec.clone());
+        st.put(rec.clone());
         if let Err(e) = st.save(&job_dir) {
             return fail(result, Some(kind), format!("{e:#}"));
         }

@@ -152,7 +152,7 @@ pub struct JobState {
     pub schema: u32,
     pub job: String,
     pub kernel: String,
-    /// Finished stages, in order; a prefix of [`StageKind::ALL`].
+    /// Finished stages, in pipeline order.
     pub stages: Vec<StageRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
@@ -180,6 +180,14 @@ impl JobState {
             .iter()
             .find(|r| r.stage == kind)
             .filter(|r| &r.inputs == inputs && r.outputs.values().all(ArtifactRecord::intact))
+    }
+
+    /// Record a finished stage, replacing an older record of it; records stay
+    /// in pipeline order.
+    pub fn put(&mut self, rec: StageRecord) {
+        self.stages.retain(|r| r.stage != rec.stage);
+        self.stages.push(rec);
+        self.stages.sort_by_key(|r| r.stage);
     }
 
     /// Forget `kind` and every later stage (they depend on it).
