@@ -212,6 +212,54 @@ fn seed_recipes_load_with_expected_values() {
     assert!(diff.contains("static void estimation_timer(unsigned long arg)"));
 }
 
+#[test]
+fn readme_annotated_example_is_a_valid_recipe_with_every_key() {
+    let readme = std::fs::read_to_string("README.md").expect("README.md");
+    let start = readme
+        .find("```toml\n[hotfix]")
+        .expect("annotated recipe example in README")
+        + "```toml\n".len();
+    let len = readme[start..].find("```").expect("end of example");
+    let example = &readme[start..start + len];
+    // Parsed as if it lived in recipes/, so its paths resolve from the repository root.
+    let r = Recipe::parse(Path::new("recipes/readme-example.toml"), example)
+        .unwrap_or_else(|e| panic!("README example: {e}"));
+    assert_eq!(r.hotfix.id, 22519882);
+    for key in [
+        "id",
+        "name",
+        "summary",
+        "description",
+        "version",
+        "backend",
+        "date",
+        "author",
+        "text",
+        "distro",
+        "kernels",
+        "ranges",
+        "exclude",
+        "select",
+        "patches",
+        "module_source",
+        "skip_compiler_check",
+        "required_paths",
+        "flavors",
+        "unsupported",
+        "flavor",
+        "message",
+        "module",
+    ] {
+        assert!(
+            example.contains(&format!("\n{key} = "))
+                || example.contains(&format!("# {key} = "))
+                || example.contains(&format!("{{ {key} = "))
+                || example.contains(&format!(", {key} = ")),
+            "README example does not show `{key}`"
+        );
+    }
+}
+
 /// Small edits of real recipe text: cut, duplicate, insert, replace.
 fn mutated(text: &str, ops: &[(u8, usize, String)]) -> String {
     let mut s: Vec<char> = text.chars().collect();
