@@ -179,7 +179,7 @@ pub struct Recipe {
 }
 
 /// A problem in a recipe, located in its file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[error("{file}:{line}:{col}: {message}")]
 pub struct Diagnostic {
     pub file: String,
