@@ -15,7 +15,9 @@ pub fn khotfix() -> Command {
 
 /// Run and require success; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -27,7 +29,8 @@ pub fn run(cmd: &mut Command) -> String {
 }
 
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
 }
 
 /// Debian's current kernel ABI (`6.1.0-NN-amd64`), discovered the way the
@@ -44,7 +47,13 @@ pub fn debian_abi() -> String {
 /// A temp dir that lives for the whole test process.
 fn scratch() -> &'static Path {
     static D: OnceLock<PathBuf> = OnceLock::new();
-    D.get_or_init(|| tempfile::Builder::new().prefix("khotfix-sign-test-").tempdir().unwrap().keep())
+    D.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("khotfix-sign-test-")
+            .tempdir()
+            .unwrap()
+            .keep()
+    })
 }
 
 const MODULES: &[(&str, &str)] = &[
@@ -74,7 +83,11 @@ pub fn modules() -> &'static Vec<PathBuf> {
     M.get_or_init(|| {
         let abi = debian_abi();
         let headers = PathBuf::from(format!("/usr/src/linux-headers-{abi}"));
-        assert!(headers.is_dir(), "{} missing (install linux-headers-amd64)", headers.display());
+        assert!(
+            headers.is_dir(),
+            "{} missing (install linux-headers-amd64)",
+            headers.display()
+        );
         let dir = scratch().join("modules");
         std::fs::create_dir_all(&dir).unwrap();
         let mut kbuild = String::from("obj-m :=");
@@ -83,8 +96,16 @@ pub fn modules() -> &'static Vec<PathBuf> {
             kbuild.push_str(&format!(" {name}.o"));
         }
         std::fs::write(dir.join("Kbuild"), format!("{kbuild}\n")).unwrap();
-        run(Command::new("make").arg("-s").arg("-C").arg(&headers).arg(format!("M={}", dir.display())).arg("modules"));
-        MODULES.iter().map(|(n, _)| dir.join(format!("{n}.ko"))).collect()
+        run(Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(&headers)
+            .arg(format!("M={}", dir.display()))
+            .arg("modules"));
+        MODULES
+            .iter()
+            .map(|(n, _)| dir.join(format!("{n}.ko")))
+            .collect()
     })
 }
 
@@ -100,8 +121,13 @@ pub fn openssl_key(bits: u32) -> TestKey {
     std::fs::create_dir_all(&dir).unwrap();
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
     run(Command::new("openssl")
-        .args(["req", "-new", "-nodes", "-utf8", "-sha256", "-days", "36500", "-batch", "-x509"])
-        .args(["-subj", &format!("/O=khotfix test/CN=khotfix test key {bits}")])
+        .args([
+            "req", "-new", "-nodes", "-utf8", "-sha256", "-days", "36500", "-batch", "-x509",
+        ])
+        .args([
+            "-subj",
+            &format!("/O=khotfix test/CN=khotfix test key {bits}"),
+        ])
         .args(["-newkey", &format!("rsa:{bits}"), "-keyout"])
         .arg(&key)
         .arg("-out")
@@ -123,7 +149,11 @@ pub fn shared_key(bits: u32) -> &'static TestKey {
 pub fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 pub fn tmpdir() -> PathBuf {
@@ -134,5 +164,10 @@ pub fn tmpdir() -> PathBuf {
 
 /// Sign `module` with the kernel's sign-file into `dest`.
 pub fn sign_file(hash: &str, key: &Path, cert: &Path, module: &Path, dest: &Path) {
-    run(Command::new(SIGN_FILE).arg(hash).arg(key).arg(cert).arg(module).arg(dest));
+    run(Command::new(SIGN_FILE)
+        .arg(hash)
+        .arg(key)
+        .arg(cert)
+        .arg(module)
+        .arg(dest));
 }
