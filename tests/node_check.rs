@@ -301,7 +301,7 @@ fn disabled_livepatch_needs_the_hotfix() {
 
 /// Build a tiny noarch RPM named `name` with rpmbuild (the real tool).
 fn build_rpm(name: &str) -> PathBuf {
-    let top = tempfile::tempdir().unwrap().into_path();
+    let top = tempfile::tempdir().unwrap().keep();
     let spec = top.join("p.spec");
     std::fs::write(
         &spec,
