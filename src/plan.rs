@@ -98,7 +98,13 @@ impl Plan {
                 }
             }
         }
-        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        // Stable, readable order: by hotfix, target, then kernel in rpm order
+        // (so 5.10.134-15 comes before 5.10.134-15.1), whatever the input order.
+        jobs.sort_by(|a, b| {
+            (a.hotfix_id, &a.target, &a.kernel)
+                .cmp(&(b.hotfix_id, &b.target, &b.kernel))
+                .then_with(|| a.id.cmp(&b.id))
+        });
         jobs.dedup_by(|a, b| a.id == b.id);
         Ok(Plan { jobs })
     }
@@ -181,6 +187,26 @@ fn yaml_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_sort_in_rpm_order() {
+        let r = Recipe::load(Path::new("recipes/bpf-lru-leak-22519882.toml")).unwrap();
+        let known = parse_kernel_list(
+            "k",
+            "5.10.134-19.al8.x86_64\n5.10.134-15.1.al8.x86_64\n5.10.134-15.al8.x86_64\n",
+        )
+        .unwrap();
+        let plan = Plan::expand(&[r], &known).unwrap();
+        let names: Vec<_> = plan.jobs.iter().map(|j| j.kernel.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "5.10.134-15.al8.x86_64",
+                "5.10.134-15.1.al8.x86_64",
+                "5.10.134-19.al8.x86_64"
+            ]
+        );
+    }
 
     #[test]
     fn kernel_list_errors_name_line() {

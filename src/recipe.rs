@@ -401,7 +401,7 @@ impl Checker<'_> {
                 if let Err(e) = Patch::parse(&text) {
                     self.at(
                         s.span(),
-                        format!("patch {}: {e}: not a valid unified diff", s.get_ref()),
+                        format!("patch {:?}: not a valid unified diff: {e}", s.get_ref()),
                     );
                     return None;
                 }
@@ -432,7 +432,11 @@ pub fn recipe_root(path: &Path) -> PathBuf {
 
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    // Spans come from the TOML parser; never trust them to split a character.
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let col = before
@@ -609,13 +613,17 @@ impl Recipe {
             );
         }
         if let Some(d) = &distro {
-            for (k, s) in kernels.iter().zip(&t.kernels) {
-                if !k.is_bare() && !d.owns(k) {
+            for s in &t.kernels {
+                let Ok(k) = KernelRelease::parse(s.get_ref()) else {
+                    continue;
+                };
+                if !k.is_bare() && !d.owns(&k) {
                     c.at(
                         s.span(),
                         format!(
-                            "kernel {k} is not a {} kernel (expected dist {})",
+                            "kernel {k} does not belong to distro {} (dist {}, expected {})",
                             d.name,
+                            k.flavor,
                             d.dists.join("/")
                         ),
                     );
@@ -814,5 +822,7 @@ mod tests {
     fn line_col_counts() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\n", 1), (1, 1));
+        assert_eq!(line_col("x", 99), (1, 2));
     }
 }

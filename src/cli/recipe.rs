@@ -91,6 +91,20 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
         known.extend(crate::cli::fetch::published_kernels(&recipes)?);
     }
     let plan = Plan::expand(&recipes, &known)?;
+    // A target that matched nothing is usually a stale kernel list or a typo
+    // in a range: say so on stderr (stdout stays machine-readable).
+    for r in &recipes {
+        for t in &r.targets {
+            if !plan.jobs.iter().any(|j| j.hotfix_id == r.hotfix.id && j.target == t.name) {
+                eprintln!(
+                    "khotfix: warning: {}: target {:?} matched no kernel{}",
+                    r.path.display(),
+                    t.name,
+                    if known.is_empty() { " (no --kernels list given)" } else { "" }
+                );
+            }
+        }
+    }
     let format = if a.json { PlanFormat::Json } else { a.format };
     match format {
         PlanFormat::Table => print!("{}", plan.to_table()),

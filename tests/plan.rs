@@ -1,0 +1,252 @@
+//! `khotfix plan` on the two seed recipes against tests/data/kernels.txt,
+//! through the real binary: exactly the expected jobs, in every format.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+
+const RECIPES: [&str; 2] = [
+    "recipes/bpf-lru-leak-22519882.toml",
+    "recipes/ipvs-estimation-timer.toml",
+];
+
+fn plan(extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_khotfix"))
+        .arg("plan")
+        .args(RECIPES)
+        .args(extra)
+        .output()
+        .expect("run khotfix plan")
+}
+
+fn stdout_ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// (target, kernel) of every job the list must produce, and nothing else.
+fn expected() -> BTreeSet<(String, String)> {
+    let mut want = BTreeSet::new();
+    for k in ["", ".1.1", ".1.2", ".4.1", ".9.1", ".18.1"] {
+        want.insert(("centos7".to_string(), format!("3.10.0-1062{k}.el7.x86_64")));
+    }
+    for r in ["15", "15.1", "16", "16.1", "17", "18", "19", "19.1"] {
+        want.insert(("alinux3".to_string(), format!("5.10.134-{r}.al8.x86_64")));
+    }
+    // select = "newest": 6.1.0-56 only, not 6.1.0-25.
+    want.insert(("debian12".to_string(), "6.1.0-56-amd64".to_string()));
+    want
+}
+
+fn json_jobs(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v["jobs"].as_array().expect("jobs array").clone()
+}
+
+#[test]
+fn json_lists_exactly_the_expected_jobs() {
+    let text = stdout_ok(&plan(&["--kernels", "tests/data/kernels.txt", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("plan --json is JSON");
+    let jobs = json_jobs(&v);
+    let got: BTreeSet<(String, String)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["target"].as_str().expect("target").to_string(),
+                j["kernel"].as_str().expect("kernel").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected());
+    assert_eq!(jobs.len(), expected().len(), "duplicate jobs");
+    for j in &jobs {
+        let (id, kernel) = (
+            j["id"].as_str().expect("id"),
+            j["kernel"].as_str().expect("kernel"),
+        );
+        let hotfix = j["hotfix_id"].as_u64().expect("hotfix_id");
+        assert_eq!(
+            id,
+            format!(
+                "{hotfix}-{}-{kernel}",
+                j["target"].as_str().unwrap_or_default()
+            )
+        );
+        let vr = kernel
+            .trim_end_matches(".x86_64")
+            .trim_end_matches(".el7")
+            .trim_end_matches(".al8");
+        let vr = vr.trim_end_matches("-amd64");
+        assert_eq!(
+            j["package"].as_str(),
+            Some(format!("kernel-hotfix-{hotfix}-{vr}").as_str()),
+            "{id}"
+        );
+        let backend = j["backend"].as_str().expect("backend");
+        assert_eq!(
+            backend,
+            if j["distro"] == "debian12" {
+                "kbuild"
+            } else {
+                "kpatch"
+            },
+            "{id}"
+        );
+    }
+    // Neither ContainerOS, el8, 14, 19.2 nor 20 are built.
+    for k in [
+        "lifsea8",
+        "el8",
+        "-14.al8",
+        "-19.2.al8",
+        "-20.al8",
+        "1127",
+        "957",
+        "6.1.0-25",
+    ] {
+        assert!(!text.contains(k), "plan should not mention {k}");
+    }
+}
+
+#[test]
+fn output_is_stable_whatever_the_kernel_list_order() {
+    let list = std::fs::read_to_string("tests/data/kernels.txt").expect("kernel list");
+    let mut lines: Vec<&str> = list.lines().collect();
+    lines.reverse();
+    let mut f = tempfile::NamedTempFile::new().expect("temp");
+    std::io::Write::write_all(&mut f, lines.join("\n").as_bytes()).expect("write");
+    let a = stdout_ok(&plan(&["--kernels", "tests/data/kernels.txt", "--json"]));
+    let path = f.path().to_str().expect("path");
+    let b = stdout_ok(&plan(&["--kernels", path, "--json"]));
+    assert_eq!(a, b);
+    // rpm order inside a target: 15 before 15.1 before 16.
+    let v: serde_json::Value = serde_json::from_str(&a).expect("json");
+    let al8: Vec<String> = json_jobs(&v)
+        .iter()
+        .filter(|j| j["target"] == "alinux3")
+        .map(|j| j["kernel"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        al8.first().map(String::as_str),
+        Some("5.10.134-15.al8.x86_64")
+    );
+    assert_eq!(
+        al8.get(1).map(String::as_str),
+        Some("5.10.134-15.1.al8.x86_64")
+    );
+    assert_eq!(
+        al8.last().map(String::as_str),
+        Some("5.10.134-19.1.al8.x86_64")
+    );
+}
+
+#[test]
+fn github_matrix_include_holds_every_job() {
+    let text = stdout_ok(&plan(&[
+        "--kernels",
+        "tests/data/kernels.txt",
+        "--format",
+        "github",
+    ]));
+    assert_eq!(
+        text.trim().lines().count(),
+        1,
+        "GitHub wants the matrix on one line for $GITHUB_OUTPUT"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).expect("github matrix is JSON");
+    let include = v["include"].as_array().expect("include array");
+    let got: BTreeSet<(String, String)> = include
+        .iter()
+        .map(|j| {
+            (
+                j["target"].as_str().expect("target").to_string(),
+                j["kernel"].as_str().expect("kernel").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected());
+    for j in include {
+        assert!(
+            j["job"].is_string() && j["recipe"].is_string() && j["distro"].is_string(),
+            "{j}"
+        );
+    }
+}
+
+#[test]
+fn gitlab_parallel_matrix_holds_every_job() {
+    let text = stdout_ok(&plan(&[
+        "--kernels",
+        "tests/data/kernels.txt",
+        "--format",
+        "gitlab",
+    ]));
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("parallel:"));
+    assert_eq!(lines.next(), Some("  matrix:"));
+    let mut got = BTreeSet::new();
+    let mut entries = 0;
+    let (mut job, mut recipe) = (String::new(), String::new());
+    let unquote = |s: &str| -> String {
+        assert!(
+            s.starts_with('"') && s.ends_with('"') && s.len() >= 2,
+            "unquoted YAML value {s}"
+        );
+        s[1..s.len() - 1].to_string()
+    };
+    for l in lines {
+        if let Some(v) = l.strip_prefix("    - KHOTFIX_JOB: ") {
+            entries += 1;
+            job = unquote(v);
+        } else if let Some(v) = l.strip_prefix("      KHOTFIX_RECIPE: ") {
+            recipe = unquote(v);
+        } else if let Some(v) = l.strip_prefix("      KHOTFIX_KERNEL: ") {
+            let kernel = unquote(v);
+            assert!(
+                job.ends_with(&kernel) && RECIPES.contains(&recipe.as_str()),
+                "{job} {recipe} {kernel}"
+            );
+            let target = job.split('-').nth(1).unwrap_or_default().to_string();
+            got.insert((target, kernel));
+        } else {
+            panic!("unexpected line in gitlab matrix: {l:?}");
+        }
+    }
+    assert_eq!(entries, expected().len());
+    assert_eq!(got, expected());
+}
+
+#[test]
+fn table_has_a_header_and_one_row_per_job() {
+    let text = stdout_ok(&plan(&["--kernels", "tests/data/kernels.txt"]));
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    assert!(
+        header.starts_with("JOB") && header.contains("KERNEL") && header.contains("PACKAGE"),
+        "{header}"
+    );
+    assert_eq!(lines.count(), expected().len());
+}
+
+#[test]
+fn bad_kernel_list_names_file_and_line() {
+    let mut f = tempfile::NamedTempFile::new().expect("temp");
+    std::io::Write::write_all(
+        &mut f,
+        b"5.10.134-18.al8.x86_64\n5.10.134-18.al8.$(reboot)\n",
+    )
+    .expect("write");
+    let path = f.path().to_str().expect("path").to_string();
+    let out = plan(&["--kernels", &path, "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("{path}:2:")), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout when the input is bad"
+    );
+}

@@ -1,0 +1,1 @@
+// lint corpus module source (never built)
