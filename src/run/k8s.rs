@@ -326,12 +326,14 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
+/// A mapping key: bare when it cannot be read as anything but a string
+/// (starts with a letter, no YAML 1.1 boolean/null words), quoted otherwise.
 fn key(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
-        && !k.starts_with(['-', '.'])
-    {
+    const WORDS: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null"];
+    let bare = k.starts_with(|c: char| c.is_ascii_alphabetic())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        && !WORDS.contains(&k.to_ascii_lowercase().as_str());
+    if bare {
         k.to_string()
     } else {
         Value::String(k.to_string()).to_string()

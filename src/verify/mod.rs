@@ -159,7 +159,10 @@ pub fn verify(inp: &VerifyInputs) -> Result<VerifyReport> {
         (None, _) => {}
     }
     let mut console_log = None;
-    if inp.boot {
+    let static_ok = checks.iter().all(|c| c.outcome != Outcome::Fail);
+    if inp.boot && !static_ok {
+        checks.push(Check::skip("boot", "not booted: the static checks above failed"));
+    } else if inp.boot {
         let loaded_name = info
             .as_ref()
             .and_then(|i| i.get("name"))
