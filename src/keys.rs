@@ -1,1 +1,575 @@
-//! keys (to be filled in).
+//! Signing keys: loading the module-signing key and certificate and the
+//! OpenPGP package key from files, and generating development keys.
+//!
+//! Production keys are only ever read from files. Passphrases come from the
+//! `KHOTFIX_SIGN_PASSPHRASE` environment variable or a file, never argv.
+//! Errors name the file and what is wrong with it, never key material.
+
+use anyhow::{anyhow, bail, Context, Result};
+use der::referenced::OwnedToRef;
+use der::{Decode, Encode};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use serde::Serialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+/// Environment variable holding the passphrase of an encrypted key.
+pub const PASSPHRASE_ENV: &str = "KHOTFIX_SIGN_PASSPHRASE";
+
+/// A passphrase: zeroed on drop, never printed.
+#[derive(Clone)]
+pub struct Passphrase(Zeroizing<String>);
+
+impl Passphrase {
+    pub fn new(s: String) -> Self {
+        Passphrase(Zeroizing::new(s))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase(<redacted>)")
+    }
+}
+
+/// The passphrase for encrypted keys: the file given (first line, trailing
+/// newline removed) or else `KHOTFIX_SIGN_PASSPHRASE`; `None` when neither.
+pub fn read_passphrase(file: Option<&Path>) -> Result<Option<Passphrase>> {
+    if let Some(path) = file {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading passphrase file {}", path.display()))?,
+        );
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            bail!("passphrase file {} is empty", path.display());
+        }
+        return Ok(Some(Passphrase::new(line.to_string())));
+    }
+    match std::env::var(PASSPHRASE_ENV) {
+        Ok(v) if !v.is_empty() => Ok(Some(Passphrase::new(v))),
+        _ => Ok(None),
+    }
+}
+
+/// One `-----BEGIN <label>-----` … `-----END <label>-----` block out of a
+/// possibly multi-block PEM file (the kernel's `signing_key.pem` holds the
+/// key and the certificate together).
+fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text.find(&begin)?;
+    let stop = text[start..].find(&end)? + start + end.len();
+    Some(&text[start..stop])
+}
+
+fn is_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// Load an RSA private key: PEM (PKCS#8, encrypted PKCS#8, PKCS#1) or DER
+/// (PKCS#8, encrypted PKCS#8, PKCS#1).
+pub fn load_rsa_key(path: &Path, pass: Option<&Passphrase>) -> Result<RsaPrivateKey> {
+    let bytes = Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("reading key {}", path.display()))?,
+    );
+    parse_rsa_key(&bytes, pass).map_err(|e| anyhow!("key {}: {e}", path.display()))
+}
+
+fn need_pass(pass: Option<&Passphrase>) -> Result<&Passphrase> {
+    pass.ok_or_else(|| {
+        anyhow!("the key is encrypted; set {PASSPHRASE_ENV} or pass --passphrase-file")
+    })
+}
+
+fn parse_rsa_key(bytes: &[u8], pass: Option<&Passphrase>) -> Result<RsaPrivateKey> {
+    // Error texts below come from us, not from the parsers, so no key bytes leak.
+    if is_pem(bytes) {
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| anyhow!("PEM file is not valid UTF-8"))?;
+        if let Some(b) = pem_block(text, "ENCRYPTED PRIVATE KEY") {
+            let p = need_pass(pass)?;
+            return RsaPrivateKey::from_pkcs8_encrypted_pem(b, p.expose().as_bytes())
+                .map_err(|_| anyhow!("cannot decrypt the encrypted PKCS#8 key (wrong passphrase or unsupported cipher)"));
+        }
+        if let Some(b) = pem_block(text, "RSA PRIVATE KEY") {
+            if b.contains("Proc-Type: 4,ENCRYPTED") {
+                bail!("legacy OpenSSL-encrypted PEM is not supported; convert it with `openssl pkcs8 -topk8 -v2 aes-256-cbc`");
+            }
+            return RsaPrivateKey::from_pkcs1_pem(b)
+                .map_err(|_| anyhow!("malformed PKCS#1 RSA private key"));
+        }
+        if let Some(b) = pem_block(text, "PRIVATE KEY") {
+            return RsaPrivateKey::from_pkcs8_pem(b)
+                .map_err(|_| anyhow!("malformed PKCS#8 private key, or not an RSA key"));
+        }
+        bail!("no PRIVATE KEY block in PEM file");
+    }
+    if let Ok(k) = RsaPrivateKey::from_pkcs8_der(bytes) {
+        return Ok(k);
+    }
+    if let Ok(k) = RsaPrivateKey::from_pkcs1_der(bytes) {
+        return Ok(k);
+    }
+    if pkcs8::EncryptedPrivateKeyInfo::from_der(bytes).is_ok() {
+        let p = need_pass(pass)?;
+        return RsaPrivateKey::from_pkcs8_encrypted_der(bytes, p.expose().as_bytes())
+            .map_err(|_| anyhow!("cannot decrypt the encrypted PKCS#8 key (wrong passphrase or unsupported cipher)"));
+    }
+    bail!("not an RSA private key in PEM or DER (PKCS#8 or PKCS#1)")
+}
+
+/// Load an X.509 certificate, PEM or DER.
+pub fn load_certificate(path: &Path) -> Result<Certificate> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading certificate {}", path.display()))?;
+    parse_certificate(&bytes).map_err(|e| anyhow!("certificate {}: {e}", path.display()))
+}
+
+fn parse_certificate(bytes: &[u8]) -> Result<Certificate> {
+    use der::DecodePem;
+    if is_pem(bytes) {
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| anyhow!("PEM file is not valid UTF-8"))?;
+        let b = pem_block(text, "CERTIFICATE")
+            .ok_or_else(|| anyhow!("no CERTIFICATE block in PEM file"))?;
+        return Certificate::from_pem(b).map_err(|e| anyhow!("malformed certificate: {e}"));
+    }
+    Certificate::from_der(bytes).map_err(|e| anyhow!("not a DER X.509 certificate: {e}"))
+}
+
+/// A module-signing key with its certificate; the key is checked to match
+/// the certificate's public key when loaded.
+pub struct ModuleKey {
+    key: RsaPrivateKey,
+    cert: Certificate,
+}
+
+impl fmt::Debug for ModuleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModuleKey")
+            .field("signer", &self.signer_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModuleKey {
+    /// Pair a key and certificate, refusing a key that does not belong to it.
+    pub fn new(key: RsaPrivateKey, cert: Certificate) -> Result<Self> {
+        let spki = cert.tbs_certificate.subject_public_key_info.owned_to_ref();
+        let cert_pub = RsaPublicKey::try_from(spki)
+            .map_err(|_| anyhow!("the certificate does not hold an RSA key"))?;
+        if cert_pub != key.to_public_key() {
+            bail!("the private key does not match the certificate's public key");
+        }
+        Ok(ModuleKey { key, cert })
+    }
+
+    /// Load from files (`key` and `cert` may be the same PEM file).
+    pub fn load(key: &Path, cert: &Path, pass: Option<&Passphrase>) -> Result<Self> {
+        let k = load_rsa_key(key, pass)?;
+        let c = load_certificate(cert)?;
+        Self::new(k, c).with_context(|| format!("{} and {}", key.display(), cert.display()))
+    }
+
+    pub fn cert(&self) -> &Certificate {
+        &self.cert
+    }
+
+    /// RSA PKCS#1 v1.5 signature over an already computed digest.
+    pub fn sign_pkcs1v15<D: digest::Digest + const_oid::AssociatedOid>(
+        &self,
+        digest: &[u8],
+    ) -> Result<Vec<u8>> {
+        let mut rng = rand::rngs::OsRng;
+        // Blinding uses the rng; the PKCS#1 v1.5 output itself is deterministic.
+        self.key
+            .sign_with_rng(&mut rng, rsa::Pkcs1v15Sign::new::<D>(), digest)
+            .map_err(|e| anyhow!("RSA signing failed: {e}"))
+    }
+
+    /// The certificate subject's common name (what `modinfo` shows as
+    /// `signer`), or the whole subject when it has none.
+    pub fn signer_name(&self) -> String {
+        common_name(&self.cert).unwrap_or_else(|| self.cert.tbs_certificate.subject.to_string())
+    }
+
+    /// The serial number as `modinfo` prints `sig_key`: `49:EC:6F:…`.
+    pub fn serial_colon_hex(&self) -> String {
+        colon_hex(self.cert.tbs_certificate.serial_number.as_bytes())
+    }
+}
+
+fn colon_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn common_name(cert: &Certificate) -> Option<String> {
+    const CN: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
+    for rdn in cert.tbs_certificate.subject.0.iter() {
+        for atv in rdn.0.iter() {
+            if atv.oid == CN {
+                if let Ok(s) = der::asn1::Utf8StringRef::try_from(&atv.value) {
+                    return Some(s.as_str().to_string());
+                }
+                if let Ok(s) = der::asn1::PrintableStringRef::try_from(&atv.value) {
+                    return Some(s.as_str().to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+// ---- OpenPGP package key ---------------------------------------------------
+
+/// The OpenPGP key that signs packages and repository metadata.
+#[derive(Clone)]
+pub struct PackageSigner {
+    signer: rpm::signature::pgp::Signer,
+    /// Upper-case hex fingerprint.
+    pub fingerprint: String,
+}
+
+impl fmt::Debug for PackageSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackageSigner")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackageSigner {
+    /// Load an armored OpenPGP secret key (RSA), unlocked with `pass` when it
+    /// is protected.
+    pub fn load(path: &Path, pass: Option<&Passphrase>) -> Result<Self> {
+        let bytes = Zeroizing::new(
+            std::fs::read(path)
+                .with_context(|| format!("reading OpenPGP key {}", path.display()))?,
+        );
+        Self::from_armored(&bytes, pass).map_err(|e| anyhow!("OpenPGP key {}: {e}", path.display()))
+    }
+
+    pub fn from_armored(bytes: &[u8], pass: Option<&Passphrase>) -> Result<Self> {
+        use pgp::composed::{Deserializable, SignedSecretKey};
+        use pgp::types::KeyDetails;
+        let text = std::str::from_utf8(bytes).map_err(|_| anyhow!("not an ASCII-armored key"))?;
+        let (key, _) = SignedSecretKey::from_string(text)
+            .map_err(|_| anyhow!("not an armored OpenPGP secret key"))?;
+        if key.primary_key.algorithm() != pgp::crypto::public_key::PublicKeyAlgorithm::RSA {
+            bail!("the OpenPGP key is {:?}; khotfix signs packages with RSA keys (EL7's rpm needs them)", key.primary_key.algorithm());
+        }
+        let fingerprint = hex::encode_upper(key.primary_key.fingerprint().as_bytes());
+        let mut signer =
+            rpm::signature::pgp::Signer::from_asc_bytes(bytes).map_err(|e| anyhow!("{e}"))?;
+        if let Some(p) = pass {
+            signer = signer.with_key_passphrase(p.expose());
+        }
+        Ok(PackageSigner {
+            signer,
+            fingerprint,
+        })
+    }
+
+    /// A binary OpenPGP v4 signature packet over `data`, created at `t`
+    /// (seconds since the epoch; fixed for reproducible output).
+    pub fn sign_binary(&self, data: &[u8], t: u64) -> Result<Vec<u8>> {
+        use rpm::signature::Signing;
+        let ts = rpm::Timestamp(u32::try_from(t).context("signature time past 2106")?);
+        self.signer
+            .sign(data, ts)
+            .map_err(|e| anyhow!("OpenPGP signing failed: {e}"))
+    }
+
+    /// An ASCII-armored detached signature (`repomd.xml.asc`).
+    pub fn sign_detached_armored(&self, data: &[u8], t: u64) -> Result<String> {
+        use pgp::composed::Deserializable;
+        let raw = self.sign_binary(data, t)?;
+        let sig = pgp::composed::DetachedSignature::from_bytes(&raw[..])
+            .map_err(|e| anyhow!("re-reading signature: {e}"))?;
+        sig.to_armored_string(None.into())
+            .map_err(|e| anyhow!("armoring signature: {e}"))
+    }
+}
+
+// ---- development key generation -------------------------------------------
+
+/// Options for [`generate`].
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// RSA size for both keys (the kernel's default is 4096).
+    pub bits: usize,
+    /// Certificate subject CN.
+    pub common_name: String,
+    /// OpenPGP user id.
+    pub user_id: String,
+    /// Certificate lifetime.
+    pub days: u32,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            bits: 4096,
+            common_name: "khotfix module signing key".into(),
+            user_id: "khotfix package signing <khotfix@localhost>".into(),
+            days: 36500,
+        }
+    }
+}
+
+/// What [`generate`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedKeys {
+    pub dir: PathBuf,
+    /// Module-signing private key (PKCS#8 PEM, mode 0600).
+    pub module_key: PathBuf,
+    /// Module-signing certificate, PEM.
+    pub module_cert: PathBuf,
+    /// The same certificate, DER (what `mokutil --import` takes).
+    pub module_cert_der: PathBuf,
+    /// OpenPGP secret key, armored (mode 0600).
+    pub pgp_secret: PathBuf,
+    /// OpenPGP public key, armored (`rpm --import`).
+    pub pgp_public: PathBuf,
+    pub pgp_fingerprint: String,
+    pub cert_serial: String,
+    /// Commands a host runs to trust these keys.
+    pub enroll: Vec<String>,
+}
+
+/// File names inside the key directory.
+pub const MODULE_KEY_FILE: &str = "module-signing.key.pem";
+pub const MODULE_CERT_FILE: &str = "module-signing.crt.pem";
+pub const MODULE_CERT_DER_FILE: &str = "module-signing.crt.der";
+pub const PGP_SECRET_FILE: &str = "package-signing.secret.asc";
+pub const PGP_PUBLIC_FILE: &str = "RPM-GPG-KEY-khotfix";
+
+/// Generate development keys into `dir` (created 0700 if missing). Refuses
+/// to overwrite existing key files.
+pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<GeneratedKeys> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !(2048..=8192).contains(&opts.bits) {
+        bail!("RSA key size {} is out of range (2048..=8192)", opts.bits);
+    }
+    crate::util::validate::message("certificate common name", &opts.common_name)
+        .map_err(|e| anyhow!(e))?;
+    crate::util::validate::message("OpenPGP user id", &opts.user_id).map_err(|e| anyhow!(e))?;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let names = [
+        MODULE_KEY_FILE,
+        MODULE_CERT_FILE,
+        MODULE_CERT_DER_FILE,
+        PGP_SECRET_FILE,
+        PGP_PUBLIC_FILE,
+    ];
+    for n in names {
+        if dir.join(n).exists() {
+            bail!(
+                "{} already exists; refusing to overwrite keys",
+                dir.join(n).display()
+            );
+        }
+    }
+    let mut rng = rand::rngs::OsRng;
+    let key =
+        RsaPrivateKey::new(&mut rng, opts.bits).context("generating the module-signing RSA key")?;
+    let cert = self_signed_module_cert(&key, &opts.common_name, opts.days)?;
+    let cert_der = cert.to_der().context("encoding certificate")?;
+    let cert_pem = der::pem::encode_string("CERTIFICATE", LineEnding::LF, &cert_der)
+        .map_err(|e| anyhow!("encoding certificate PEM: {e}"))?;
+    let key_pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .context("encoding private key")?;
+
+    let (pgp_secret, pgp_public, fingerprint) = generate_pgp(opts)?;
+
+    let write_private = |name: &str, bytes: &[u8]| -> Result<PathBuf> {
+        let p = dir.join(name);
+        crate::util::fsx::write_atomic(&p, bytes)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod 0600 {}", p.display()))?;
+        Ok(p)
+    };
+    let write_public = |name: &str, bytes: &[u8]| -> Result<PathBuf> {
+        let p = dir.join(name);
+        crate::util::fsx::write_atomic(&p, bytes)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("chmod 0644 {}", p.display()))?;
+        Ok(p)
+    };
+    // tempfile creates files 0600, so the private key is never readable by others.
+    let module_key = write_private(MODULE_KEY_FILE, key_pem.as_bytes())?;
+    let module_cert = write_public(MODULE_CERT_FILE, cert_pem.as_bytes())?;
+    let module_cert_der = write_public(MODULE_CERT_DER_FILE, &cert_der)?;
+    let pgp_secret_p = write_private(PGP_SECRET_FILE, pgp_secret.as_bytes())?;
+    let pgp_public_p = write_public(PGP_PUBLIC_FILE, pgp_public.as_bytes())?;
+    let q = |p: &Path| crate::util::validate::sh_quote(&p.display().to_string());
+    Ok(GeneratedKeys {
+        dir: dir.to_path_buf(),
+        enroll: vec![
+            format!(
+                "mokutil --import {}   # then reboot and confirm in MokManager (Secure Boot hosts)",
+                q(&module_cert_der)
+            ),
+            format!("rpm --import {}", q(&pgp_public_p)),
+        ],
+        module_key,
+        module_cert,
+        module_cert_der,
+        pgp_secret: pgp_secret_p,
+        pgp_public: pgp_public_p,
+        pgp_fingerprint: fingerprint,
+        cert_serial: colon_hex(cert.tbs_certificate.serial_number.as_bytes()),
+    })
+}
+
+/// A certificate shaped like the kernel's `certs/x509.genkey`: self-signed,
+/// `basicConstraints=critical,CA:FALSE`, `keyUsage=digitalSignature`,
+/// `extendedKeyUsage=codeSigning`, subject and authority key identifiers.
+fn self_signed_module_cert(key: &RsaPrivateKey, cn: &str, days: u32) -> Result<Certificate> {
+    use std::str::FromStr;
+    use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+    use x509_cert::ext::pkix::{
+        AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+        SubjectKeyIdentifier,
+    };
+    use x509_cert::name::Name;
+    use x509_cert::serial_number::SerialNumber;
+    use x509_cert::spki::{EncodePublicKey, SubjectPublicKeyInfoOwned};
+    use x509_cert::time::Validity;
+
+    // RFC 4514 string: escape what would change its meaning.
+    let escaped: String = cn
+        .chars()
+        .flat_map(|c| match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let subject = Name::from_str(&format!("CN={escaped}"))
+        .map_err(|e| anyhow!("certificate subject: {e}"))?;
+    let pub_der = key
+        .to_public_key()
+        .to_public_key_der()
+        .context("encoding public key")?;
+    let spki =
+        SubjectPublicKeyInfoOwned::from_der(pub_der.as_bytes()).context("decoding public key")?;
+    let mut serial = [0u8; 20];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut serial);
+    serial[0] &= 0x3f; // positive, and DER-minimal in 20 bytes
+    serial[0] |= 0x01;
+    let serial = SerialNumber::new(&serial).context("serial number")?;
+    let validity = Validity::from_now(std::time::Duration::from_secs(u64::from(days) * 86400))
+        .context("validity")?;
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+    let ski =
+        SubjectKeyIdentifier::try_from(spki.owned_to_ref()).context("subject key identifier")?;
+    let mut b = CertificateBuilder::new(
+        Profile::Manual { issuer: None },
+        serial,
+        validity,
+        subject,
+        spki,
+        &signer,
+    )
+    .context("certificate builder")?;
+    b.add_extension(&BasicConstraints {
+        ca: false,
+        path_len_constraint: None,
+    })
+    .context("basicConstraints")?;
+    b.add_extension(&KeyUsage(KeyUsages::DigitalSignature.into()))
+        .context("keyUsage")?;
+    b.add_extension(&ExtendedKeyUsage(vec![
+        const_oid::db::rfc5280::ID_KP_CODE_SIGNING,
+    ]))
+    .context("extendedKeyUsage")?;
+    b.add_extension(&ski).context("subjectKeyIdentifier")?;
+    b.add_extension(&AuthorityKeyIdentifier {
+        key_identifier: Some(ski.0.clone()),
+        authority_cert_issuer: None,
+        authority_cert_serial_number: None,
+    })
+    .context("authorityKeyIdentifier")?;
+    b.build_with_rng::<rsa::pkcs1v15::Signature>(&mut rand::rngs::OsRng)
+        .map_err(|e| anyhow!("signing certificate: {e}"))
+}
+
+/// An RSA OpenPGP key that can sign and certify, without a passphrase
+/// (development keys; protect production keys with `gpg --passwd`).
+/// Returns (armored secret key, armored public key, fingerprint).
+fn generate_pgp(opts: &GenerateOptions) -> Result<(Zeroizing<String>, String, String)> {
+    use pgp::composed::{KeyType, SecretKeyParamsBuilder};
+    use pgp::crypto::hash::HashAlgorithm;
+    use pgp::types::KeyDetails;
+    let params = SecretKeyParamsBuilder::default()
+        .key_type(KeyType::Rsa(opts.bits as u32))
+        .can_certify(true)
+        .can_sign(true)
+        .primary_user_id(opts.user_id.clone())
+        .preferred_hash_algorithms(vec![HashAlgorithm::Sha256, HashAlgorithm::Sha512].into())
+        .build()
+        .map_err(|e| anyhow!("OpenPGP key parameters: {e}"))?;
+    let key = params
+        .generate(rand::rngs::OsRng)
+        .map_err(|e| anyhow!("generating the OpenPGP key: {e}"))?;
+    let public = key.to_public_key();
+    let secret_armored = Zeroizing::new(
+        key.to_armored_string(None.into())
+            .map_err(|e| anyhow!("armoring secret key: {e}"))?,
+    );
+    let public_armored = public
+        .to_armored_string(None.into())
+        .map_err(|e| anyhow!("armoring public key: {e}"))?;
+    Ok((
+        secret_armored,
+        public_armored,
+        hex::encode_upper(key.fingerprint().as_bytes()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_block_finds_the_right_block() {
+        let t = "x\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n";
+        assert_eq!(
+            pem_block(t, "PRIVATE KEY").unwrap(),
+            "-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----"
+        );
+        assert!(pem_block(t, "RSA PRIVATE KEY").is_none());
+    }
+
+    #[test]
+    fn garbage_keys_give_clean_errors() {
+        let e = parse_rsa_key(
+            b"-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("malformed PKCS#8"), "{e}");
+        let e = parse_rsa_key(b"\x30\x03\x02\x01\x00", None).unwrap_err();
+        assert!(e.to_string().contains("not an RSA private key"), "{e}");
+        assert!(!format!("{:?}", Passphrase::new("hunter2".into())).contains("hunter2"));
+    }
+}

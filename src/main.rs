@@ -28,6 +28,8 @@ enum Command {
     Kernels(cli::fetch::KernelsArgs),
     /// Download (verified, cached) the kernel packages a recipe's jobs need.
     Fetch(cli::fetch::FetchArgs),
+    /// Download one file by URL into the cache, verified against its checksum.
+    Download(cli::fetch::DownloadArgs),
     /// Check a recipe's patches for what kpatch cannot handle.
     Preflight(cli::prepare::PreflightArgs),
     /// Build livepatch modules for a recipe's jobs in builder containers.
@@ -61,6 +63,7 @@ fn main() {
         Command::Plan(a) => cli::recipe::plan(a),
         Command::Kernels(a) => cli::fetch::kernels(a),
         Command::Fetch(a) => cli::fetch::fetch(a),
+        Command::Download(a) => cli::fetch::download(a),
         Command::Preflight(a) => cli::prepare::preflight(a),
         Command::Build(a) => cli::build::build(a),
         Command::Builder(c) => cli::build::builder(c),

@@ -1,21 +1,41 @@
 //! `khotfix publish`, `khotfix repo verify`.
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use khotfix::publish::{self, Compression, PublishOptions, RepoKey};
+use khotfix::util::exit;
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct PublishArgs {
+    /// Repository directory (created if missing).
     #[arg(long)]
     pub repo: PathBuf,
+    /// RPMs to add (none: just regenerate and re-sign the metadata).
     pub rpms: Vec<PathBuf>,
+    /// Keep only the N newest releases (rpm EVR order) of each package name.
     #[arg(long)]
     pub keep: Option<usize>,
+    /// Armored OpenPGP secret key that signs repomd.xml. The passphrase comes
+    /// from KHOTFIX_GPG_PASSPHRASE or --passphrase-file, never the command line.
+    #[arg(long, env = "KHOTFIX_GPG_KEY")]
+    pub gpg_key: Option<PathBuf>,
+    /// File whose first line is the signing key's passphrase.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Metadata compression: gz (default; EL7 reads only gz) or zstd.
+    #[arg(long, default_value = "gz")]
+    pub compress: String,
+    /// baseurl written into khotfix.repo (default: a placeholder to edit).
+    #[arg(long)]
+    pub base_url: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Subcommand)]
 pub enum RepoCmd {
-    /// Check every package and the metadata signature.
+    /// Check every package (size, sha256, signature) and the metadata
+    /// (checksums, repomd.xml.asc). Exit 1 on any mismatch, 2 if unreadable.
     Verify {
         dir: PathBuf,
         #[arg(long)]
@@ -23,10 +43,70 @@ pub enum RepoCmd {
     },
 }
 
-pub fn publish(_a: PublishArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("publish: not implemented yet")
+fn passphrase(file: Option<&PathBuf>) -> Result<Option<String>> {
+    if let Some(f) = file {
+        let s = std::fs::read_to_string(f)
+            .with_context(|| format!("{}: cannot read the passphrase file", f.display()))?;
+        return Ok(Some(s.lines().next().unwrap_or("").to_string()));
+    }
+    Ok(std::env::var("KHOTFIX_GPG_PASSPHRASE").ok())
 }
 
-pub fn repo(_c: RepoCmd) -> anyhow::Result<i32> {
-    anyhow::bail!("repo: not implemented yet")
+pub fn publish(a: PublishArgs) -> Result<i32> {
+    let compress = Compression::parse(&a.compress)?;
+    let key_path = a.gpg_key.clone().context(
+        "no signing key: pass --gpg-key FILE or set KHOTFIX_GPG_KEY (repomd.xml must be signed)",
+    )?;
+    let pass = passphrase(a.passphrase_file.as_ref())?;
+    let key = RepoKey::load(&key_path, pass.as_deref())?;
+    let report = publish::publish(&PublishOptions {
+        repo: a.repo,
+        rpms: a.rpms,
+        keep: a.keep,
+        key,
+        compress,
+        base_url: a.base_url,
+    })?;
+    if a.json {
+        super::print_json(&report)?;
+    } else {
+        for f in &report.added {
+            println!("added   Packages/{f}");
+        }
+        for f in &report.removed {
+            println!("removed Packages/{f}");
+        }
+        println!(
+            "{}: {} packages ({} read, {} cached), revision {}, signed by {}",
+            report.repo,
+            report.packages,
+            report.read,
+            report.cached,
+            report.revision,
+            report.key_fingerprint
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub fn repo(c: RepoCmd) -> Result<i32> {
+    match c {
+        RepoCmd::Verify { dir, json } => {
+            let report = publish::verify_repo(&dir)?;
+            if json {
+                super::print_json(&report)?;
+            } else {
+                for p in &report.problems {
+                    println!("{p}");
+                }
+                if report.ok() {
+                    println!(
+                        "{}: OK ({} packages, revision {})",
+                        report.repo, report.packages, report.revision
+                    );
+                }
+            }
+            Ok(if report.ok() { exit::OK } else { exit::FAILED })
+        }
+    }
 }

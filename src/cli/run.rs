@@ -1,19 +1,123 @@
-//! `khotfix run`.
+//! `khotfix run`, and `plan --format k8s`.
+use anyhow::{Context, Result};
 use clap::Args;
+use khotfix::plan::{read_kernel_list, Plan};
+use khotfix::run::{self, BadInput, ProgressMode, RunSettings, Selection};
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct RunArgs {
+    /// Recipes (default: recipes/*.toml).
     pub recipes: Vec<PathBuf>,
+    /// Output directory: jobs/<job-id>/ (state and stage outputs),
+    /// verified/<job-id>/ (RPMs that passed verify), repo/ (published).
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Jobs to run at the same time.
+    #[arg(short = 'j', long = "jobs", default_value_t = 2)]
+    pub parallel: usize,
+    /// Run only job N of the plan (CI matrix / Kubernetes Indexed Job) and
+    /// skip publish (run `khotfix publish` over OUT/verified afterwards).
+    #[arg(long)]
+    pub job_index: Option<usize>,
+    /// Refuse to run unless the plan's digest is this (see `--json` output).
+    #[arg(long, value_name = "DIGEST")]
+    pub expect_plan: Option<String>,
+    /// With --job-index: refuse to run unless that job has this id.
+    #[arg(long, value_name = "JOB_ID", requires = "job_index")]
+    pub expect_job: Option<String>,
+    /// Only the jobs of these recipe targets (repeatable).
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Kernel releases to resolve ranges against, one per line.
+    #[arg(long)]
+    pub kernels: Option<PathBuf>,
+    /// Resolve ranges against what the distros' repositories publish.
+    #[arg(long)]
+    pub from_repos: bool,
+    /// Signing keys directory.
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+    /// Repository to publish to (default OUT/repo).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// Write a Markdown report here (e.g. "$GITHUB_STEP_SUMMARY").
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Print the run report as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(_a: RunArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("run: not implemented yet")
+/// Load recipes and expand the plan the same way `khotfix plan` does.
+fn load_plan(a: &RunArgs) -> Result<(Vec<khotfix::recipe::Recipe>, Plan)> {
+    let recipes = crate::cli::recipe::load_recipes(&a.recipes)?;
+    let mut known = match &a.kernels {
+        Some(f) => read_kernel_list(f)?,
+        None => Vec::new(),
+    };
+    if a.from_repos {
+        known.extend(crate::cli::fetch::published_kernels(&recipes)?);
+    }
+    let mut plan = Plan::expand(&recipes, &known)?;
+    if !a.targets.is_empty() {
+        for t in &a.targets {
+            if !recipes
+                .iter()
+                .any(|r| r.targets.iter().any(|x| &x.name == t))
+            {
+                anyhow::bail!("--target {t:?}: no recipe has a target of that name");
+            }
+        }
+        plan.jobs.retain(|j| a.targets.contains(&j.target));
+    }
+    Ok((recipes, plan))
+}
+
+/// Exit codes: 0 all jobs (and publish) passed, 1 a job or publish failed,
+/// 2 bad input (returned as `Err`; main maps it).
+pub fn run(a: RunArgs) -> Result<i32> {
+    if a.parallel == 0 {
+        anyhow::bail!("-j 0: run at least one job at a time");
+    }
+    let (recipes, plan) = load_plan(&a)?;
+    let mut settings = RunSettings::new(&a.out);
+    settings.parallel = a.parallel;
+    settings.keys = a.keys.clone();
+    settings.publish = a.job_index.is_none();
+    if let Some(r) = &a.repo {
+        settings.repo = r.clone();
+    }
+    settings.progress = ProgressMode::detect();
+    let sel = Selection {
+        index: a.job_index,
+        expect_plan: a.expect_plan.clone(),
+        expect_job: a.expect_job.clone(),
+    };
+    if plan.jobs.is_empty() {
+        eprintln!("khotfix: the plan has no jobs (no kernel matched; use --kernels FILE or --from-repos to resolve ranges)");
+    }
+    let pipeline = run::wire::default_pipeline();
+    let report = match run::run(&pipeline, &recipes, &plan, &sel, &settings) {
+        Ok(r) => r,
+        Err(e) if e.downcast_ref::<BadInput>().is_some() => return Err(e),
+        Err(e) => return Err(e.context("khotfix run")),
+    };
+    if let Some(path) = &a.report {
+        khotfix::util::fsx::write_atomic(path, report.to_markdown().as_bytes())
+            .with_context(|| format!("writing the report {}", path.display()))?;
+    }
+    if a.json {
+        crate::cli::print_json(&report)?;
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(report.exit_code())
 }
 
 /// `plan --format k8s`: an Indexed Job plus a publish step.
-pub fn print_k8s(_plan: &khotfix::plan::Plan) -> anyhow::Result<()> {
-    anyhow::bail!("plan --format k8s: not implemented yet")
+pub fn print_k8s(plan: &Plan) -> Result<()> {
+    let opts = run::k8s::K8sOptions::from_env()?;
+    print!("{}", run::k8s::manifest_yaml(plan, &opts)?);
+    Ok(())
 }

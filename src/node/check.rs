@@ -154,15 +154,17 @@ pub fn live_state(root: &HostRoot, module: &str, ev: &mut Evidence) -> Result<Li
 /// Is the package installed? `None` (with a note) when the host has no rpm
 /// database or this machine no rpm binary: the check stays cheap and honest.
 pub fn package_installed(root: &HostRoot, package: &str, ev: &mut Evidence) -> Option<bool> {
-    if root.rpmdb().is_none() {
+    let Some(dbpath) = root.rpmdb() else {
         ev.notes
             .push("no rpm database on the host: package state not checked".into());
         return None;
-    }
+    };
     let mut cmd = std::process::Command::new("rpm");
     if !root.is_host() {
         cmd.arg("--root").arg(root.dir());
     }
+    // Explicit, because this machine's rpm may default elsewhere (~/.rpmdb on Debian).
+    cmd.arg("--dbpath").arg(&dbpath);
     cmd.args(["-q", "--quiet", package])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -307,7 +309,8 @@ pub fn check(recipe: &Recipe, root: &HostRoot) -> Result<CheckReport> {
     } else {
         format!("kernel {kernel} is affected and {module} is not live: install {package}")
     };
-    if package_installed(root, &package, &mut ev) == Some(true) {
+    ev.package_installed = package_installed(root, &package, &mut ev);
+    if ev.package_installed == Some(true) {
         reason = format!("kernel {kernel} is affected and {module} is not live although {package} is installed: reload it (kpatch load) or reinstall");
     }
     Ok(report(

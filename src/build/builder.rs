@@ -1,0 +1,248 @@
+//! Builder images: `containers/<name>/` (embedded in the binary) built into
+//! `localhost/khotfix-builder-<name>:<content hash>`. An image whose tag
+//! already exists has the same content and is reused.
+//!
+//! debian12 needs no container registry: its base is a bookworm rootfs made
+//! by `mmdebstrap` from the host's own apt sources and `import`ed into the
+//! engine; the Containerfile is built on top. centos7 and alinux3 build
+//! `FROM` a base image the user names (`--base`), since they need a vendor
+//! image from some registry.
+
+use super::container::Engine;
+use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// How a builder's base image is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// `mmdebstrap <suite>` with the host's apt sources, then `import`.
+    Mmdebstrap { suite: &'static str },
+    /// A base image named by the user (`--base IMAGE`).
+    External,
+}
+
+/// A builder definition: its files and how to get its base.
+#[derive(Debug, Clone, Copy)]
+pub struct BuilderDef {
+    pub name: &'static str,
+    pub base: Base,
+    /// (path relative to the build context, contents); the first is the Containerfile.
+    pub files: &'static [(&'static str, &'static str)],
+}
+
+const BUILDERS: &[BuilderDef] = &[
+    BuilderDef {
+        name: "debian12",
+        base: Base::Mmdebstrap { suite: "bookworm" },
+        files: &[("Containerfile", include_str!("../../containers/debian12/Containerfile"))],
+    },
+    BuilderDef {
+        name: "centos7",
+        base: Base::External,
+        files: &[
+            ("Containerfile", include_str!("../../containers/centos7/Containerfile")),
+            ("vault.repo.in", include_str!("../../containers/centos7/vault.repo.in")),
+        ],
+    },
+    BuilderDef {
+        name: "alinux3",
+        base: Base::External,
+        files: &[("Containerfile", include_str!("../../containers/alinux3/Containerfile"))],
+    },
+];
+
+/// Environment variable naming an apt sources file for the debian12 base
+/// (default: the host's bookworm entries under /etc/apt).
+pub const ENV_DEBIAN_SOURCES: &str = "KHOTFIX_DEBIAN_SOURCES";
+
+/// A builder image ready to run.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BuilderImage {
+    pub builder: String,
+    /// `localhost/khotfix-builder-<name>:<hash>`.
+    pub tag: String,
+    /// The engine's image id (part of every build cache key).
+    pub id: String,
+    /// True when an existing image with the same content was reused.
+    pub reused: bool,
+}
+
+impl BuilderDef {
+    pub fn get(name: &str) -> Result<&'static BuilderDef> {
+        BUILDERS.iter().find(|b| b.name == name).with_context(|| {
+            format!("unknown builder {name:?} (known: {})", BUILDERS.iter().map(|b| b.name).collect::<Vec<_>>().join(", "))
+        })
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        BUILDERS.iter().map(|b| b.name).collect()
+    }
+
+    /// sha256 over the builder's files. (An external base is not part of it:
+    /// rebuild with `--force` after changing `--base`.)
+    pub fn content_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"khotfix-builder-v1\0");
+        h.update(self.name.as_bytes());
+        for (p, c) in self.files {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p.as_bytes());
+            h.update((c.len() as u64).to_le_bytes());
+            h.update(c.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// The image tag for this content.
+    pub fn tag(&self) -> String {
+        format!("localhost/khotfix-builder-{}:{}", self.name, &self.content_hash()[..16])
+    }
+
+    /// The tag of the imported mmdebstrap base.
+    pub fn base_tag(&self) -> Option<String> {
+        match self.base {
+            Base::Mmdebstrap { suite } => Some(format!("localhost/khotfix-base-{}:{suite}", self.name)),
+            Base::External => None,
+        }
+    }
+}
+
+/// Options of `khotfix builder build`.
+#[derive(Debug, Clone, Default)]
+pub struct BuildImageOptions {
+    /// Base image for builders with an external base (centos7, alinux3).
+    pub base: Option<String>,
+    /// Rebuild even if an image with the same content exists (and, for
+    /// debian12, re-create the mmdebstrap base).
+    pub force: bool,
+    /// Where `builder-<name>.log` goes.
+    pub log_dir: PathBuf,
+}
+
+/// The existing image for a builder, or a one-line error saying how to build it.
+pub fn find(engine: &Engine, name: &str) -> Result<BuilderImage> {
+    let def = BuilderDef::get(name)?;
+    let tag = def.tag();
+    match engine.image_id(&tag)? {
+        Some(id) => Ok(BuilderImage { builder: name.into(), tag, id, reused: true }),
+        None => bail!("builder image {tag} not found: run `khotfix builder build {name}` first"),
+    }
+}
+
+/// Build (or reuse) a builder image.
+pub fn ensure(engine: &Engine, name: &str, opts: &BuildImageOptions, progress: Option<&ProgressBar>) -> Result<BuilderImage> {
+    let def = BuilderDef::get(name)?;
+    let ext_base = match def.base {
+        Base::External => Some(opts.base.clone().with_context(|| {
+            format!("builder {name} needs a base image: pass --base IMAGE (a {name} image from your registry, or one made with `podman import`)")
+        })?),
+        Base::Mmdebstrap { .. } => {
+            if opts.base.is_some() {
+                bail!("builder {name} makes its own base with mmdebstrap; --base is not used");
+            }
+            None
+        }
+    };
+    let tag = def.tag();
+    if !opts.force {
+        if let Some(id) = engine.image_id(&tag)? {
+            return Ok(BuilderImage { builder: name.into(), tag, id, reused: true });
+        }
+    }
+    std::fs::create_dir_all(&opts.log_dir).with_context(|| format!("creating {}", opts.log_dir.display()))?;
+    let log = opts.log_dir.join(format!("builder-{name}.log"));
+    let _ = std::fs::remove_file(&log);
+    let base_image = match (def.base, ext_base) {
+        (Base::External, Some(b)) => b,
+        (Base::Mmdebstrap { suite }, _) => mmdebstrap_base(engine, def, suite, opts.force, &log, progress)?,
+        (Base::External, None) => unreachable!("checked above"),
+    };
+    let ctx = tempfile::Builder::new().prefix("khotfix-builder-").tempdir().context("creating a build context")?;
+    for (p, c) in def.files {
+        std::fs::write(ctx.path().join(p), c).with_context(|| format!("writing build context file {p}"))?;
+    }
+    if let Some(p) = progress {
+        p.set_message(format!("building {tag}"));
+    }
+    let args = vec![("BASE".to_string(), base_image)];
+    engine.build_image(ctx.path(), &ctx.path().join("Containerfile"), &tag, &args, &log, progress)?;
+    let id = engine.image_id(&tag)?.with_context(|| format!("image {tag} missing right after it was built"))?;
+    Ok(BuilderImage { builder: name.into(), tag, id, reused: false })
+}
+
+/// The host's apt source files for `suite` (or `$KHOTFIX_DEBIAN_SOURCES`).
+pub fn host_apt_sources(suite: &str) -> Result<Vec<PathBuf>> {
+    if let Some(p) = std::env::var_os(ENV_DEBIAN_SOURCES).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("{}: {} is not a file", ENV_DEBIAN_SOURCES, p.display());
+        }
+        return Ok(vec![p]);
+    }
+    let mut files = Vec::new();
+    let main = Path::new("/etc/apt/sources.list");
+    let mentions = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map(|t| t.lines().any(|l| !l.trim_start().starts_with('#') && l.split_whitespace().any(|w| w == suite || w.starts_with(&format!("{suite}-")))))
+            .unwrap_or(false)
+    };
+    if mentions(main) {
+        files.push(main.to_path_buf());
+    }
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut extra: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"))
+            .filter(|p| mentions(p))
+            .collect();
+        extra.sort();
+        files.extend(extra);
+    }
+    if files.is_empty() {
+        bail!("no apt sources for {suite} under /etc/apt: set {ENV_DEBIAN_SOURCES} to a sources file");
+    }
+    Ok(files)
+}
+
+fn mmdebstrap_base(engine: &Engine, def: &BuilderDef, suite: &str, force: bool, log: &Path, progress: Option<&ProgressBar>) -> Result<String> {
+    let tag = def.base_tag().context("builder has no mmdebstrap base")?;
+    if !force && engine.image_id(&tag)?.is_some() {
+        return Ok(tag);
+    }
+    let sources = host_apt_sources(suite)?;
+    let tmp = tempfile::Builder::new().prefix("khotfix-rootfs-").tempdir().context("creating a rootfs directory")?;
+    let tar = tmp.path().join("rootfs.tar");
+    if let Some(p) = progress {
+        p.set_message(format!("mmdebstrap {suite} (host apt sources)"));
+    }
+    let mut args: Vec<std::ffi::OsString> = vec!["--variant=minbase".into(), "--format=tar".into(), suite.into(), tar.clone().into()];
+    args.extend(sources.iter().map(|p| p.into()));
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    let out = duct::cmd("mmdebstrap", args).stdout_file(f.try_clone()?).stderr_file(f).stdin_null().unchecked().run().context("running mmdebstrap (is it installed?)")?;
+    if !out.status.success() {
+        bail!("mmdebstrap {suite} failed; see {}", log.display());
+    }
+    engine.import(&tar, &tag, log)?;
+    Ok(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_follow_content() {
+        let d = BuilderDef::get("debian12").unwrap();
+        assert!(d.tag().starts_with("localhost/khotfix-builder-debian12:"));
+        let c = BuilderDef::get("centos7").unwrap();
+        assert_ne!(c.tag(), d.tag());
+        assert!(BuilderDef::get("nope").is_err());
+        for n in crate::distro::Distro::names() {
+            let d = crate::distro::Distro::builtin(n).unwrap();
+            BuilderDef::get(&d.builder).unwrap();
+        }
+    }
+}

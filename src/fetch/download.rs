@@ -1,0 +1,579 @@
+//! HTTP downloads into the cache: the digest is computed while the body
+//! streams in (a hasher thread beside the reader, so hashing costs no extra
+//! pass and little wall time), interrupted downloads resume with `Range`,
+//! transient failures are retried with exponential backoff, and each mirror is
+//! tried in turn.
+
+use super::cache::Cache;
+use super::digest::{Algo, Checksum, Hasher};
+use super::progress::{FileProgress, Progress};
+use anyhow::{anyhow, Context, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Seconds without progress (connect, headers or body) before giving up on a request.
+pub const ENV_TIMEOUT: &str = "KHOTFIX_HTTP_TIMEOUT";
+/// Attempts per mirror after the first one.
+pub const ENV_RETRIES: &str = "KHOTFIX_HTTP_RETRIES";
+/// First retry delay in milliseconds (doubles per retry, capped at 30 s).
+pub const ENV_BACKOFF_MS: &str = "KHOTFIX_HTTP_BACKOFF_MS";
+
+const CHUNK: usize = 256 * 1024;
+
+/// Network behaviour. Defaults suit real mirrors; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Limit for connecting, for the response headers, and for each read of
+    /// the body: a stalled transfer fails after this long without data.
+    pub timeout: Duration,
+    /// Retries per mirror for transient failures (5xx, resets, timeouts).
+    pub retries: u32,
+    /// Delay before the first retry; doubles each time, at most 30 s.
+    pub backoff: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            timeout: Duration::from_secs(60),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+impl HttpOptions {
+    /// Defaults overridden by `KHOTFIX_HTTP_TIMEOUT` (seconds, fractions
+    /// allowed), `KHOTFIX_HTTP_RETRIES` and `KHOTFIX_HTTP_BACKOFF_MS`.
+    pub fn from_env() -> Result<HttpOptions> {
+        let mut o = HttpOptions::default();
+        if let Some(v) = env_nonempty(ENV_TIMEOUT) {
+            let secs: f64 = v
+                .parse()
+                .ok()
+                .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                .ok_or_else(|| {
+                    anyhow!("{ENV_TIMEOUT}={v:?}: expected a positive number of seconds")
+                })?;
+            o.timeout = Duration::from_secs_f64(secs);
+        }
+        if let Some(v) = env_nonempty(ENV_RETRIES) {
+            o.retries = v
+                .parse()
+                .map_err(|_| anyhow!("{ENV_RETRIES}={v:?}: expected a whole number"))?;
+        }
+        if let Some(v) = env_nonempty(ENV_BACKOFF_MS) {
+            o.backoff = Duration::from_millis(
+                v.parse()
+                    .map_err(|_| anyhow!("{ENV_BACKOFF_MS}={v:?}: expected milliseconds"))?,
+            );
+        }
+        Ok(o)
+    }
+}
+
+fn env_nonempty(k: &str) -> Option<String> {
+    std::env::var(k)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.trim().to_string())
+}
+
+/// An HTTP client with the retry policy attached.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::blocking::Client,
+    pub opts: HttpOptions,
+}
+
+/// What one file download needs.
+#[derive(Debug, Clone)]
+pub struct Want {
+    /// Name of the file in the cache (validated).
+    pub file_name: String,
+    /// Mirrors' URLs for the same file, tried in order.
+    pub urls: Vec<String>,
+    /// Expected digest from metadata; `None` for direct downloads, which
+    /// must then pass the `post_verify` check of [`download`].
+    pub checksum: Option<Checksum>,
+    /// Expected size from metadata.
+    pub size: Option<u64>,
+}
+
+/// A file in the cache.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub path: PathBuf,
+    pub checksum: Checksum,
+    pub size: u64,
+    /// The URL it came from; `None` when it was already cached.
+    pub url: Option<String>,
+}
+
+/// Why one attempt failed, and what to do next.
+enum Failure {
+    /// Transient: retry the same mirror after a backoff.
+    Retry(String),
+    /// This mirror cannot serve the file: try the next one.
+    NextMirror(String),
+    /// A local problem (disk, cache): stop.
+    Fatal(anyhow::Error),
+}
+
+impl Http {
+    pub fn new(opts: HttpOptions) -> Result<Http> {
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(opts.timeout)
+            .timeout(opts.timeout)
+            .user_agent(concat!("khotfix/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("creating the HTTP client")?;
+        Ok(Http { client, opts })
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let d = self.opts.backoff.saturating_mul(1u32 << attempt.min(16));
+        d.min(Duration::from_secs(30))
+    }
+
+    /// GET a small file (repomd.xml) into memory, with retries and mirror
+    /// failover. Returns the URL that answered and the body.
+    pub fn get_small(&self, urls: &[String], max_bytes: u64) -> Result<(String, Vec<u8>)> {
+        let mut errors = Vec::new();
+        for url in urls {
+            let mut attempt = 0;
+            loop {
+                match self.get_small_once(url, max_bytes) {
+                    Ok(body) => return Ok((url.clone(), body)),
+                    Err(Failure::Retry(m)) if attempt < self.opts.retries => {
+                        std::thread::sleep(self.backoff(attempt));
+                        attempt += 1;
+                        let _ = m;
+                    }
+                    Err(Failure::Retry(m)) | Err(Failure::NextMirror(m)) => {
+                        errors.push(m);
+                        break;
+                    }
+                    Err(Failure::Fatal(e)) => return Err(e),
+                }
+            }
+        }
+        Err(anyhow!(join_errors(&errors)))
+    }
+
+    fn get_small_once(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, Failure> {
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .map_err(|e| self.request_failure(url, &e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(status_failure(url, status));
+        }
+        let mut body = Vec::new();
+        resp.take(max_bytes + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| self.read_failure(url, 0, &e))?;
+        if body.len() as u64 > max_bytes {
+            return Err(Failure::NextMirror(format!(
+                "{url}: larger than {max_bytes} bytes"
+            )));
+        }
+        Ok(body)
+    }
+
+    fn request_failure(&self, url: &str, e: &reqwest::Error) -> Failure {
+        if e.is_timeout() {
+            Failure::Retry(format!(
+                "{url}: no response within {} (timeout; set {ENV_TIMEOUT} to change)",
+                secs(self.opts.timeout)
+            ))
+        } else if e.is_connect() {
+            Failure::Retry(format!("{url}: cannot connect: {}", root_cause(e)))
+        } else {
+            Failure::Retry(format!("{url}: request failed: {}", root_cause(e)))
+        }
+    }
+
+    fn read_failure(&self, url: &str, at: u64, e: &std::io::Error) -> Failure {
+        if is_timeout(e) {
+            Failure::Retry(format!(
+                "{url}: no data for {} after {at} bytes (timeout; set {ENV_TIMEOUT} to change)",
+                secs(self.opts.timeout)
+            ))
+        } else {
+            Failure::Retry(format!(
+                "{url}: connection lost after {at} bytes: {}",
+                root_cause(e)
+            ))
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<reqwest::Error>() {
+            if r.is_timeout() {
+                return true;
+            }
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+            // io::Error::source() skips the wrapped error itself.
+            if let Some(inner) = io.get_ref() {
+                if is_timeout(inner) {
+                    return true;
+                }
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
+fn status_failure(url: &str, status: reqwest::StatusCode) -> Failure {
+    let msg = format!("{url}: HTTP {status}");
+    if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+        Failure::Retry(msg)
+    } else {
+        Failure::NextMirror(msg)
+    }
+}
+
+fn join_errors(errors: &[String]) -> String {
+    match errors {
+        [] => "no URL to download from".to_string(),
+        [one] => one.clone(),
+        many => format!("every mirror failed: {}", many.join("; ")),
+    }
+}
+
+/// Download `want` into the cache (or find it there) and return its path.
+///
+/// With a checksum, the file enters the cache only if the streamed digest
+/// matches. Without one (direct downloads), `post_verify` must accept the
+/// assembled file; it is then stored under its sha256.
+pub fn download(
+    http: &Http,
+    cache: &Cache,
+    want: &Want,
+    progress: &Progress,
+    post_verify: &dyn Fn(&Path) -> Result<()>,
+) -> Result<Got> {
+    super::cache::check_file_name(&want.file_name)?;
+    if let Some(c) = &want.checksum {
+        if let Some(path) = cache.lookup(c) {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            return Ok(Got {
+                path,
+                checksum: c.clone(),
+                size,
+                url: None,
+            });
+        }
+    }
+    let key = match &want.checksum {
+        Some(c) => format!("{}-{}", c.algo.name(), c.hex),
+        None => format!(
+            "direct-{}",
+            super::digest::digest(Algo::Sha256, want.urls.join("\n").as_bytes()).hex
+        ),
+    };
+    // One process downloads a given file at a time; others wait and then
+    // find it in the cache.
+    let lock_path = cache.lock_path(&key);
+    let lock =
+        File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    fs2::FileExt::lock_exclusive(&lock)
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    if let Some(c) = &want.checksum {
+        if let Some(path) = cache.lookup(c) {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            return Ok(Got {
+                path,
+                checksum: c.clone(),
+                size,
+                url: None,
+            });
+        }
+    }
+    let part = cache.partial_path(&key);
+    let algo = want
+        .checksum
+        .as_ref()
+        .map(|c| c.algo)
+        .unwrap_or(Algo::Sha256);
+    let mut fp = progress.file(&want.file_name, want.size);
+    let mut errors = Vec::new();
+    for url in &want.urls {
+        let mut attempt = 0u32;
+        let mut restarted = false;
+        loop {
+            match attempt_once(http, url, &part, algo, want.size, &mut fp) {
+                Ok((computed, resumed)) => {
+                    let size = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+                    let verified = match &want.checksum {
+                        Some(expected) if *expected != computed => Err(format!(
+                            "checksum mismatch for {url}: expected {expected}, got {computed}"
+                        )),
+                        Some(_) => Ok(()),
+                        None => post_verify(&part).map_err(|e| format!("{url}: {e:#}")),
+                    };
+                    match verified {
+                        Ok(()) => {
+                            let path = cache.commit(&part, &computed, &want.file_name)?;
+                            fp.done("ok");
+                            return Ok(Got {
+                                path,
+                                checksum: computed,
+                                size,
+                                url: Some(url.clone()),
+                            });
+                        }
+                        Err(msg) => {
+                            // Never keep bytes that failed verification.
+                            let _ = std::fs::remove_file(&part);
+                            if resumed && !restarted {
+                                // The kept part may be what was wrong: one clean restart.
+                                restarted = true;
+                                fp.note("verification failed after a resume; downloading again from the start");
+                                continue;
+                            }
+                            errors.push(msg);
+                            break;
+                        }
+                    }
+                }
+                Err(Failure::Retry(msg)) if attempt < http.opts.retries => {
+                    let wait = http.backoff(attempt);
+                    fp.note(&format!("{msg}; retrying in {}", secs(wait)));
+                    std::thread::sleep(wait);
+                    attempt += 1;
+                }
+                Err(Failure::Retry(msg)) | Err(Failure::NextMirror(msg)) => {
+                    errors.push(msg);
+                    break;
+                }
+                Err(Failure::Fatal(e)) => {
+                    fp.failed();
+                    return Err(e);
+                }
+            }
+        }
+    }
+    fp.failed();
+    Err(anyhow!(join_errors(&errors)))
+}
+
+/// One GET of `url` into `part`, resuming what `part` already holds.
+/// Returns the digest of the whole file and whether it was a resume.
+fn attempt_once(
+    http: &Http,
+    url: &str,
+    part: &Path,
+    algo: Algo,
+    size: Option<u64>,
+    fp: &mut FileProgress,
+) -> Result<(Checksum, bool), Failure> {
+    let fatal =
+        |e: std::io::Error, what: &str| Failure::Fatal(anyhow!("{what} {}: {e}", part.display()));
+    let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    if size.is_some_and(|s| have > s) {
+        have = 0;
+    }
+    let mut req = http.client.get(url);
+    if have > 0 {
+        req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    }
+    let resp = req.send().map_err(|e| http.request_failure(url, &e))?;
+    let status = resp.status();
+    let mut hasher = algo.hasher();
+    let (mut file, start, resumed) = match status.as_u16() {
+        206 if have > 0 => {
+            let range = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !range.starts_with(&format!("bytes {have}-")) {
+                // Not the range asked for: start over.
+                let _ = std::fs::remove_file(part);
+                return Err(Failure::Retry(format!(
+                    "{url}: unexpected Content-Range {range:?}; restarting"
+                )));
+            }
+            // Continue the digest over the bytes already on disk, then append.
+            let mut f = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(part)
+                .map_err(|e| fatal(e, "opening"))?;
+            hash_existing(&mut f, &mut hasher, have).map_err(|e| fatal(e, "reading"))?;
+            fp.note(&format!("resuming at {have} bytes"));
+            (f, have, true)
+        }
+        200 => {
+            if have > 0 {
+                fp.note("server ignored the Range request; downloading from the start");
+            }
+            let f = File::create(part).map_err(|e| fatal(e, "creating"))?;
+            (f, 0, false)
+        }
+        416 => {
+            let _ = std::fs::remove_file(part);
+            return Err(Failure::Retry(format!(
+                "{url}: HTTP 416 for the kept partial download; restarting"
+            )));
+        }
+        _ if status.is_success() => {
+            return Err(Failure::NextMirror(format!(
+                "{url}: unexpected HTTP {status}"
+            )))
+        }
+        _ => return Err(status_failure(url, status)),
+    };
+    if let (Some(want), Some(len)) = (size, resp.content_length()) {
+        if start + len != want {
+            let _ = std::fs::remove_file(part);
+            return Err(Failure::NextMirror(format!(
+                "{url}: server announces {} bytes, the metadata says {want}",
+                start + len
+            )));
+        }
+    }
+    if let Some(s) = size {
+        fp.set_length(s);
+    } else if let Some(len) = resp.content_length() {
+        fp.set_length(start + len);
+    }
+    fp.set_position(start);
+    let (hasher, total, err) = stream(resp, &mut file, hasher, start, fp);
+    let hasher = match hasher {
+        Some(h) => h,
+        None => return Err(Failure::Fatal(anyhow!("the hashing thread failed"))),
+    };
+    match err {
+        Some(StreamError::Write(e)) => return Err(fatal(e, "writing")),
+        Some(StreamError::Read(e)) => {
+            let _ = file.sync_data();
+            return Err(http.read_failure(url, total, &e));
+        }
+        None => {}
+    }
+    if let Some(s) = size {
+        if total > s {
+            let _ = std::fs::remove_file(part);
+            return Err(Failure::NextMirror(format!(
+                "{url}: sent {total} bytes, the metadata says {s}"
+            )));
+        }
+        if total < s {
+            return Err(Failure::Retry(format!(
+                "{url}: body ended after {total} of {s} bytes"
+            )));
+        }
+    }
+    file.flush().map_err(|e| fatal(e, "writing"))?;
+    Ok((hasher.finish(), resumed))
+}
+
+fn hash_existing(f: &mut File, hasher: &mut Hasher, len: u64) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(0))?;
+    let mut r = (&mut *f).take(len);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(())
+}
+
+enum StreamError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Copy `body` to `file` while a second thread hashes the same chunks.
+/// Returns the hasher, the file's total length and the first error.
+fn stream(
+    mut body: impl Read,
+    file: &mut File,
+    hasher: Hasher,
+    start: u64,
+    fp: &mut FileProgress,
+) -> (Option<Hasher>, u64, Option<StreamError>) {
+    let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(8);
+    let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let mut hasher = hasher;
+            for (buf, n) in rx {
+                hasher.update(&buf[..n]);
+                let _ = back_tx.send(buf);
+            }
+            hasher
+        });
+        let mut total = start;
+        let mut err = None;
+        loop {
+            let mut buf = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+            // Fill most of the chunk so the channel carries few, large messages.
+            let mut n = 0;
+            let mut eof = false;
+            while n < CHUNK / 2 {
+                match body.read(&mut buf[n..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        err = Some(StreamError::Read(e));
+                        break;
+                    }
+                }
+            }
+            if n > 0 {
+                if let Err(e) = file.write_all(&buf[..n]) {
+                    err = Some(StreamError::Write(e));
+                    break;
+                }
+                total += n as u64;
+                fp.set_position(total);
+                if tx.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+            if eof || err.is_some() {
+                break;
+            }
+        }
+        drop(tx);
+        let hasher = worker.join().ok();
+        (hasher, total, err)
+    })
+}

@@ -1,0 +1,285 @@
+//! repomd.xml: writing it, reading it back, and the compressed data files it
+//! points to (content-addressed names, as `createrepo_c --unique-md-filenames`).
+
+use anyhow::{anyhow, bail, Context, Result};
+use quick_xml::events::Event;
+use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// Compression of the data files. gzip is what EL7's yum reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Gz,
+    Zstd,
+}
+
+impl Compression {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::Gz => "gz",
+            Compression::Zstd => "zst",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "gz" | "gzip" => Ok(Compression::Gz),
+            "zstd" | "zst" => Ok(Compression::Zstd),
+            _ => bail!("unknown compression {s:?}; use gz or zstd"),
+        }
+    }
+}
+
+/// One `<data>` record of repomd.xml.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DataRecord {
+    pub kind: String,
+    /// Relative to the repository root: `repodata/<sha256>-primary.xml.gz`.
+    pub href: String,
+    pub checksum: String,
+    pub open_checksum: String,
+    pub size: u64,
+    pub open_size: u64,
+    pub timestamp: u64,
+}
+
+struct HashCount<W> {
+    inner: W,
+    hash: Sha256,
+    n: u64,
+}
+
+impl<W: Write> Write for HashCount<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Compress `parts` (concatenated) into `dir/<sha256>-<kind>.xml.<ext>`,
+/// fsynced, and return its record. The name depends on the content, so a new
+/// file never replaces one an old repomd.xml still points to.
+pub fn write_data_file(
+    dir: &Path,
+    kind: &str,
+    parts: &[&[u8]],
+    comp: Compression,
+    timestamp: u64,
+) -> Result<DataRecord> {
+    let mut open_hash = Sha256::new();
+    let mut open_size = 0u64;
+    for p in parts {
+        open_hash.update(p);
+        open_size += p.len() as u64;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let (checksum, size) = {
+        let buffered = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file());
+        let mut sink = HashCount {
+            inner: buffered,
+            hash: Sha256::new(),
+            n: 0,
+        };
+        match comp {
+            Compression::Gz => {
+                let mut enc = flate2::write::GzEncoder::new(&mut sink, flate2::Compression::new(6));
+                for p in parts {
+                    enc.write_all(p)?;
+                }
+                enc.finish()?;
+            }
+            Compression::Zstd => {
+                let mut enc = zstd::Encoder::new(&mut sink, 3)?;
+                for p in parts {
+                    enc.write_all(p)?;
+                }
+                enc.finish()?;
+            }
+        }
+        sink.flush()?;
+        let HashCount { inner, hash, n } = sink;
+        inner.into_inner().map_err(|e| e.into_error())?;
+        (hex::encode(hash.finalize()), n)
+    };
+    super::make_public(tmp.as_file())?;
+    tmp.as_file().sync_all()?;
+    let name = format!("{checksum}-{kind}.xml.{}", comp.suffix());
+    tmp.persist(dir.join(&name))
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", dir.join(&name).display()))?;
+    Ok(DataRecord {
+        kind: kind.to_string(),
+        href: format!("repodata/{name}"),
+        checksum,
+        open_checksum: hex::encode(open_hash.finalize()),
+        size,
+        open_size,
+        timestamp,
+    })
+}
+
+/// Render repomd.xml.
+pub fn render(revision: u64, records: &[DataRecord]) -> String {
+    let mut s = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<repomd xmlns=\"http://linux.duke.edu/metadata/repo\" xmlns:rpm=\"http://linux.duke.edu/metadata/rpm\">\n",
+    );
+    let _ = writeln!(s, "  <revision>{revision}</revision>");
+    for r in records {
+        let _ = write!(
+            s,
+            "  <data type=\"{}\">\n    <checksum type=\"sha256\">{}</checksum>\n    <open-checksum type=\"sha256\">{}</open-checksum>\n    <location href=\"",
+            r.kind, r.checksum, r.open_checksum
+        );
+        super::repodata::escape_into(&mut s, &r.href);
+        let _ = write!(
+            s,
+            "\"/>\n    <timestamp>{}</timestamp>\n    <size>{}</size>\n    <open-size>{}</open-size>\n  </data>\n",
+            r.timestamp, r.size, r.open_size
+        );
+    }
+    s.push_str("</repomd>\n");
+    s
+}
+
+/// Parse repomd.xml. Only sha256 checksums are accepted (khotfix and
+/// createrepo_c's default); anything else is reported as unreadable.
+pub fn parse(xml: &[u8]) -> Result<(u64, Vec<DataRecord>)> {
+    let mut r = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    let mut revision = 0u64;
+    let mut out = Vec::new();
+    let mut cur: Option<DataRecord> = None;
+    let mut field = String::new();
+    loop {
+        match r
+            .read_event_into(&mut buf)
+            .map_err(|e| anyhow!("bad XML: {e}"))?
+        {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let attr = |k: &str| -> Result<Option<String>> {
+                    for a in e.attributes() {
+                        let a = a.map_err(|e| anyhow!("bad XML attribute: {e}"))?;
+                        if a.key.local_name().as_ref() == k.as_bytes() {
+                            return Ok(Some(
+                                a.unescape_value()
+                                    .map_err(|e| anyhow!("bad XML: {e}"))?
+                                    .into_owned(),
+                            ));
+                        }
+                    }
+                    Ok(None)
+                };
+                match name.as_str() {
+                    "data" => {
+                        let kind = attr("type")?.ok_or_else(|| anyhow!("<data> without type"))?;
+                        cur = Some(DataRecord {
+                            kind,
+                            href: String::new(),
+                            checksum: String::new(),
+                            open_checksum: String::new(),
+                            size: 0,
+                            open_size: 0,
+                            timestamp: 0,
+                        });
+                    }
+                    "location" => {
+                        if let Some(c) = cur.as_mut() {
+                            c.href = attr("href")?.unwrap_or_default();
+                        }
+                    }
+                    "checksum" | "open-checksum" => {
+                        if cur.is_some() {
+                            if let Some(t) = attr("type")? {
+                                if t != "sha256" {
+                                    bail!("{name} type {t:?} is not supported (only sha256)");
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                field = name;
+            }
+            Event::Text(t) => {
+                let text = t.unescape().map_err(|e| anyhow!("bad XML: {e}"))?;
+                let text = text.trim();
+                match (cur.as_mut(), field.as_str()) {
+                    (None, "revision") => revision = text.parse().unwrap_or(0),
+                    (Some(c), "checksum") => c.checksum = text.to_string(),
+                    (Some(c), "open-checksum") => c.open_checksum = text.to_string(),
+                    (Some(c), "size") => c.size = text.parse().context("bad <size>")?,
+                    (Some(c), "open-size") => {
+                        c.open_size = text.parse().context("bad <open-size>")?
+                    }
+                    (Some(c), "timestamp") => c.timestamp = text.parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            Event::End(e) => {
+                if e.local_name().as_ref() == b"data" {
+                    if let Some(c) = cur.take() {
+                        out.push(c);
+                    }
+                }
+                field.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    Ok((revision, out))
+}
+
+/// Open a data file for reading, decompressing by its extension.
+pub fn open_decompressed(path: &Path) -> Result<Box<dyn Read>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let f = std::io::BufReader::new(f);
+    let name = path.to_string_lossy();
+    if name.ends_with(".gz") {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(f)))
+    } else if name.ends_with(".zst") {
+        Ok(Box::new(zstd::Decoder::with_buffer(f)?))
+    } else if name.ends_with(".xml") {
+        Ok(Box::new(f))
+    } else {
+        bail!("{}: unknown compression", path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let d = tempfile::tempdir().unwrap();
+        let rec =
+            write_data_file(d.path(), "primary", &[b"<a/>", b"\n"], Compression::Gz, 7).unwrap();
+        assert!(rec.href.starts_with("repodata/") && rec.href.ends_with("-primary.xml.gz"));
+        assert_eq!(rec.open_size, 5);
+        let xml = render(42, std::slice::from_ref(&rec));
+        let (rev, recs) = parse(xml.as_bytes()).unwrap();
+        assert_eq!(rev, 42);
+        assert_eq!(recs, vec![rec.clone()]);
+        let name = rec.href.strip_prefix("repodata/").unwrap();
+        let mut s = String::new();
+        open_decompressed(&d.path().join(name))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "<a/>\n");
+    }
+}

@@ -1,0 +1,343 @@
+//! `khotfix repo verify`: check a repository the way a careful client would.
+//!
+//! * repomd.xml.asc is a valid signature of repomd.xml by the repository key
+//!   (`RPM-GPG-KEY-khotfix`);
+//! * every data file matches repomd.xml (size, sha256, open-size,
+//!   open-checksum);
+//! * every package in primary exists with the recorded size and sha256;
+//! * every package's own OpenPGP signature verifies (`rpm -K` against a
+//!   throwaway rpm database that holds only the repository key).
+//!
+//! Problems are collected (one line each) rather than stopping at the first,
+//! so one run shows everything that is wrong. An `Err` means the repository
+//! could not be read at all.
+
+use super::repomd::{self, DataRecord};
+use anyhow::{anyhow, bail, Context, Result};
+use quick_xml::events::Event;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub repo: String,
+    pub revision: u64,
+    pub packages: usize,
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One package as primary.xml records it.
+#[derive(Debug, Default, Clone)]
+pub struct PrimaryEntry {
+    pub name: String,
+    pub checksum: String,
+    pub size: u64,
+    pub href: String,
+}
+
+/// Stream primary.xml and return the fields verify needs.
+pub fn read_primary(r: impl Read) -> Result<Vec<PrimaryEntry>> {
+    let mut reader = quick_xml::Reader::from_reader(std::io::BufReader::new(r));
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut cur: Option<PrimaryEntry> = None;
+    let mut field: Vec<u8> = Vec::new();
+    loop {
+        match reader
+            .read_event_into(&mut buf)
+            .map_err(|e| anyhow!("bad XML: {e}"))?
+        {
+            Event::Start(e) | Event::Empty(e) => {
+                let lname = e.local_name().as_ref().to_vec();
+                match lname.as_slice() {
+                    b"package" => cur = Some(PrimaryEntry::default()),
+                    b"size" | b"location" => {
+                        if let Some(c) = cur.as_mut() {
+                            for a in e.attributes() {
+                                let a = a.map_err(|e| anyhow!("bad XML attribute: {e}"))?;
+                                let v = a.unescape_value().map_err(|e| anyhow!("bad XML: {e}"))?;
+                                match (lname.as_slice(), a.key.local_name().as_ref()) {
+                                    (b"size", b"package") => {
+                                        c.size = v.parse().context("bad <size package=>")?
+                                    }
+                                    (b"location", b"href") => c.href = v.into_owned(),
+                                    _ => {}
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                field = lname;
+            }
+            Event::Text(t) => {
+                if let Some(c) = cur.as_mut() {
+                    match field.as_slice() {
+                        b"name" if c.name.is_empty() => {
+                            c.name = t
+                                .unescape()
+                                .map_err(|e| anyhow!("bad XML: {e}"))?
+                                .into_owned()
+                        }
+                        b"checksum" => {
+                            c.checksum = t
+                                .unescape()
+                                .map_err(|e| anyhow!("bad XML: {e}"))?
+                                .trim()
+                                .to_string()
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Event::End(e) => {
+                if e.local_name().as_ref() == b"package" {
+                    if let Some(c) = cur.take() {
+                        out.push(c);
+                    }
+                }
+                field.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    Ok(out)
+}
+
+fn sha256_and_len(mut r: impl Read) -> std::io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+fn check_data_file(repo: &Path, rec: &DataRecord, problems: &mut Vec<String>) -> bool {
+    let href = &rec.href;
+    if crate::util::validate::relative_path("location", href).is_err() {
+        problems.push(format!(
+            "repomd.xml: {} location {href:?} leaves the repository",
+            rec.kind
+        ));
+        return false;
+    }
+    let path = repo.join(href);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(format!("{href}: cannot open: {e}"));
+            return false;
+        }
+    };
+    let mut ok = true;
+    match sha256_and_len(file) {
+        Ok((sum, len)) => {
+            if len != rec.size {
+                problems.push(format!(
+                    "{href}: size {len} differs from repomd.xml ({})",
+                    rec.size
+                ));
+                ok = false;
+            }
+            if sum != rec.checksum {
+                problems.push(format!("{href}: sha256 differs from repomd.xml"));
+                ok = false;
+            }
+        }
+        Err(e) => {
+            problems.push(format!("{href}: cannot read: {e}"));
+            return false;
+        }
+    }
+    if ok && !rec.open_checksum.is_empty() {
+        match repomd::open_decompressed(&path).and_then(|r| Ok(sha256_and_len(r)?)) {
+            Ok((sum, len)) => {
+                if sum != rec.open_checksum || (rec.open_size != 0 && len != rec.open_size) {
+                    problems.push(format!(
+                        "{href}: uncompressed content differs from repomd.xml"
+                    ));
+                    ok = false;
+                }
+            }
+            Err(e) => {
+                problems.push(format!("{href}: cannot decompress: {e:#}"));
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// Verify the repository at `repo`.
+pub fn verify_repo(repo: &Path) -> Result<VerifyReport> {
+    let repomd_path = repo.join("repodata/repomd.xml");
+    let repomd_bytes = std::fs::read(&repomd_path)
+        .with_context(|| format!("{}: cannot read", repomd_path.display()))?;
+    let key_path = repo.join(super::KEY_FILE);
+    let key = std::fs::read_to_string(&key_path)
+        .with_context(|| format!("{}: cannot read the repository key", key_path.display()))?;
+    let mut problems = Vec::new();
+
+    match std::fs::read_to_string(repo.join("repodata/repomd.xml.asc")) {
+        Ok(sig) => {
+            if let Err(e) = super::signing::verify_detached(&key, &sig, &repomd_bytes) {
+                problems.push(format!("repodata/repomd.xml.asc: {e:#}"));
+            }
+        }
+        Err(e) => problems.push(format!("repodata/repomd.xml.asc: cannot read: {e}")),
+    }
+
+    let (revision, records) = match repomd::parse(&repomd_bytes) {
+        Ok(x) => x,
+        Err(e) => {
+            problems.push(format!("repodata/repomd.xml: {e:#}"));
+            return Ok(VerifyReport {
+                repo: repo.display().to_string(),
+                revision: 0,
+                packages: 0,
+                problems,
+            });
+        }
+    };
+    let mut primary_ok = None;
+    for rec in &records {
+        let ok = check_data_file(repo, rec, &mut problems);
+        if rec.kind == "primary" {
+            primary_ok = Some((ok, rec.href.clone()));
+        }
+    }
+    let mut packages = 0;
+    match primary_ok {
+        None => problems.push("repodata/repomd.xml: no primary metadata".to_string()),
+        Some((false, href)) => problems.push(format!(
+            "{href}: packages not checked (primary metadata is damaged)"
+        )),
+        Some((true, href)) => {
+            let entries = repomd::open_decompressed(&repo.join(&href))
+                .and_then(read_primary)
+                .with_context(|| format!("{href}: cannot parse"))?;
+            packages = entries.len();
+            let mut to_sig_check = Vec::new();
+            for p in &entries {
+                if crate::util::validate::relative_path("location", &p.href).is_err() {
+                    problems.push(format!(
+                        "{href}: package {} location {:?} leaves the repository",
+                        p.name, p.href
+                    ));
+                    continue;
+                }
+                let path = repo.join(&p.href);
+                let file = match std::fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        problems.push(format!("{}: cannot open: {e}", p.href));
+                        continue;
+                    }
+                };
+                match sha256_and_len(file) {
+                    Ok((sum, len)) => {
+                        let mut ok = true;
+                        if len != p.size {
+                            problems.push(format!(
+                                "{}: size {len} differs from the metadata ({})",
+                                p.href, p.size
+                            ));
+                            ok = false;
+                        }
+                        if sum != p.checksum {
+                            problems.push(format!("{}: sha256 differs from the metadata", p.href));
+                            ok = false;
+                        }
+                        if ok {
+                            to_sig_check.push(p.href.clone());
+                        }
+                    }
+                    Err(e) => problems.push(format!("{}: cannot read: {e}", p.href)),
+                }
+            }
+            check_signatures(repo, &key_path, &to_sig_check, &mut problems)?;
+        }
+    }
+    Ok(VerifyReport {
+        repo: repo.display().to_string(),
+        revision,
+        packages,
+        problems,
+    })
+}
+
+/// `rpm -K` every package against a throwaway database holding only the
+/// repository key. Unsigned packages and packages signed by another key are
+/// problems.
+fn check_signatures(
+    repo: &Path,
+    key: &Path,
+    hrefs: &[String],
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    if hrefs.is_empty() {
+        return Ok(());
+    }
+    let db = tempfile::tempdir().context("creating a temporary rpm database")?;
+    let dbpath = db.path().to_string_lossy().into_owned();
+    let out = std::process::Command::new("rpm")
+        .args(["--dbpath", &dbpath, "--import"])
+        .arg(key)
+        .output()
+        .context("running rpm --import (is rpm installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "{}: rpm cannot import the repository key: {}",
+            key.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    for chunk in hrefs.chunks(256) {
+        let out = std::process::Command::new("rpm")
+            .current_dir(repo)
+            .args(["--dbpath", &dbpath, "-K", "--"])
+            .args(chunk)
+            .output()
+            .context("running rpm -K")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut seen = std::collections::HashSet::new();
+        for line in stdout.lines() {
+            let Some((file, result)) = line.rsplit_once(": ") else {
+                continue;
+            };
+            seen.insert(file.to_string());
+            if result.trim() != "digests signatures OK" {
+                problems.push(format!(
+                    "{file}: package signature check failed: {}",
+                    result.trim()
+                ));
+            }
+        }
+        for h in chunk {
+            if !seen.contains(h.as_str()) {
+                problems.push(format!(
+                    "{h}: rpm -K gave no verdict: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
