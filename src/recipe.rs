@@ -289,7 +289,10 @@ struct RawNode {
 struct Checker<'a> {
     file: String,
     text: &'a str,
+    /// The recipe root (see [`recipe_root`]).
     dir: PathBuf,
+    /// The directory holding the recipe.
+    local: PathBuf,
     diags: Vec<Diagnostic>,
     /// Node use: patch files and module sources need not exist on the host.
     for_node: bool,
@@ -355,23 +358,27 @@ impl Checker<'_> {
     fn local_path(&mut self, what: &str, s: &Spanned<String>, want_dir: bool) -> Option<PathBuf> {
         let r = validate::relative_path(what, s.get_ref());
         self.check(s.span(), r)?;
-        let p = self.dir.join(s.get_ref());
+        // Next to the recipe first, then from the recipe root.
+        let mut candidates = vec![self.local.join(s.get_ref()), self.dir.join(s.get_ref())];
+        candidates.dedup();
+        let kind_ok = |p: &PathBuf| if want_dir { p.is_dir() } else { p.is_file() };
+        let found = candidates.iter().find(|p| kind_ok(p)).cloned();
         if self.for_node {
-            return Some(p);
+            return Some(found.unwrap_or_else(|| candidates[candidates.len() - 1].clone()));
         }
-        let ok = if want_dir { p.is_dir() } else { p.is_file() };
-        if !ok {
+        let Some(p) = found else {
             let kind = if want_dir { "directory" } else { "file" };
+            let tried: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
             self.at(
                 s.span(),
                 format!(
-                    "{what} {:?}: no such {kind} (resolved to {})",
+                    "{what} {:?}: no such {kind} (looked for {})",
                     s.get_ref(),
-                    p.display()
+                    tried.join(" and ")
                 ),
             );
             return None;
-        }
+        };
         match (std::fs::canonicalize(&p), std::fs::canonicalize(&self.dir)) {
             (Ok(real), Ok(root)) if real.starts_with(&root) => Some(real),
             (Ok(real), Ok(root)) => {
@@ -415,19 +422,25 @@ impl Checker<'_> {
     }
 }
 
-/// The directory a recipe's relative paths are resolved against: the parent
-/// of the directory holding the recipe, so that `recipes/x.toml` names
-/// `patches/...` from the repository root without `..`.
+/// The recipe root: the parent of the directory holding the recipe. A
+/// recipe's relative paths are looked up next to the recipe first, then from
+/// the root, so that `recipes/x.toml` names `patches/...` from the repository
+/// root without `..`; whatever they resolve to must stay inside the root.
 pub fn recipe_root(path: &Path) -> PathBuf {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let abs = recipe_dir(path);
     match abs.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => abs,
     }
+}
+
+/// The directory holding the recipe, absolute when it exists.
+pub fn recipe_dir(path: &Path) -> PathBuf {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// 1-based line and column of a byte offset.
@@ -488,6 +501,7 @@ impl Recipe {
             file: path.display().to_string(),
             text,
             dir,
+            local: recipe_dir(path),
             diags: Vec::new(),
             for_node,
         };

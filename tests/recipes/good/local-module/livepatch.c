@@ -1,0 +1,1 @@
+// lint corpus module source next to its recipe (never built)
