@@ -577,8 +577,10 @@ fn decl_before(v: &[ViewLine], j: usize, brace_at: usize) -> (String, bool) {
 
 /// Enclosing blocks of view line `p`, innermost first. `complete` is false
 /// when the hunk started before the outermost block was closed off.
-fn enclosing(v: &[ViewLine], p: usize) -> (Vec<Block>, bool) {
+fn enclosing(v: &[ViewLine], p: usize) -> (Vec<Block>, bool, bool) {
     let mut chain = Vec::new();
+    // Whether the innermost block's opening line is itself new (a new type).
+    let mut innermost_new = false;
     let mut need = 0usize;
     for j in (0..p).rev() {
         let code = &v[j].code;
@@ -590,16 +592,19 @@ fn enclosing(v: &[ViewLine], p: usize) -> (Vec<Block>, bool) {
                     let (decl, top) = decl_before(v, j, ci);
                     let b = classify(&decl, top);
                     let at_top = top && code.starts_with(|ch: char| !ch.is_whitespace());
+                    if chain.is_empty() {
+                        innermost_new = v[j].changed;
+                    }
                     chain.push(b);
                     if at_top {
-                        return (chain, true);
+                        return (chain, true, innermost_new);
                     }
                 }
                 _ => {}
             }
         }
     }
-    (chain, false)
+    (chain, false, innermost_new)
 }
 
 /// The function a changed line is in, from the hunk or from the `@@` section.
@@ -794,8 +799,10 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
             }
 
             // Context: which block is this line in?
-            let (chain, complete) = enclosing(&v, p);
+            let (chain, complete, innermost_new) = enclosing(&v, p);
             match chain.first() {
+                // A whole new type is not a layout change of existing data.
+                Some(Block::Type(_)) if innermost_new => continue,
                 Some(Block::Type(d)) => {
                     out.add(
                         Category::DataLayout,
@@ -962,6 +969,12 @@ mod tests {
     fn struct_member_via_section() {
         let p = "--- a/k.c\n+++ b/k.c\n@@ -10,2 +10,3 @@ struct foo {\n \tint a;\n+\tint b;\n \tint c;\n";
         assert_eq!(cats(p), vec![Category::DataLayout]);
+    }
+
+    #[test]
+    fn new_struct_is_not_a_layout_change() {
+        let p = "--- a/k.c\n+++ b/k.c\n@@ -1,2 +1,6 @@\n #include <linux/types.h>\n+struct hotfix_state {\n+\tint a;\n+\tint b;\n+};\n \n";
+        assert_eq!(cats(p), vec![]);
     }
 
     #[test]
