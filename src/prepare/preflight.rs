@@ -584,6 +584,19 @@ fn enclosing(v: &[ViewLine], p: usize) -> (Vec<Block>, bool, bool) {
     let mut need = 0usize;
     for j in (0..p).rev() {
         let code = &v[j].code;
+        // Kernel style: a `}` or a complete statement at column 0 is file
+        // scope, so nothing before it encloses this line.
+        let t = code.trim_end();
+        if t.starts_with('}')
+            || (!t.is_empty()
+                && !t.starts_with([' ', '\t', '#'])
+                && t.ends_with(';')
+                && !t.contains('{'))
+        {
+            if chain.is_empty() || need == 0 {
+                return (chain, true, innermost_new);
+            }
+        }
         for (ci, c) in code.char_indices().rev() {
             match c {
                 '}' => need += 1,
@@ -813,6 +826,7 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
                     );
                     continue;
                 }
+                Some(Block::Initializer { .. }) if innermost_new => {}
                 Some(Block::Initializer { decl, top_level })
                     if (*top_level || !chain.iter().any(|b| matches!(b, Block::Function(_))))
                         && !(chain.len() == 1 && complete && !*top_level) =>
@@ -894,7 +908,7 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
                         Some(format!("changes notrace function {name}")),
                     );
                 }
-                if syscall.is_match(f) {
+                if new && syscall.is_match(f) {
                     out.add(
                         Category::Syscall,
                         line,
@@ -969,6 +983,15 @@ mod tests {
     fn struct_member_via_section() {
         let p = "--- a/k.c\n+++ b/k.c\n@@ -10,2 +10,3 @@ struct foo {\n \tint a;\n+\tint b;\n \tint c;\n";
         assert_eq!(cats(p), vec![Category::DataLayout]);
+    }
+
+    #[test]
+    fn code_after_the_section_function_is_file_scope() {
+        // The @@ section names an __init function, but the hunk starts after it ended.
+        let p = "--- a/k.c\n+++ b/k.c\n@@ -10,3 +10,7 @@ static int __init foo_init(void)\n }\n module_init(foo_init);\n \n+void helper(void)\n+{\n+\tbar();\n+}\n";
+        assert_eq!(cats(p), vec![]);
+        let p = "--- a/k.c\n+++ b/k.c\n@@ -10,2 +10,6 @@ static void __exit foo_exit(void)\n module_exit(foo_exit);\n \n+static const char *const names[] = {\n+\t\"a\",\n+\t\"b\",\n+};\n";
+        assert_eq!(cats(p), vec![]);
     }
 
     #[test]
