@@ -587,15 +587,13 @@ fn enclosing(v: &[ViewLine], p: usize) -> (Vec<Block>, bool, bool) {
         // Kernel style: a `}` or a complete statement at column 0 is file
         // scope, so nothing before it encloses this line.
         let t = code.trim_end();
-        if t.starts_with('}')
+        let boundary = t.starts_with('}')
             || (!t.is_empty()
                 && !t.starts_with([' ', '\t', '#'])
                 && t.ends_with(';')
-                && !t.contains('{'))
-        {
-            if chain.is_empty() || need == 0 {
-                return (chain, true, innermost_new);
-            }
+                && !t.contains('{'));
+        if boundary && (chain.is_empty() || need == 0) {
+            return (chain, true, innermost_new);
         }
         for (ci, c) in code.char_indices().rev() {
             match c {
