@@ -611,17 +611,19 @@ const CONFIG_TABLE: &[(&str, &[&str])] = &[
         &[
             "{root}/kernel-{version}-{arch}.config",
             "{tree}/configs/kernel-{version}-{arch}.config",
+            "{root}/kernel-{arch}.config",
         ],
     ),
-    // Alibaba Cloud Linux 3 (cloud-kernel): the config ships as a source of
-    // the SRPM, or in the tree's configs/ directory.
+    // Alibaba Cloud Linux 3 (RHEL 8 family): the config ships as a source of
+    // the SRPM (versioned or not, as RHEL 8 specs name it), or lands in the
+    // tree's configs/ directory after %prep.
     (
         "alinux3",
         &[
             "{root}/kernel-{version}-{arch}.config",
-            "{root}/config-{arch}",
+            "{root}/kernel-{arch}.config",
             "{tree}/configs/kernel-{version}-{arch}.config",
-            "{tree}/configs/config-{arch}",
+            "{tree}/configs/kernel-{arch}.config",
         ],
     ),
     // Debian: the headers package carries the build's .config.
