@@ -989,7 +989,13 @@ mod tests {
     fn config_table() {
         let k = KernelRelease::parse("3.10.0-1062.9.1.el7.x86_64").unwrap();
         let c = config_candidates("centos7", &k, "x86_64", Path::new("/s"), None).unwrap();
-        assert_eq!(c, vec![PathBuf::from("/s/kernel-3.10.0-x86_64.config")]);
+        assert_eq!(
+            c,
+            vec![
+                PathBuf::from("/s/kernel-3.10.0-x86_64.config"),
+                PathBuf::from("/s/kernel-x86_64.config")
+            ]
+        );
         let d = KernelRelease::parse("6.1.0-56-amd64").unwrap();
         let c = config_candidates("debian12", &d, "amd64", Path::new("/"), None).unwrap();
         assert_eq!(
