@@ -4,11 +4,19 @@
 # here with rpmbuild:
 #   - a kernel-like source RPM (one big tarball + 100 small sources),
 #   - a kernel-devel-like binary RPM (the ~10k-file linux-headers tree).
-# Run: sh benches/prepare.sh   (needs rpmbuild, hyperfine, cpio, jq optional)
+# and the fail-fast patch check against `patch -p1 --dry-run` on the same
+# ~10k-file tree with a patch touching 50 files.
+# Run: sh benches/prepare.sh   (needs rpmbuild, hyperfine, cpio, python3)
 set -eu
+ratio() {
+    python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+print("ratio %s / %s = %.2f" % (r[0]["command"], r[1]["command"], r[0]["mean"] / r[1]["mean"]))' "$1"
+}
 cd "$(dirname "$0")/.."
-cargo build --release --example unpack_rpm >/dev/null
+cargo build --release --example unpack_rpm --example apply_check >/dev/null
 BIN=$PWD/target/release/examples/unpack_rpm
+CHECK=$PWD/target/release/examples/apply_check
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 for HDRS in /usr/src/linux-headers-*-common; do break; done
@@ -62,7 +70,17 @@ for PKG in "$SRPM" "$DEVEL"; do
         --prepare "rm -rf $W/a $W/b; mkdir $W/b" \
         -n khotfix "$BIN $PKG $W/a" \
         -n rpm2cpio-cpio "cd $W/b && rpm2cpio $PKG | cpio -idm --quiet"
-    if command -v jq >/dev/null; then
-        jq -r '.results | "ratio khotfix/rpm2cpio-cpio: \(.[0].mean / .[1].mean)"' "$W/h.json"
-    fi
+    ratio "$W/h.json"
 done
+
+echo "== patch check (50 files) on $(basename "$HDRS")"
+cp -a "$HDRS" "$W/tree"
+cp -a "$HDRS" "$W/tree2"
+find "$W/tree2/include/linux" -name '*.h' | sort | head -n 50 | while read -r f; do
+    printf '/* khotfix bench */\n' >> "$f"
+done
+(cd "$W" && diff -ruN tree tree2 > "$W/bench.patch") || true
+hyperfine --warmup 1 --runs 10 --export-json "$W/h.json" \
+    -n khotfix-check "$CHECK $W/tree $W/bench.patch" \
+    -n patch-dry-run "patch -p1 --dry-run --batch --forward -s -d $W/tree -i $W/bench.patch"
+ratio "$W/h.json"
