@@ -123,6 +123,37 @@ mod tests {
     }
 
     #[test]
+    fn rpm_distros_name_every_repo_kind_with_usable_mirrors() {
+        for n in Distro::names() {
+            let d = Distro::builtin(n).unwrap();
+            if d.family != Family::Rpm {
+                assert!(
+                    d.repos.is_empty(),
+                    "{n}: deb distros use the machine's apt configuration"
+                );
+                assert!(d.apt_metapackage.is_some(), "{n}");
+                continue;
+            }
+            for kind in [RepoKind::Source, RepoKind::Debuginfo, RepoKind::Devel] {
+                assert!(
+                    d.repos.iter().any(|r| r.kind == kind),
+                    "{n} has no {kind:?} repository"
+                );
+            }
+            for r in &d.repos {
+                assert!(!r.mirrors.is_empty(), "{n}/{}", r.name);
+                for m in &r.mirrors {
+                    assert!(m.starts_with("https://") || m.starts_with("http://"), "{m}");
+                    assert!(
+                        m.ends_with('/'),
+                        "{m} must end with '/' so file names join onto it"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn el7_gets_non_replace() {
         let d = Distro::builtin("centos7").unwrap();
         let k = crate::kernel::KernelRelease::parse("3.10.0-1062.9.1.el7.x86_64").unwrap();

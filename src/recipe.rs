@@ -179,7 +179,7 @@ pub struct Recipe {
 }
 
 /// A problem in a recipe, located in its file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[error("{file}:{line}:{col}: {message}")]
 pub struct Diagnostic {
     pub file: String,
@@ -651,6 +651,32 @@ impl Recipe {
                     t.name.get_ref()
                 ),
             ),
+            Backend::Kpatch if t.module_source.is_some() => {
+                if let Some(m) = &t.module_source {
+                    c.at(
+                        m.span(),
+                        format!(
+                            "target {:?} uses the kpatch backend: module_source is for kbuild targets",
+                            t.name.get_ref()
+                        ),
+                    );
+                }
+            }
+            Backend::Kbuild if !t.patches.is_empty() => c.at(
+                t.patches[0].span(),
+                format!(
+                    "target {:?} uses the kbuild backend: patches are for kpatch targets \
+                     (put the fix in the module source)",
+                    t.name.get_ref()
+                ),
+            ),
+            Backend::Kbuild => {
+                if let (Some(dir), Some(m)) = (&module_source, &t.module_source) {
+                    if let Err(msg) = check_module_source(dir) {
+                        c.at(m.span(), format!("module_source {:?}: {msg}", m.get_ref()));
+                    }
+                }
+            }
             _ => {}
         }
         Some(Target {
@@ -760,6 +786,21 @@ impl Recipe {
             kernels,
         }
     }
+}
+
+/// A kbuild module source directory needs a Kbuild or Makefile and C source.
+fn check_module_source(dir: &Path) -> Result<(), String> {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    if !names.iter().any(|n| n == "Kbuild" || n == "Makefile") {
+        return Err("no Kbuild or Makefile: not a kbuild module source".into());
+    }
+    if !names.iter().any(|n| n.ends_with(".c")) {
+        return Err("no .c file: not a kbuild module source".into());
+    }
+    Ok(())
 }
 
 /// Where a duplicate target name is written the second time.

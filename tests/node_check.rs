@@ -301,7 +301,7 @@ fn disabled_livepatch_needs_the_hotfix() {
 
 /// Build a tiny noarch RPM named `name` with rpmbuild (the real tool).
 fn build_rpm(name: &str) -> PathBuf {
-    let top = tempfile::tempdir().unwrap().into_path();
+    let top = tempfile::tempdir().unwrap().keep();
     let spec = top.join("p.spec");
     std::fs::write(
         &spec,
@@ -390,6 +390,11 @@ fn unreadable_or_bad_kernel_release_is_an_error() {
     .unwrap();
     std::fs::write(empty.path().join(CT4.trim_start_matches('/')), "").unwrap();
     assert_eq!(check(empty.path()).code, 2);
+    let j = khotfix().args(["node", "check", "--json", "--recipe", RECIPE, "--root"]).arg(empty.path()).output().unwrap();
+    assert_eq!(j.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert_eq!(v["verdict"], "error");
+    assert!(v["reason"].as_str().unwrap().contains("osrelease"), "{v}");
     assert_eq!(run_script(&script, empty.path()).code, 2);
 }
 

@@ -175,7 +175,7 @@ fn missing_file_is_named() {
         "m.patch",
         &P1.replace("ip_vs_est.c", "ip_vs_nope.c"),
     );
-    let e = check(&t, &[p.clone()]).unwrap_err();
+    let e = check(&t, std::slice::from_ref(&p)).unwrap_err();
     match &e {
         ApplyError::MissingFile {
             patch, file, line, ..

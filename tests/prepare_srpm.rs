@@ -507,3 +507,57 @@ fn debian_config_from_installed_headers() {
         "{e}"
     );
 }
+
+#[test]
+fn stage_and_finish_a_prepared_tree() {
+    // The two host-side halves around the container's rpmbuild -bp (run on
+    // the host here, with the container path equal to the host path).
+    let d = tempfile::tempdir().unwrap();
+    let (srpm, _) = build_srpm(d.path(), &[]);
+    let work = d.path().join("job");
+    std::fs::create_dir_all(&work).unwrap();
+    let spec =
+        khotfix::prepare::stage_rpm_source(&srpm, &work, Path::new("/work/job"), "x86_64").unwrap();
+    assert_eq!(spec.rpmbuild.argv()[2], "_topdir /work/job/topdir");
+    assert_eq!(
+        spec.rpmbuild.argv()[6],
+        "/work/job/topdir/SPECS/kernel.spec"
+    );
+    let host = RpmbuildPrep::new(&spec.topdir_host, &spec.rpmbuild.spec, "x86_64")
+        .unwrap()
+        .argv();
+    run(Command::new(&host[0]).args(&host[1..]));
+
+    let k = KernelRelease::parse("3.10.0-1062.9.1.el7.x86_64").unwrap();
+    let good = d.path().join("good.patch");
+    std::fs::write(&good, "--- a/net/netfilter/ipvs/ip_vs_est.c\n+++ b/net/netfilter/ipvs/ip_vs_est.c\n@@ -2,3 +2,3 @@ static void estimation_timer(struct timer_list *t)\n {\n-\twalk_estimators(t);\n+\treturn;\n }\n").unwrap();
+    let p = khotfix::prepare::finish_rpm_tree(&spec, "centos7", &k, std::slice::from_ref(&good))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(p.tree.join(".config")).unwrap(),
+        CONFIG
+    );
+    assert!(std::fs::read_to_string(p.tree.join("Makefile"))
+        .unwrap()
+        .contains("EXTRAVERSION = -1062.9.1.el7.x86_64"));
+    assert!(!p.patch_check.applied);
+    assert_eq!(
+        std::fs::read_to_string(p.tree.join("net/netfilter/ipvs/ip_vs_est.c")).unwrap(),
+        EST_C,
+        "checked, not applied"
+    );
+
+    // A patch that does not apply fails here, naming patch, file and hunk.
+    let bad = d.path().join("bad.patch");
+    std::fs::write(&bad, "--- a/net/netfilter/ipvs/ip_vs_est.c\n+++ b/net/netfilter/ipvs/ip_vs_est.c\n@@ -2,3 +2,3 @@\n {\n-\twalk_estimators_v2(t);\n+\twalk_estimators_v3(t);\n }\n").unwrap();
+    let e =
+        khotfix::prepare::finish_rpm_tree(&spec, "centos7", &k, &[good, bad.clone()]).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.starts_with(&format!(
+            "{}:3: hunk #1 of net/netfilter/ipvs/ip_vs_est.c does not apply",
+            bad.display()
+        )),
+        "{msg}"
+    );
+}

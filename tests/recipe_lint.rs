@@ -139,6 +139,47 @@ fn lint_reports_every_file_and_fails_if_any_is_bad() {
 }
 
 #[test]
+fn lint_json_lists_diagnostics() {
+    let out = khotfix()
+        .args([
+            "recipe",
+            "lint",
+            "--json",
+            "recipes/bpf-lru-leak-22519882.toml",
+            "tests/recipes/bad/name-space.toml",
+        ])
+        .output()
+        .expect("run khotfix");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("lint --json is JSON");
+    assert_eq!(v["ok"], false);
+    let d = v["diagnostics"].as_array().expect("diagnostics");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0]["file"], "tests/recipes/bad/name-space.toml");
+    assert!(d[0]["line"].as_u64() > Some(0) && d[0]["col"].as_u64() > Some(0));
+    assert!(d[0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("contains ' '")));
+    let out = khotfix()
+        .args([
+            "recipe",
+            "lint",
+            "--json",
+            "recipes/ipvs-estimation-timer.toml",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v, serde_json::json!({"ok": true, "diagnostics": []}));
+}
+
+#[test]
 fn unreadable_recipe_is_a_located_error() {
     let out = khotfix()
         .args(["recipe", "lint", "tests/recipes/bad/no-such-recipe.toml"])
@@ -210,6 +251,54 @@ fn seed_recipes_load_with_expected_values() {
     let p = Patch::parse(&diff).expect("valid diff");
     assert_eq!(p.files[0].path, "net/netfilter/ipvs/ip_vs_est.c");
     assert!(diff.contains("static void estimation_timer(unsigned long arg)"));
+}
+
+#[test]
+fn readme_annotated_example_is_a_valid_recipe_with_every_key() {
+    let readme = std::fs::read_to_string("README.md").expect("README.md");
+    let start = readme
+        .find("```toml\n[hotfix]")
+        .expect("annotated recipe example in README")
+        + "```toml\n".len();
+    let len = readme[start..].find("```").expect("end of example");
+    let example = &readme[start..start + len];
+    // Parsed as if it lived in recipes/, so its paths resolve from the repository root.
+    let r = Recipe::parse(Path::new("recipes/readme-example.toml"), example)
+        .unwrap_or_else(|e| panic!("README example: {e}"));
+    assert_eq!(r.hotfix.id, 22519882);
+    for key in [
+        "id",
+        "name",
+        "summary",
+        "description",
+        "version",
+        "backend",
+        "date",
+        "author",
+        "text",
+        "distro",
+        "kernels",
+        "ranges",
+        "exclude",
+        "select",
+        "patches",
+        "module_source",
+        "skip_compiler_check",
+        "required_paths",
+        "flavors",
+        "unsupported",
+        "flavor",
+        "message",
+        "module",
+    ] {
+        assert!(
+            example.contains(&format!("\n{key} = "))
+                || example.contains(&format!("# {key} = "))
+                || example.contains(&format!("{{ {key} = "))
+                || example.contains(&format!(", {key} = ")),
+            "README example does not show `{key}`"
+        );
+    }
 }
 
 /// Small edits of real recipe text: cut, duplicate, insert, replace.

@@ -10,8 +10,8 @@
 use khotfix::plan::Plan;
 use khotfix::recipe::Recipe;
 use khotfix::run::{
-    self, artifact, JobContext, JobStatus, Pipeline, PublishOutput, PublishStatus, RunSettings, Selection, StageKind, StageOutput,
-    StageStatus,
+    self, artifact, JobContext, JobStatus, Pipeline, PublishOutput, PublishStatus, RunSettings,
+    Selection, StageKind, StageOutput, StageStatus,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,10 +73,18 @@ impl Fixture {
         s
     }
     fn run(&self, p: &Pipeline, sel: &Selection) -> run::RunReport {
-        run::run(p, std::slice::from_ref(&self.recipe), &self.plan, sel, &self.settings()).unwrap()
+        run::run(
+            p,
+            std::slice::from_ref(&self.recipe),
+            &self.plan,
+            sel,
+            &self.settings(),
+        )
+        .unwrap()
     }
     fn reload(&mut self) {
-        self.recipe = Recipe::load(&self.dir.path().join("recipes/r.toml")).unwrap_or_else(|e| panic!("{e}"));
+        self.recipe =
+            Recipe::load(&self.dir.path().join("recipes/r.toml")).unwrap_or_else(|e| panic!("{e}"));
         self.plan = Plan::expand(std::slice::from_ref(&self.recipe), &[]).unwrap();
     }
 }
@@ -90,34 +98,67 @@ struct Calls {
 
 impl Calls {
     fn count(&self, k: StageKind, job: &str) -> usize {
-        self.n.lock().unwrap().get(&(k, job.to_string())).copied().unwrap_or(0)
+        self.n
+            .lock()
+            .unwrap()
+            .get(&(k, job.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
     fn total(&self, k: StageKind) -> usize {
-        self.n.lock().unwrap().iter().filter(|((s, _), _)| *s == k).map(|(_, n)| n).sum()
+        self.n
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((s, _), _)| *s == k)
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
 /// Orchestrator test stage: writes `<stage>.out` holding the job id and the
 /// previous stage's output bytes, so outputs chain like real stages do.
-fn test_stage(kind: StageKind, calls: Arc<Calls>, fail_target: Option<(&'static str, StageKind)>) -> impl Fn(&JobContext) -> anyhow::Result<StageOutput> {
+fn test_stage(
+    kind: StageKind,
+    calls: Arc<Calls>,
+    fail_target: Option<(&'static str, StageKind)>,
+) -> impl Fn(&JobContext) -> anyhow::Result<StageOutput> {
     move |cx: &JobContext| {
-        *calls.n.lock().unwrap().entry((kind, cx.job.id.clone())).or_default() += 1;
+        *calls
+            .n
+            .lock()
+            .unwrap()
+            .entry((kind, cx.job.id.clone()))
+            .or_default() += 1;
         if let Some((t, k)) = fail_target {
             if cx.job.target == t && k == kind {
                 anyhow::bail!("{kind} refused target {t} (orchestrator test failure)");
             }
         }
-        let prev = cx.prior.values().last().and_then(|o| o.artifacts.get("out")).map(|p| std::fs::read(p).unwrap()).unwrap_or_default();
+        let prev = cx
+            .prior
+            .values()
+            .last()
+            .and_then(|o| o.artifacts.get("out"))
+            .map(|p| std::fs::read(p).unwrap())
+            .unwrap_or_default();
         let path = cx.work_dir.join(format!("{kind}.out"));
         let mut bytes = format!("{kind} {}\n", cx.job.id).into_bytes();
         bytes.extend(prev);
         if kind == StageKind::Prepare {
             // Like a real prepare: the output reflects the sources.
-            let src = cx.target.module_source.as_ref().unwrap().join("livepatch.c");
+            let src = cx
+                .target
+                .module_source
+                .as_ref()
+                .unwrap()
+                .join("livepatch.c");
             bytes.extend(std::fs::read(src)?);
         }
         std::fs::write(&path, &bytes)?;
-        let mut out = StageOutput::new().artifact("out", &path).summary(format!("{kind} ok"));
+        let mut out = StageOutput::new()
+            .artifact("out", &path)
+            .summary(format!("{kind} ok"));
         if kind == StageKind::Package {
             let rpm = cx.work_dir.join(format!("{}.rpm", cx.job.package));
             std::fs::write(&rpm, &bytes)?;
@@ -136,13 +177,23 @@ fn pipeline(calls: &Arc<Calls>, fail: Option<(&'static str, StageKind)>) -> Pipe
     p.publisher(move |rpms: &[PathBuf], s: &RunSettings| {
         c.published.lock().unwrap().push(rpms.to_vec());
         std::fs::create_dir_all(s.repo.join("repodata"))?;
-        std::fs::write(s.repo.join("repodata/repomd.xml"), format!("{} packages", rpms.len()))?;
-        Ok(PublishOutput { repo: s.repo.clone(), client_repo: Some(format!("baseurl=file://{}", s.repo.display())), detail: serde_json::Value::Null })
+        std::fs::write(
+            s.repo.join("repodata/repomd.xml"),
+            format!("{} packages", rpms.len()),
+        )?;
+        Ok(PublishOutput {
+            repo: s.repo.clone(),
+            client_repo: Some(format!("baseurl=file://{}", s.repo.display())),
+            detail: serde_json::Value::Null,
+        })
     })
 }
 
 fn job<'a>(r: &'a run::RunReport, target: &str, kernel: &str) -> &'a run::JobResult {
-    r.jobs.iter().find(|j| j.id.contains(&format!("-{target}-")) && j.kernel == kernel).unwrap()
+    r.jobs
+        .iter()
+        .find(|j| j.id.contains(&format!("-{target}-")) && j.kernel == kernel)
+        .unwrap()
 }
 
 #[test]
@@ -160,18 +211,34 @@ fn full_run_then_noop_rerun() {
     for j in &fx.plan.jobs {
         let st = run::state::read(&fx.out().join("jobs").join(&j.id)).unwrap();
         assert!(st.complete(), "{st:?}");
-        assert_eq!(st.stages.iter().map(|s| s.stage).collect::<Vec<_>>(), StageKind::ALL.to_vec());
+        assert_eq!(
+            st.stages.iter().map(|s| s.stage).collect::<Vec<_>>(),
+            StageKind::ALL.to_vec()
+        );
         let build = &st.stages[2];
-        assert!(build.inputs.contains_key("module_source") && build.inputs.contains_key("prepare.out"), "{:?}", build.inputs);
-        assert!(!st.stages[0].inputs.contains_key("module_source"), "fetch must not depend on sources");
+        assert!(
+            build.inputs.contains_key("module_source") && build.inputs.contains_key("prepare.out"),
+            "{:?}",
+            build.inputs
+        );
+        assert!(
+            !st.stages[0].inputs.contains_key("module_source"),
+            "fetch must not depend on sources"
+        );
         assert!(build.outputs["out"].sha256.is_some());
-        let v = fx.out().join("verified").join(&j.id).join(format!("{}.rpm", j.package));
+        let v = fx
+            .out()
+            .join("verified")
+            .join(&j.id)
+            .join(format!("{}.rpm", j.package));
         assert!(v.is_file(), "{}", v.display());
     }
     let published = calls.published.lock().unwrap().clone();
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].len(), 3);
-    assert!(published[0].iter().all(|p| p.starts_with(fx.out().join("verified"))));
+    assert!(published[0]
+        .iter()
+        .all(|p| p.starts_with(fx.out().join("verified"))));
     let pubr = r.publish.as_ref().unwrap();
     assert_eq!(pubr.status, PublishStatus::Done);
 
@@ -193,14 +260,25 @@ fn changed_module_source_restarts_at_prepare_only_for_that_target() {
     let calls = Arc::new(Calls::default());
     let p = pipeline(&calls, None);
     fx.run(&p, &Selection::default());
-    std::fs::write(fx.dir.path().join("src/good/livepatch.c"), "/* good, fixed */\n").unwrap();
+    std::fs::write(
+        fx.dir.path().join("src/good/livepatch.c"),
+        "/* good, fixed */\n",
+    )
+    .unwrap();
     fx.reload();
     let r = fx.run(&p, &Selection::default());
     assert_eq!(r.passed, 3);
     let good = job(&r, "good", "6.1.0-56-amd64");
     let statuses: Vec<_> = good.stages.iter().map(|s| s.status).collect();
-    assert_eq!(statuses[0], StageStatus::Cached, "fetch does not read sources");
-    assert!(statuses[1..].iter().all(|s| *s == StageStatus::Done), "{statuses:?}");
+    assert_eq!(
+        statuses[0],
+        StageStatus::Cached,
+        "fetch does not read sources"
+    );
+    assert!(
+        statuses[1..].iter().all(|s| *s == StageStatus::Done),
+        "{statuses:?}"
+    );
     assert!(job(&r, "bad", "6.1.0-56-amd64").up_to_date());
     assert_eq!(calls.count(StageKind::Fetch, &good.id), 1);
     assert_eq!(calls.count(StageKind::Prepare, &good.id), 2);
@@ -210,7 +288,9 @@ fn changed_module_source_restarts_at_prepare_only_for_that_target() {
 
     // Editing the recipe file restarts every job from prepare.
     let rp = fx.dir.path().join("recipes/r.toml");
-    let text = std::fs::read_to_string(&rp).unwrap().replace("version = \"1.0\"", "version = \"1.1\"");
+    let text = std::fs::read_to_string(&rp)
+        .unwrap()
+        .replace("version = \"1.0\"", "version = \"1.1\"");
     std::fs::write(&rp, text).unwrap();
     fx.reload();
     let before = calls.total(StageKind::Prepare);
@@ -255,7 +335,9 @@ fn one_failing_job_does_not_stop_the_others_and_is_not_published() {
     assert_eq!(calls.count(StageKind::Build, &bad.id), 0);
     let published = calls.published.lock().unwrap()[0].clone();
     assert_eq!(published.len(), 2);
-    assert!(!published.iter().any(|p| p.to_string_lossy().contains(&bad.id)));
+    assert!(!published
+        .iter()
+        .any(|p| p.to_string_lossy().contains(&bad.id)));
     assert!(!fx.out().join("verified").join(&bad.id).exists());
     // The failure is on disk for the next run.
     let st = run::state::read(&fx.out().join("jobs").join(&bad.id)).unwrap();
@@ -285,7 +367,11 @@ fn verify_verdict_fails_the_job_and_keeps_its_detail() {
             {"name": "livepatch-patched", "outcome": "fail", "message": "ip_vs patched = 0 | pipe"},
         ]});
         let out = StageOutput::new().detail(detail);
-        Ok(if cx.job.target == "bad" { out.failed("verify failed: livepatch-patched") } else { out })
+        Ok(if cx.job.target == "bad" {
+            out.failed("verify failed: livepatch-patched")
+        } else {
+            out
+        })
     });
     let r = fx.run(&p, &Selection::default());
     let bad = job(&r, "bad", "6.1.0-56-amd64");
@@ -293,7 +379,10 @@ fn verify_verdict_fails_the_job_and_keeps_its_detail() {
     assert!(bad.rpm.is_none());
     assert_eq!(calls.published.lock().unwrap()[0].len(), 2);
     let md = r.to_markdown();
-    assert!(md.contains("| livepatch-patched | ❌ fail | ip_vs patched = 0 \\| pipe |"), "{md}");
+    assert!(
+        md.contains("| livepatch-patched | ❌ fail | ip_vs patched = 0 \\| pipe |"),
+        "{md}"
+    );
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["failed"], 1);
 }
@@ -316,7 +405,11 @@ fn panicking_stage_and_missing_artifact_fail_only_their_job() {
             Ok(StageOutput::new())
         });
     let r = fx.run(&p, &Selection::default());
-    assert!(job(&r, "bad", "6.1.0-56-amd64").error.as_deref().unwrap().contains("panicked: orchestrator test panic"));
+    assert!(job(&r, "bad", "6.1.0-56-amd64")
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("panicked: orchestrator test panic"));
     let e = job(&r, "good", "6.1.0-55-amd64").error.clone().unwrap();
     assert!(e.contains("missing.ko") && e.contains("\"module\""), "{e}");
     assert_eq!(job(&r, "good", "6.1.0-56-amd64").status, JobStatus::Passed);
@@ -327,7 +420,11 @@ fn missing_stage_is_a_clear_failure_not_a_success() {
     let fx = Fixture::new();
     let r = fx.run(&Pipeline::new(), &Selection::default());
     assert_eq!(r.failed, 3);
-    assert!(r.jobs[0].error.as_deref().unwrap().contains("stage fetch is not available"));
+    assert!(r.jobs[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("stage fetch is not available"));
     assert_eq!(r.publish.as_ref().unwrap().status, PublishStatus::Skipped);
     assert_eq!(r.exit_code(), 1);
 }
@@ -337,7 +434,11 @@ fn job_index_runs_one_job_without_publish() {
     let fx = Fixture::new();
     let calls = Arc::new(Calls::default());
     let p = pipeline(&calls, None);
-    let sel = Selection { index: Some(1), expect_plan: Some(run::plan_digest(&fx.plan)), expect_job: Some(fx.plan.jobs[1].id.clone()) };
+    let sel = Selection {
+        index: Some(1),
+        expect_plan: Some(run::plan_digest(&fx.plan)),
+        expect_job: Some(fx.plan.jobs[1].id.clone()),
+    };
     let mut s = fx.settings();
     s.publish = false;
     let r = run::run(&p, std::slice::from_ref(&fx.recipe), &fx.plan, &sel, &s).unwrap();
@@ -351,9 +452,20 @@ fn job_index_runs_one_job_without_publish() {
     assert!(r.to_markdown().contains("not part of this run"));
 
     for bad in [
-        Selection { index: Some(3), ..Default::default() },
-        Selection { index: Some(0), expect_plan: Some("0000000000000000".into()), ..Default::default() },
-        Selection { index: Some(0), expect_job: Some("other".into()), ..Default::default() },
+        Selection {
+            index: Some(3),
+            ..Default::default()
+        },
+        Selection {
+            index: Some(0),
+            expect_plan: Some("0000000000000000".into()),
+            ..Default::default()
+        },
+        Selection {
+            index: Some(0),
+            expect_job: Some("other".into()),
+            ..Default::default()
+        },
     ] {
         let e = run::run(&p, std::slice::from_ref(&fx.recipe), &fx.plan, &bad, &s).unwrap_err();
         assert!(e.downcast_ref::<run::BadInput>().is_some(), "{e}");
@@ -383,7 +495,11 @@ fn parallelism_is_bounded() {
     });
     let r = fx.run(&p, &Selection::default()); // -j 2, 3 jobs
     assert_eq!(r.passed, 3);
-    assert_eq!(peak.load(Ordering::SeqCst), 2, "never more than -j jobs at once, and -j 2 does run two");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "never more than -j jobs at once, and -j 2 does run two"
+    );
 }
 
 #[test]
@@ -403,7 +519,11 @@ fn corrupt_state_starts_over_and_locked_job_fails() {
     let _held = run::state::lock_job(&jd).unwrap();
     let r = fx.run(&p, &Selection::default());
     let j = r.jobs.iter().find(|j| j.id == id).unwrap();
-    assert!(j.error.as_deref().unwrap().contains("another khotfix run"), "{:?}", j.error);
+    assert!(
+        j.error.as_deref().unwrap().contains("another khotfix run"),
+        "{:?}",
+        j.error
+    );
     assert_eq!(r.passed, 2);
 }
 
@@ -435,24 +555,35 @@ fn killed_mid_build_resumes_without_redoing_earlier_stages() {
     child.wait().unwrap();
     let id = fx.plan.jobs[0].id.clone();
     let st = run::state::read(&fx.out().join("jobs").join(&id)).unwrap();
-    assert_eq!(st.stages.iter().map(|s| s.stage).collect::<Vec<_>>(), vec![StageKind::Fetch, StageKind::Prepare]);
+    assert_eq!(
+        st.stages.iter().map(|s| s.stage).collect::<Vec<_>>(),
+        vec![StageKind::Fetch, StageKind::Prepare]
+    );
 
     let calls = Arc::new(Calls::default());
     let p = pipeline(&calls, None);
-    let sel = Selection { index: Some(0), ..Default::default() };
+    let sel = Selection {
+        index: Some(0),
+        ..Default::default()
+    };
     let r = fx.run(&p, &sel);
     assert_eq!(r.passed, 1);
     assert_eq!(calls.count(StageKind::Fetch, &id), 0);
     assert_eq!(calls.count(StageKind::Prepare, &id), 0);
     assert_eq!(calls.count(StageKind::Build, &id), 1);
     let s: Vec<_> = r.jobs[0].stages.iter().map(|s| s.status).collect();
-    assert_eq!(&s[..3], &[StageStatus::Cached, StageStatus::Cached, StageStatus::Done]);
+    assert_eq!(
+        &s[..3],
+        &[StageStatus::Cached, StageStatus::Cached, StageStatus::Done]
+    );
 }
 
 /// The child half of the kill test (does nothing unless started by it).
 #[test]
 fn child_killed_mid_build() {
-    let Some(root) = std::env::var_os("KHOTFIX_TEST_CHILD_OUT") else { return };
+    let Some(root) = std::env::var_os("KHOTFIX_TEST_CHILD_OUT") else {
+        return;
+    };
     let root = PathBuf::from(root);
     let recipe = Recipe::load(&root.join("recipes/r.toml")).unwrap();
     let plan = Plan::expand(std::slice::from_ref(&recipe), &[]).unwrap();
@@ -464,7 +595,10 @@ fn child_killed_mid_build() {
         Ok(StageOutput::new())
     });
     let s = RunSettings::new(root.join("out"));
-    let sel = Selection { index: Some(0), ..Default::default() };
+    let sel = Selection {
+        index: Some(0),
+        ..Default::default()
+    };
     let _ = run::run(&p, std::slice::from_ref(&recipe), &plan, &sel, &s);
 }
 
@@ -472,7 +606,12 @@ fn child_killed_mid_build() {
 fn artifacts_must_be_absolute() {
     let fx = Fixture::new();
     let calls = Arc::new(Calls::default());
-    let p = pipeline(&calls, None).stage(StageKind::Fetch, |_cx: &JobContext| Ok(StageOutput::new().artifact("x", Path::new("rel/x"))));
+    let p = pipeline(&calls, None).stage(StageKind::Fetch, |_cx: &JobContext| {
+        Ok(StageOutput::new().artifact("x", Path::new("rel/x")))
+    });
     let r = fx.run(&p, &Selection::default());
-    assert!(r.jobs.iter().all(|j| j.error.as_deref().unwrap_or("").contains("relative path")));
+    assert!(r
+        .jobs
+        .iter()
+        .all(|j| j.error.as_deref().unwrap_or("").contains("relative path")));
 }

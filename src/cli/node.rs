@@ -72,8 +72,17 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
     match c {
         NodeCmd::Check { recipe, root, json } => {
             let root = HostRoot::new(root);
-            let recipe = recipe_for(recipe.as_deref(), &root)?;
-            let report = node::check(&recipe, &root)?;
+            let result = recipe_for(recipe.as_deref(), &root).and_then(|r| node::check(&r, &root));
+            let report = match result {
+                Ok(r) => r,
+                Err(e) if json => {
+                    // Programs reading --json get an answer on stdout too.
+                    let reason = format!("{e:#}").replace('\n', " ");
+                    print_json(&serde_json::json!({ "verdict": "error", "reason": reason, "exit_code": 2 }))?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             if json {
                 print_json(&report)?;
             } else {

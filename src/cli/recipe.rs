@@ -8,10 +8,15 @@ use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum RecipeCmd {
-    /// Check recipes; every problem is printed as `file:line:col: what`.
+    /// Check recipes; every problem is printed as `file:line:col: what`
+    /// (exit 2 if any recipe has a problem).
     Lint {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print `{"ok": bool, "diagnostics": [{file, line, col, message}]}` on
+        /// stdout instead of lines on stderr.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -43,17 +48,28 @@ pub struct PlanArgs {
 
 pub fn recipe(cmd: RecipeCmd) -> Result<i32> {
     match cmd {
-        RecipeCmd::Lint { files } => {
-            let mut code = exit::OK;
+        RecipeCmd::Lint { files, json } => {
+            let mut diagnostics = Vec::new();
             for f in &files {
                 if let Err(errs) = Recipe::load(f) {
-                    for d in errs.0 {
-                        eprintln!("{d}");
-                    }
-                    code = exit::ERROR;
+                    diagnostics.extend(errs.0);
                 }
             }
-            Ok(code)
+            if json {
+                crate::cli::print_json(&serde_json::json!({
+                    "ok": diagnostics.is_empty(),
+                    "diagnostics": diagnostics,
+                }))?;
+            } else {
+                for d in &diagnostics {
+                    eprintln!("{d}");
+                }
+            }
+            Ok(if diagnostics.is_empty() {
+                exit::OK
+            } else {
+                exit::ERROR
+            })
         }
     }
 }
@@ -95,12 +111,20 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
     // in a range: say so on stderr (stdout stays machine-readable).
     for r in &recipes {
         for t in &r.targets {
-            if !plan.jobs.iter().any(|j| j.hotfix_id == r.hotfix.id && j.target == t.name) {
+            if !plan
+                .jobs
+                .iter()
+                .any(|j| j.hotfix_id == r.hotfix.id && j.target == t.name)
+            {
                 eprintln!(
                     "khotfix: warning: {}: target {:?} matched no kernel{}",
                     r.path.display(),
                     t.name,
-                    if known.is_empty() { " (no --kernels list given)" } else { "" }
+                    if known.is_empty() {
+                        " (no --kernels list given)"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

@@ -216,4 +216,38 @@ mod tests {
         fake[0x3e] = 1;
         assert!(parse(&fake).is_err());
     }
+
+    /// Corrupted modules (random bytes overwritten, truncated) give errors or
+    /// partial results, never a panic.
+    #[test]
+    fn corrupt_modules_never_panic() {
+        let rel = crate::verify::qemu::debian_kernel_abi().expect("Debian kernel ABI");
+        let ko = format!("/lib/modules/{rel}/kernel/lib/libcrc32c.ko");
+        let good = std::fs::read(&ko).expect("libcrc32c.ko");
+        let mut seed = 0x9E3779B97F4A7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..500 {
+            let mut b = good.clone();
+            for _ in 0..(next() % 8 + 1) {
+                // Bias towards the ELF header and section table, where offsets live.
+                let i = if next() % 2 == 0 {
+                    (next() % 64) as usize
+                } else {
+                    (next() as usize) % b.len()
+                };
+                b[i] = next() as u8;
+            }
+            let cut = if next() % 4 == 0 {
+                (next() as usize) % b.len()
+            } else {
+                b.len()
+            };
+            let _ = parse(&b[..cut]);
+        }
+    }
 }

@@ -253,7 +253,7 @@ pub fn build_rpm(
         .release(&release)
         .description(format!(
             "{}\n\nLivepatch module {} for kernel {}.",
-            h.description,
+            h.description.trim_end(),
             h.module_name(),
             input.kernel
         ))

@@ -64,7 +64,9 @@ pub fn generate(hotfix: &Hotfix, kernel: &KernelRelease) -> Result<Scriptlets> {
          # Another root (rpm --root, image builds): rpm chroots before running scriptlets,\n\
          # so / is then not PID 1's root. Without /proc this is false as well.\n\
          live_root() {{ [ / -ef /proc/1/root ]; }}\n\
-         have_kpatch() {{ command -v kpatch >/dev/null 2>&1; }}\n",
+         # No /dev/null needed: image roots may have no /dev.\n\
+         have() {{ [ -n \"$(command -v \"$1\")\" ]; }}\n\
+         have_kpatch() {{ have kpatch; }}\n",
         pkg = pkg,
         kver = sh_quote(kernel.as_str()),
         ko = sh_quote(&ko_path),
@@ -89,7 +91,7 @@ exit 0
 
     let post = format!(
         "{header}\
-if command -v systemctl >/dev/null 2>&1; then
+if have systemctl; then
     systemctl enable kpatch.service || echo \"kernel-hotfix: warning: could not enable kpatch.service; the patch will not be loaded at boot\" >&2
 else
     echo \"kernel-hotfix: systemctl not found; make sure kpatch.service (or kpatch load) runs at boot\" >&2

@@ -14,6 +14,7 @@
 //! | 1000 | SIZE        | header + payload length                   |
 //! | 1002 | PGP         | OpenPGP v4 signature over header+payload  |
 //! | 1004 | MD5         | MD5 of header + payload                   |
+//! | 1007 | PAYLOADSIZE | uncompressed cpio size (rpm2cpio checks it) |
 //! | 1008 | RESERVEDSPACE | zeros, room for later in-place signing  |
 //!
 //! Both signatures are created at the same fixed time (SOURCE_DATE_EPOCH
@@ -35,6 +36,7 @@ pub fn sign_package(pkg: &mut rpm::Package, signer: &PackageSigner, t: u64) -> R
     both.extend_from_slice(&pkg.payload);
     let size = u32::try_from(both.len()).context("package larger than 4 GiB")?;
 
+    let payload_size = uncompressed_size(pkg)?;
     let header_sig = signer
         .sign_binary(&header, t)
         .context("signing the RPM header")?;
@@ -68,10 +70,36 @@ pub fn sign_package(pkg: &mut rpm::Package, signer: &PackageSigner, t: u64) -> R
             data: IndexData::Bin(md5::Md5::digest(&both).to_vec()),
         },
         HeaderEntry {
+            tag: IndexSignatureTag::RPMSIGTAG_PAYLOADSIZE as u32,
+            data: IndexData::Int32(vec![payload_size]),
+        },
+        HeaderEntry {
             tag: IndexSignatureTag::RPMSIGTAG_RESERVEDSPACE as u32,
             data: IndexData::Bin(vec![0u8; RESERVED_SPACE]),
         },
     ];
     pkg.metadata.signature = Header::from_entries(entries, IndexSignatureTag::HEADER_SIGNATURES);
     Ok(())
+}
+
+/// Size of the decompressed payload (the cpio archive).
+fn uncompressed_size(pkg: &rpm::Package) -> Result<u32> {
+    let data = pkg.payload.as_slice();
+    let n = match pkg
+        .payload_compression()
+        .context("reading the payload compressor")?
+    {
+        rpm::CompressionType::Xz => std::io::copy(
+            &mut liblzma::read::XzDecoder::new(data),
+            &mut std::io::sink(),
+        ),
+        rpm::CompressionType::Gzip => std::io::copy(
+            &mut flate2::read::GzDecoder::new(data),
+            &mut std::io::sink(),
+        ),
+        rpm::CompressionType::None => Ok(data.len() as u64),
+        other => anyhow::bail!("unexpected payload compression {other}"),
+    }
+    .context("decompressing the payload")?;
+    u32::try_from(n).context("payload larger than 4 GiB")
 }

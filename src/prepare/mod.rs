@@ -11,3 +11,84 @@
 pub mod apply;
 pub mod preflight;
 pub mod srpm;
+
+use crate::kernel::KernelRelease;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What must run inside the builder container to prepare a RHEL-family tree,
+/// from [`stage_rpm_source`]. The container runtime runs `rpmbuild.argv()`
+/// with the work directory mounted at the container path it was built for.
+#[derive(Debug, Clone, Serialize)]
+pub struct RpmPrepareSpec {
+    /// The rpmbuild top directory on the host (`<work>/topdir`).
+    pub topdir_host: PathBuf,
+    /// The `rpmbuild -bp` invocation, with container paths.
+    pub rpmbuild: srpm::RpmbuildPrep,
+}
+
+/// A kernel tree ready for kpatch-build `-s TREE -c CONFIG -v VMLINUX` (or kbuild).
+#[derive(Debug, Clone, Serialize)]
+pub struct PreparedTree {
+    /// The source tree on the host.
+    pub tree: PathBuf,
+    /// The kernel config (also copied to `tree/.config`).
+    pub config: PathBuf,
+    /// The recipe's patches, checked (not applied: kpatch-build applies
+    /// them itself, and reverts them, on the tree it is given).
+    pub patch_check: apply::ApplyReport,
+}
+
+/// Host side, before the container: unpack `srpm` safely into
+/// `<work_host>/topdir` (spec in SPECS/, sources in SOURCES/) and build the
+/// `rpmbuild -bp` command for the same directory as the container sees it
+/// (`<work_container>/topdir`).
+pub fn stage_rpm_source(
+    srpm: &Path,
+    work_host: &Path,
+    work_container: &Path,
+    arch: &str,
+) -> Result<RpmPrepareSpec> {
+    let topdir_host = work_host.join("topdir");
+    let t = srpm::layout_topdir(srpm, &topdir_host)?;
+    let rpmbuild = srpm::RpmbuildPrep::new(&work_container.join("topdir"), &t.spec, arch)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", srpm.display()))?;
+    Ok(RpmPrepareSpec {
+        topdir_host,
+        rpmbuild,
+    })
+}
+
+/// Host side, after the container ran `rpmbuild -bp`: find the tree and the
+/// kernel config (distro table), set `EXTRAVERSION` to the target kernel's
+/// release, install `.config`, and check that every patch applies, in order.
+/// A patch that does not apply fails here, in seconds, before any compile.
+pub fn finish_rpm_tree(
+    spec: &RpmPrepareSpec,
+    distro: &str,
+    kernel: &KernelRelease,
+    patches: &[PathBuf],
+) -> Result<PreparedTree> {
+    let tree = srpm::RpmbuildPrep::find_tree(&spec.topdir_host)?;
+    let config = srpm::find_config(
+        distro,
+        kernel,
+        &spec.rpmbuild.arch,
+        &spec.topdir_host.join("SOURCES"),
+        Some(&tree),
+    )?;
+    srpm::set_extraversion(&tree, kernel)?;
+    let dot_config = tree.join(".config");
+    if config != dot_config {
+        let bytes =
+            std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?;
+        crate::util::fsx::write_atomic(&dot_config, &bytes)?;
+    }
+    let patch_check = apply::check(&tree, patches)?;
+    Ok(PreparedTree {
+        tree,
+        config,
+        patch_check,
+    })
+}

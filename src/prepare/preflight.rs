@@ -203,6 +203,7 @@ impl fmt::Display for Finding {
 
 /// A path relative to the current directory when it is under it.
 fn display_path(p: &Path) -> String {
+    let p = p.strip_prefix(".").unwrap_or(p);
     std::env::current_dir()
         .ok()
         .and_then(|cwd| p.strip_prefix(cwd).ok().map(Path::to_path_buf))
@@ -563,7 +564,7 @@ fn decl_before(v: &[ViewLine], j: usize, brace_at: usize) -> (String, bool) {
         let t = prev.trim();
         let type_line = !t.is_empty()
             && !prev.starts_with([' ', '\t'])
-            && !t.contains(|c| matches!(c, ';' | '{' | '}' | '(' | ')' | '#' | '=' | ','));
+            && !t.contains([';', '{', '}', '(', ')', '#', '=', ',']);
         if type_line && parts.first().is_some_and(|f| f.contains('(')) {
             parts.insert(0, t.to_string());
             start -= 1;
@@ -623,8 +624,7 @@ fn func_name(decl: &str) -> String {
     let head = decl.split('(').next().unwrap_or(decl);
     let name = head
         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|s| !s.is_empty())
-        .last()
+        .rfind(|s| !s.is_empty())
         .unwrap_or("?");
     if name.starts_with("SYSCALL_DEFINE") || name.starts_with("COMPAT_SYSCALL_DEFINE") {
         let arg = decl
@@ -807,18 +807,17 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
                     continue;
                 }
                 Some(Block::Initializer { decl, top_level })
-                    if *top_level || !chain.iter().any(|b| matches!(b, Block::Function(_))) =>
+                    if (*top_level || !chain.iter().any(|b| matches!(b, Block::Function(_))))
+                        && !(chain.len() == 1 && complete && !*top_level) =>
                 {
-                    if !(chain.len() == 1 && complete && !*top_level) {
-                        out.add(
-                            Category::GlobalData,
-                            line,
-                            file,
-                            Some(decl),
-                            Some(format!("changes the initializer of `{}`", short(decl))),
-                        );
-                        continue;
-                    }
+                    out.add(
+                        Category::GlobalData,
+                        line,
+                        file,
+                        Some(decl),
+                        Some(format!("changes the initializer of `{}`", short(decl))),
+                    );
+                    continue;
                 }
                 None if !complete => {
                     // No brace seen in the hunk before this line: the @@ section says where we are.

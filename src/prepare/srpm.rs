@@ -433,7 +433,7 @@ pub fn unpack_rpm(rpm: &Path, dest: &Path) -> Result<Unpacked, UnpackError> {
                 src.display(),
                 rel.display()
             )))?,
-            None if digest.as_deref().is_none_or(str::is_empty) => {
+            None if digest.as_deref().map_or(true, str::is_empty) => {
                 std::fs::File::create_new(&target)
                     .map_err(io(format!("creating {}", rel.display())))?;
                 0
