@@ -12,10 +12,19 @@ use std::time::{Duration, Instant};
 
 fn engine_and_image() -> (Engine, String) {
     let config = Config::load().expect("config");
-    let engine = Engine::from_config(&config).expect("a container engine (set KHOTFIX_CONTAINER_ENGINE)");
+    let engine =
+        Engine::from_config(&config).expect("a container engine (set KHOTFIX_CONTAINER_ENGINE)");
     let logs = tempfile::tempdir().unwrap();
-    let img = builder::ensure(&engine, "debian12", &BuildImageOptions { log_dir: logs.path().into(), ..Default::default() }, None)
-        .expect("debian12 builder image");
+    let img = builder::ensure(
+        &engine,
+        "debian12",
+        &BuildImageOptions {
+            log_dir: logs.path().into(),
+            ..Default::default()
+        },
+        None,
+    )
+    .expect("debian12 builder image");
     (engine, img.tag)
 }
 
@@ -43,17 +52,34 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
 
     // 1. Outputs written as root inside go back to the owner of the output dir.
     std::os::unix::fs::chown(d.path().join("out"), Some(12345), Some(12346)).unwrap();
-    let s = spec(&image, "own", &["sh", "-c", "mkdir -p sub && echo hi > sub/f && echo done"], d.path());
+    let s = spec(
+        &image,
+        "own",
+        &["sh", "-c", "mkdir -p sub && echo hi > sub/f && echo done"],
+        d.path(),
+    );
     let r = engine.run(&s, None).unwrap();
-    assert_eq!(r.exit_code, 0, "{}", std::fs::read_to_string(&s.log).unwrap());
+    assert_eq!(
+        r.exit_code,
+        0,
+        "{}",
+        std::fs::read_to_string(&s.log).unwrap()
+    );
     let m = std::fs::metadata(d.path().join("out/sub/f")).unwrap();
     if unsafe { libc::geteuid() } == 0 {
         assert_eq!((m.uid(), m.gid()), (12345, 12346));
     } else {
         assert_eq!(m.uid(), unsafe { libc::geteuid() });
     }
-    assert!(std::fs::read_to_string(&s.log).unwrap().contains("done"), "log holds the container output");
-    assert!(!engine.container_exists(&r.name).unwrap(), "--rm removed {}", r.name);
+    assert!(
+        std::fs::read_to_string(&s.log).unwrap().contains("done"),
+        "log holds the container output"
+    );
+    assert!(
+        !engine.container_exists(&r.name).unwrap(),
+        "--rm removed {}",
+        r.name
+    );
 
     // A failing command reports its exit code.
     let s = spec(&image, "fail", &["sh", "-c", "exit 7"], d.path());
@@ -65,9 +91,20 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
     s.timeout = Some(Duration::from_secs(3));
     let t = Instant::now();
     let e = engine.run(&s, None).unwrap_err();
-    assert!(matches!(e.downcast_ref::<RunError>(), Some(RunError::Timeout { .. })), "{e:#}");
-    assert!(t.elapsed() < Duration::from_secs(60), "stop did not take the 300 s sleep");
-    assert_eq!(engine.containers_with_prefix(&format!("khotfix-{prefix}")).unwrap(), Vec::<String>::new());
+    assert!(
+        matches!(e.downcast_ref::<RunError>(), Some(RunError::Timeout { .. })),
+        "{e:#}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "stop did not take the 300 s sleep"
+    );
+    assert_eq!(
+        engine
+            .containers_with_prefix(&format!("khotfix-{prefix}"))
+            .unwrap(),
+        Vec::<String>::new()
+    );
 
     // 3. Ctrl-C (a real SIGINT to this process) stops the container.
     container::clear_interrupt();
@@ -80,8 +117,19 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
     });
     let e = engine.run(&s, None).unwrap_err();
     sender.join().unwrap();
-    assert!(matches!(e.downcast_ref::<RunError>(), Some(RunError::Interrupted { .. })), "{e:#}");
+    assert!(
+        matches!(
+            e.downcast_ref::<RunError>(),
+            Some(RunError::Interrupted { .. })
+        ),
+        "{e:#}"
+    );
     assert!(container::interrupted());
     container::clear_interrupt();
-    assert_eq!(engine.containers_with_prefix(&format!("khotfix-{prefix}")).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        engine
+            .containers_with_prefix(&format!("khotfix-{prefix}"))
+            .unwrap(),
+        Vec::<String>::new()
+    );
 }
