@@ -438,21 +438,21 @@ extern "C" fn on_signal(_sig: libc::c_int) {
 /// back when the last guard is dropped.
 pub struct SignalGuard(());
 
+static PREVIOUS: Mutex<Option<(libc::sighandler_t, libc::sighandler_t)>> = Mutex::new(None);
+
 impl SignalGuard {
     pub fn install() -> SignalGuard {
         let mut n = ACTIVE.lock().unwrap_or_else(|p| p.into_inner());
         if *n == 0 {
+            let h = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
             // SAFETY: the handler only stores to an atomic (async-signal-safe).
-            unsafe {
-                libc::signal(
-                    libc::SIGINT,
-                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-                );
-                libc::signal(
-                    libc::SIGTERM,
-                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-                );
-            }
+            let prev = unsafe {
+                (
+                    libc::signal(libc::SIGINT, h),
+                    libc::signal(libc::SIGTERM, h),
+                )
+            };
+            *PREVIOUS.lock().unwrap_or_else(|p| p.into_inner()) = Some(prev);
         }
         *n += 1;
         SignalGuard(())
@@ -464,10 +464,16 @@ impl Drop for SignalGuard {
         let mut n = ACTIVE.lock().unwrap_or_else(|p| p.into_inner());
         *n = n.saturating_sub(1);
         if *n == 0 {
-            // SAFETY: restoring the default disposition.
+            // Restore what was there before (SIG_IGN under nohup, say).
+            let (int, term) = PREVIOUS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or((libc::SIG_DFL, libc::SIG_DFL));
+            // SAFETY: restoring a disposition obtained from signal().
             unsafe {
-                libc::signal(libc::SIGINT, libc::SIG_DFL);
-                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::signal(libc::SIGINT, int);
+                libc::signal(libc::SIGTERM, term);
             }
         }
     }
