@@ -48,16 +48,24 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
     let engine =
         Engine::from_config(&config).expect("a container engine (set KHOTFIX_CONTAINER_ENGINE)");
     let tmp = tempfile::tempdir().unwrap();
-    let image = builder::ensure(
-        &engine,
-        "debian12",
-        &BuildImageOptions {
-            log_dir: tmp.path().join("logs"),
-            ..Default::default()
-        },
-        None,
-    )
-    .expect("debian12 builder");
+    // KHOTFIX_TEST_FRESH_BUILDER=1 rebuilds the image (and its mmdebstrap
+    // base) from scratch; otherwise an image with the same content is reused.
+    let force = std::env::var_os("KHOTFIX_TEST_FRESH_BUILDER").is_some_and(|v| v == "1");
+    let opts = BuildImageOptions {
+        log_dir: tmp.path().join("logs"),
+        force,
+        ..Default::default()
+    };
+    let image = builder::ensure(&engine, "debian12", &opts, None).expect("debian12 builder");
+    if force {
+        assert!(!image.reused);
+        let log = std::fs::read_to_string(tmp.path().join("logs/builder-debian12.log")).unwrap();
+        assert!(
+            log.contains("$ mmdebstrap --variant=minbase --format=tar bookworm"),
+            "{log}"
+        );
+        assert!(log.contains("\"import\""), "{log}");
+    }
     assert!(image.tag.starts_with("localhost/khotfix-builder-debian12:"));
 
     let kernel = debian::current_kernel("linux-image-amd64").unwrap();

@@ -304,11 +304,19 @@ fn mmdebstrap_base(
         tar.clone().into(),
     ];
     args.extend(sources.iter().map(|p| p.into()));
-    let f = std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
+    {
+        use std::io::Write;
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        writeln!(f, "$ mmdebstrap {}", shown.join(" "))?;
+    }
     let out = duct::cmd("mmdebstrap", args)
         .stdout_file(f.try_clone()?)
         .stderr_file(f)
