@@ -182,8 +182,9 @@ pub fn ensure(
         }
     };
     let tag = def.tag();
+    let previous = engine.image_id(&tag)?;
     if !opts.force {
-        if let Some(id) = engine.image_id(&tag)? {
+        if let Some(id) = previous.clone() {
             return Ok(BuilderImage {
                 builder: name.into(),
                 tag,
@@ -226,6 +227,10 @@ pub fn ensure(
     let id = engine
         .image_id(&tag)?
         .with_context(|| format!("image {tag} missing right after it was built"))?;
+    // A forced rebuild leaves the old image untagged: drop it (ignored if in use).
+    if let Some(old) = previous.filter(|old| *old != id) {
+        let _ = engine.remove_image(&old);
+    }
     Ok(BuilderImage {
         builder: name.into(),
         tag,
@@ -285,7 +290,8 @@ fn mmdebstrap_base(
     progress: Option<&ProgressBar>,
 ) -> Result<String> {
     let tag = def.base_tag().context("builder has no mmdebstrap base")?;
-    if !force && engine.image_id(&tag)?.is_some() {
+    let previous = engine.image_id(&tag)?;
+    if !force && previous.is_some() {
         return Ok(tag);
     }
     let sources = host_apt_sources(suite)?;
@@ -328,6 +334,11 @@ fn mmdebstrap_base(
         bail!("mmdebstrap {suite} failed; see {}", log.display());
     }
     engine.import(&tar, &tag, log)?;
+    if let (Some(old), Some(new)) = (previous, engine.image_id(&tag)?) {
+        if old != new {
+            let _ = engine.remove_image(&old);
+        }
+    }
     Ok(tag)
 }
 

@@ -215,9 +215,10 @@ impl Engine {
         Ok((!id.is_empty()).then_some(id))
     }
 
-    /// Remove an image (ignoring "no such image").
+    /// Remove an image unless a container uses it (errors are ignored:
+    /// "no such image", "in use").
     pub fn remove_image(&self, image: &str) -> Result<()> {
-        self.command(["rmi", "-f", image])
+        self.command(["rmi", image])
             .stdout_null()
             .stderr_null()
             .unchecked()
