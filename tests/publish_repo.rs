@@ -15,7 +15,9 @@ fn bin() -> &'static str {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     out
 }
 
@@ -46,22 +48,36 @@ fn keys() -> Keys {
     ok(Command::new("gpg")
         .env("GNUPGHOME", &home)
         .args(["--batch", "--passphrase", "", "--quick-gen-key"])
-        .args(["khotfix test <test@khotfix.invalid>", "rsa2048", "sign", "never"]));
-    let out = ok(Command::new("gpg")
-        .env("GNUPGHOME", &home)
-        .args(["--batch", "--armor", "--export-secret-keys"]));
+        .args([
+            "khotfix test <test@khotfix.invalid>",
+            "rsa2048",
+            "sign",
+            "never",
+        ]));
+    let out = ok(Command::new("gpg").env("GNUPGHOME", &home).args([
+        "--batch",
+        "--armor",
+        "--export-secret-keys",
+    ]));
     let secret = dir.path().join("secret.asc");
     std::fs::write(&secret, &out.stdout).unwrap();
-    let out = ok(Command::new("gpg")
-        .env("GNUPGHOME", &home)
-        .args(["--batch", "--with-colons", "--list-keys"]));
+    let out = ok(Command::new("gpg").env("GNUPGHOME", &home).args([
+        "--batch",
+        "--with-colons",
+        "--list-keys",
+    ]));
     let fpr = String::from_utf8_lossy(&out.stdout)
         .lines()
         .find(|l| l.starts_with("fpr:"))
         .and_then(|l| l.split(':').nth(9))
         .unwrap()
         .to_string();
-    Keys { _dir: dir, home, secret, fpr }
+    Keys {
+        _dir: dir,
+        home,
+        secret,
+        fpr,
+    }
 }
 
 /// Build a package from a spec with rpmbuild; returns the .rpm path.
@@ -69,7 +85,10 @@ fn rpmbuild(spec: &str, work: &Path) -> PathBuf {
     let top = work.join("rpmbuild");
     let out = work.join("rpms");
     std::fs::create_dir_all(&top).unwrap();
-    let spec_path = work.join(format!("s{}.spec", std::fs::read_dir(work).unwrap().count()));
+    let spec_path = work.join(format!(
+        "s{}.spec",
+        std::fs::read_dir(work).unwrap().count()
+    ));
     std::fs::write(&spec_path, spec).unwrap();
     let before: Vec<PathBuf> = walk_rpms(&out);
     ok(Command::new("rpmbuild")
@@ -116,11 +135,15 @@ fn gen_rpms(keys: &Keys, dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
     (0..n)
         .map(|i| {
             let name = format!("kernel-hotfix-{prefix}{i}-6.1.0-56");
-            let mut b = rpm::PackageBuilder::new(&name, "1.0", "GPL-2.0", "x86_64", "generated hotfix");
+            let mut b =
+                rpm::PackageBuilder::new(&name, "1.0", "GPL-2.0", "x86_64", "generated hotfix");
             b.release("1")
                 .description("a generated kernel hotfix package")
                 .requires(rpm::Dependency::any("kpatch"))
-                .provides(rpm::Dependency::eq(format!("kernel-hotfix({prefix}{i})"), "1.0-1"));
+                .provides(rpm::Dependency::eq(
+                    format!("kernel-hotfix({prefix}{i})"),
+                    "1.0-1",
+                ));
             b.with_file_contents(
                 vec![i as u8; 4096],
                 rpm::FileOptions::new(format!("/usr/lib/kpatch/6.1.0-56/livepatch_{prefix}{i}.ko")),
@@ -170,14 +193,24 @@ struct Http {
 impl Http {
     fn serve(dir: &Path) -> Http {
         let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
         let port = line
             .split_whitespace()
@@ -203,13 +236,23 @@ impl Drop for Http {
 /// private cache, the key imported from the repository (-y).
 fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
     let mut c = Command::new("dnf");
-    c.args(["-y", "--setopt=reposdir=/dev/null", "--releasever=1", "--disableplugin=*"])
-        .arg(format!("--setopt=cachedir={}", cache.display()))
-        .arg(format!("--repofrompath=khf,{url}"))
-        .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
-        .arg(format!("--setopt=khf.gpgkey={url}RPM-GPG-KEY-khotfix"))
-        .args(["--setopt=khf.metadata_expire=0"])
-        .args(args);
+    c.args([
+        "-y",
+        "--setopt=reposdir=/dev/null",
+        "--releasever=1",
+        "--disableplugin=*",
+    ])
+    .arg(format!("--setopt=cachedir={}", cache.display()))
+    .arg(format!("--repofrompath=khf,{url}"))
+    .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
+    .arg(format!("--setopt=khf.gpgkey={url}RPM-GPG-KEY-khotfix"))
+    // Debian's dnf.conf sets skip_if_unavailable=True, which would turn
+    // every metadata failure into a silent success.
+    .args([
+        "--setopt=khf.metadata_expire=0",
+        "--setopt=skip_if_unavailable=False",
+    ])
+    .args(args);
     run(&mut c)
 }
 
@@ -312,10 +355,18 @@ true
 fn dnf_installs_from_signed_repo_over_http() {
     let keys = keys();
     let work = tempfile::tempdir().unwrap();
-    let mut rpms = vec![rpmbuild(KPATCH_SPEC, work.path()), rpmbuild(&hotfix_spec("22519882", "1"), work.path())];
+    let mut rpms = vec![
+        rpmbuild(KPATCH_SPEC, work.path()),
+        rpmbuild(&hotfix_spec("22519882", "1"), work.path()),
+    ];
     rpmsign(&keys, &rpms);
     let repo = work.path().join("repo");
-    let report = publish_ok(&keys, &repo, &["--base-url", "http://127.0.0.1:8080/khotfix"], &rpms);
+    let report = publish_ok(
+        &keys,
+        &repo,
+        &["--base-url", "http://127.0.0.1:8080/khotfix"],
+        &rpms,
+    );
     assert_eq!(report["packages"], 2);
     assert_eq!(report["read"], 2);
     assert_eq!(report["added"].as_array().unwrap().len(), 2);
@@ -326,40 +377,77 @@ fn dnf_installs_from_signed_repo_over_http() {
         "repo_gpgcheck=1",
         "gpgkey=http://127.0.0.1:8080/khotfix/RPM-GPG-KEY-khotfix",
     ] {
-        assert!(repo_file.lines().any(|l| l == line), "{line} missing from:\n{repo_file}");
+        assert!(
+            repo_file.lines().any(|l| l == line),
+            "{line} missing from:\n{repo_file}"
+        );
     }
     let v = verify(&repo);
     assert!(v.status.success(), "verify: {}", stdout(&v));
 
     let http = Http::serve(&repo);
     let cache = work.path().join("cache");
-    let q = dnf(&http.url(""), &cache, &["repoquery", "--qf", "%{name} %{evr} %{arch}"]);
-    assert!(q.status.success(), "dnf repoquery: {}", String::from_utf8_lossy(&q.stderr));
+    let q = dnf(
+        &http.url(""),
+        &cache,
+        &["repoquery", "--qf", "%{name} %{evr} %{arch}"],
+    );
+    assert!(
+        q.status.success(),
+        "dnf repoquery: {}",
+        String::from_utf8_lossy(&q.stderr)
+    );
     let mut lines: Vec<&str> = std::str::from_utf8(&q.stdout).unwrap().lines().collect();
     lines.sort();
     assert_eq!(
         lines,
-        vec!["kernel-hotfix-22519882-6.1.0-56 1.0-1 x86_64", "kpatch 0.9.9-1 noarch"]
+        vec![
+            "kernel-hotfix-22519882-6.1.0-56 1.0-1 x86_64",
+            "kpatch 0.9.9-1 noarch"
+        ]
     );
 
     // Publishing one more package later is picked up by the same client.
     let more = rpmbuild(&hotfix_spec("22519883", "1"), work.path());
     rpmsign(&keys, std::slice::from_ref(&more));
     let report = publish_ok(&keys, &repo, &[], std::slice::from_ref(&more));
-    assert_eq!((report["read"].as_u64(), report["cached"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (report["read"].as_u64(), report["cached"].as_u64()),
+        (Some(1), Some(2))
+    );
     rpms.push(more);
     let q = dnf(&http.url(""), &cache, &["repoquery", "--qf", "%{name}"]);
-    assert_eq!(stdout(&q).lines().count(), 3, "{}", String::from_utf8_lossy(&q.stderr));
+    assert_eq!(
+        stdout(&q).lines().count(),
+        3,
+        "{}",
+        String::from_utf8_lossy(&q.stderr)
+    );
 
     let root = work.path().join("root");
     let inst = dnf(
         &http.url(""),
         &cache,
-        &["--installroot", root.to_str().unwrap(), "install", "kernel-hotfix-22519882-6.1.0-56"],
+        &[
+            "--installroot",
+            root.to_str().unwrap(),
+            "install",
+            "kernel-hotfix-22519882-6.1.0-56",
+        ],
     );
-    assert!(inst.status.success(), "dnf install: {}\n{}", stdout(&inst), String::from_utf8_lossy(&inst.stderr));
-    assert!(root.join("usr/lib/kpatch/6.1.0-56/livepatch_22519882.ko").is_file());
-    assert!(root.join("usr/sbin/kpatch").is_file(), "the kpatch dependency was installed too");
+    assert!(
+        inst.status.success(),
+        "dnf install: {}\n{}",
+        stdout(&inst),
+        String::from_utf8_lossy(&inst.stderr)
+    );
+    assert!(root
+        .join("usr/lib/kpatch/6.1.0-56/livepatch_22519882.ko")
+        .is_file());
+    assert!(
+        root.join("usr/sbin/kpatch").is_file(),
+        "the kpatch dependency was installed too"
+    );
 }
 
 fn query_all(url: &str, cache: &Path) -> String {
@@ -372,7 +460,11 @@ fn query_all(url: &str, cache: &Path) -> String {
             "%{name}|%{evr}|%{arch}\nrequires: %{requires}\nprovides: %{provides}\nfiles: %{files}\nconflicts: %{conflicts}\nobsoletes: %{obsoletes}\nrecommends: %{recommends}\n--",
         ],
     );
-    assert!(q.status.success(), "dnf repoquery: {}", String::from_utf8_lossy(&q.stderr));
+    assert!(
+        q.status.success(),
+        "dnf repoquery: {}",
+        String::from_utf8_lossy(&q.stderr)
+    );
     stdout(&q)
 }
 
@@ -404,13 +496,25 @@ fn same_metadata_as_createrepo_c() {
             let f = std::fs::read_dir(repo.join("repodata"))
                 .unwrap()
                 .flatten()
-                .find(|e| e.file_name().to_string_lossy().ends_with(&format!("-{kind}.xml.gz")))
+                .find(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .ends_with(&format!("-{kind}.xml.gz"))
+                })
                 .unwrap();
             let mut s = String::new();
-            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(f.path()).unwrap()), &mut s).unwrap();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(std::fs::File::open(f.path()).unwrap()),
+                &mut s,
+            )
+            .unwrap();
             s
         };
-        assert_eq!(read(&ours), read(&theirs), "{kind}.xml differs from createrepo_c's");
+        assert_eq!(
+            read(&ours),
+            read(&theirs),
+            "{kind}.xml differs from createrepo_c's"
+        );
     }
 
     // And dnf sees the same packages, dependencies and files.
@@ -420,6 +524,7 @@ fn same_metadata_as_createrepo_c() {
     let theirs_q = {
         let q = run(Command::new("dnf")
             .args(["-y", "-q", "--setopt=reposdir=/dev/null", "--releasever=1", "--disableplugin=*"])
+            .arg("--setopt=skip_if_unavailable=False")
             .arg(format!("--setopt=cachedir={}", work.path().join("c2").display()))
             .arg(format!("--repofrompath=cr,{}", http.url("theirs/")))
             .args([
@@ -431,7 +536,10 @@ fn same_metadata_as_createrepo_c() {
         stdout(&q)
     };
     let ours_q = query_all(&http.url("ours/"), &work.path().join("c1"));
-    assert!(ours_q.contains("kernel-hotfix-rich-6.1.0-56|2:1.0-3|x86_64"), "{ours_q}");
+    assert!(
+        ours_q.contains("kernel-hotfix-rich-6.1.0-56|2:1.0-3|x86_64"),
+        "{ours_q}"
+    );
     assert!(ours_q.contains("/etc/khotfix/hf.conf"), "{ours_q}");
     assert!(ours_q.contains("kpatch >= 0.9"), "{ours_q}");
     assert_eq!(ours_q, theirs_q);
@@ -439,9 +547,15 @@ fn same_metadata_as_createrepo_c() {
     // Taking over the createrepo_c repository (a real repodata/ directory)
     // swaps in our symlinked generation and keeps every package.
     publish_ok(&keys, &theirs, &[], &[]);
-    assert!(std::fs::symlink_metadata(theirs.join("repodata")).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(theirs.join("repodata"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert!(verify(&theirs).status.success());
-    assert_eq!(query_all(&http.url("theirs/"), &work.path().join("c3")), theirs_q);
+    assert_eq!(
+        query_all(&http.url("theirs/"), &work.path().join("c3")),
+        theirs_q
+    );
 }
 
 #[test]
@@ -459,9 +573,15 @@ fn bad_input_changes_nothing() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("junk.rpm") && err.contains("not a readable RPM"), "{err}");
+    assert!(
+        err.contains("junk.rpm") && err.contains("not a readable RPM"),
+        "{err}"
+    );
     assert_eq!(walk_rpms(&repo), before);
-    assert_eq!(std::fs::read(repo.join("repodata/repomd.xml")).unwrap(), repomd);
+    assert_eq!(
+        std::fs::read(repo.join("repodata/repomd.xml")).unwrap(),
+        repomd
+    );
 
     // A wrong passphrase source: key file that is not a key.
     let out = run(Command::new(bin())
@@ -481,12 +601,22 @@ fn retention_and_incremental() {
     let repo = work.path().join("repo");
     let base = gen_rpms(&keys, &work.path().join("base"), "b", 40);
     let r = publish_ok(&keys, &repo, &[], &base);
-    assert_eq!((r["read"].as_u64(), r["packages"].as_u64()), (Some(40), Some(40)));
+    assert_eq!(
+        (r["read"].as_u64(), r["packages"].as_u64()),
+        (Some(40), Some(40))
+    );
 
     // Adding one package reads one header; the other 40 come from the cache.
     let one = gen_rpms(&keys, &work.path().join("one"), "o", 1);
     let r = publish_ok(&keys, &repo, &[], &one);
-    assert_eq!((r["read"].as_u64(), r["cached"].as_u64(), r["packages"].as_u64()), (Some(1), Some(40), Some(41)));
+    assert_eq!(
+        (
+            r["read"].as_u64(),
+            r["cached"].as_u64(),
+            r["packages"].as_u64()
+        ),
+        (Some(1), Some(40), Some(41))
+    );
 
     // Releases 1, 2, 10 of one hotfix with --keep 2: release 1 leaves the
     // metadata and Packages/ in the same publish (10 > 2 in rpm order).
@@ -496,10 +626,19 @@ fn retention_and_incremental() {
         .collect();
     rpmsign(&keys, &rels);
     let r = publish_ok(&keys, &repo, &["--keep", "2"], &rels);
-    let removed: Vec<&str> = r["removed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let removed: Vec<&str> = r["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(removed, vec!["kernel-hotfix-555-6.1.0-56-1.0-1.x86_64.rpm"]);
-    assert!(!repo.join("Packages/kernel-hotfix-555-6.1.0-56-1.0-1.x86_64.rpm").exists());
-    assert!(repo.join("Packages/kernel-hotfix-555-6.1.0-56-1.0-10.x86_64.rpm").exists());
+    assert!(!repo
+        .join("Packages/kernel-hotfix-555-6.1.0-56-1.0-1.x86_64.rpm")
+        .exists());
+    assert!(repo
+        .join("Packages/kernel-hotfix-555-6.1.0-56-1.0-10.x86_64.rpm")
+        .exists());
     assert_eq!(r["packages"].as_u64(), Some(43));
     let v = verify(&repo);
     assert!(v.status.success(), "{}", stdout(&v));
@@ -511,7 +650,10 @@ fn tampering_fails_verify_and_dnf() {
     let keys = keys();
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
-    let mut rpms = vec![rpmbuild(KPATCH_SPEC, work.path()), rpmbuild(&hotfix_spec("9", "1"), work.path())];
+    let mut rpms = vec![
+        rpmbuild(KPATCH_SPEC, work.path()),
+        rpmbuild(&hotfix_spec("9", "1"), work.path()),
+    ];
     rpmsign(&keys, &rpms);
     publish_ok(&keys, &repo, &[], &rpms);
     assert!(verify(&repo).status.success());
@@ -531,9 +673,22 @@ fn tampering_fails_verify_and_dnf() {
     std::fs::write(&pkg, &bytes).unwrap();
     let v = verify(&repo);
     assert_eq!(v.status.code(), Some(1), "{}", stdout(&v));
-    assert!(stdout(&v).contains("kernel-hotfix-9-6.1.0-56-1.0-1.x86_64.rpm: sha256 differs"), "{}", stdout(&v));
+    assert!(
+        stdout(&v).contains("kernel-hotfix-9-6.1.0-56-1.0-1.x86_64.rpm: sha256 differs"),
+        "{}",
+        stdout(&v)
+    );
     let root = work.path().join("root");
-    let inst = dnf(&http.url(""), &work.path().join("c1"), &["--installroot", root.to_str().unwrap(), "install", "kernel-hotfix-9-6.1.0-56"]);
+    let inst = dnf(
+        &http.url(""),
+        &work.path().join("c1"),
+        &[
+            "--installroot",
+            root.to_str().unwrap(),
+            "install",
+            "kernel-hotfix-9-6.1.0-56",
+        ],
+    );
     assert!(!inst.status.success(), "dnf installed a tampered package");
     restore();
 
@@ -545,7 +700,11 @@ fn tampering_fails_verify_and_dnf() {
     assert_eq!(r["added"].as_array().unwrap().len(), 1);
     let v = verify(&repo);
     assert_eq!(v.status.code(), Some(1));
-    assert!(stdout(&v).contains("package signature check failed"), "{}", stdout(&v));
+    assert!(
+        stdout(&v).contains("package signature check failed"),
+        "{}",
+        stdout(&v)
+    );
     rpms.truncate(1);
     restore();
 
@@ -562,25 +721,39 @@ fn tampering_fails_verify_and_dnf() {
     std::fs::write(&primary, &b).unwrap();
     let v = verify(&repo);
     assert_eq!(v.status.code(), Some(1));
-    assert!(stdout(&v).contains("primary.xml.gz: sha256 differs from repomd.xml"), "{}", stdout(&v));
+    assert!(
+        stdout(&v).contains("primary.xml.gz: sha256 differs from repomd.xml"),
+        "{}",
+        stdout(&v)
+    );
     let mc = dnf(&http.url(""), &work.path().join("c2"), &["makecache"]);
-    assert!(!mc.status.success(), "dnf accepted a damaged primary.xml.gz");
+    assert!(
+        !mc.status.success(),
+        "dnf accepted a damaged primary.xml.gz"
+    );
     restore();
 
     // 4. repomd.xml altered: the signature no longer matches.
     let repomd = repo.join("repodata/repomd.xml");
-    let s = std::fs::read_to_string(&repomd).unwrap().replace("<revision>", "<revision>1");
+    let s = std::fs::read_to_string(&repomd)
+        .unwrap()
+        .replace("<revision>", "<revision>1");
     std::fs::write(&repomd, s).unwrap();
     let v = verify(&repo);
     assert_eq!(v.status.code(), Some(1));
     assert!(stdout(&v).contains("repomd.xml.asc"), "{}", stdout(&v));
     let mc = dnf(&http.url(""), &work.path().join("c3"), &["makecache"]);
-    assert!(!mc.status.success(), "dnf accepted repomd.xml with a bad signature");
+    assert!(
+        !mc.status.success(),
+        "dnf accepted repomd.xml with a bad signature"
+    );
     restore();
 
     // Restored: everything passes again (the checks above failed for cause).
     assert!(verify(&repo).status.success());
-    assert!(dnf(&http.url(""), &work.path().join("c4"), &["makecache"]).status.success());
+    assert!(dnf(&http.url(""), &work.path().join("c4"), &["makecache"])
+        .status
+        .success());
 
     // Unreadable input is exit 2.
     let v = verify(&work.path().join("nope"));
@@ -597,7 +770,14 @@ fn concurrent_publishers_lose_nothing() {
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     let sets: Vec<Vec<PathBuf>> = (0..6)
-        .map(|i| gen_rpms(&keys, &work.path().join(format!("s{i}")), &format!("c{i}x"), 8))
+        .map(|i| {
+            gen_rpms(
+                &keys,
+                &work.path().join(format!("s{i}")),
+                &format!("c{i}x"),
+                8,
+            )
+        })
         .collect();
     let children: Vec<Child> = sets
         .iter()
@@ -617,17 +797,29 @@ fn concurrent_publishers_lose_nothing() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let v = verify(&repo);
     assert!(v.status.success(), "{}", stdout(&v));
     assert!(stdout(&v).contains("48 packages"), "{}", stdout(&v));
     let http = Http::serve(&repo);
-    let q = dnf(&http.url(""), &work.path().join("c"), &["repoquery", "--qf", "%{name}"]);
+    let q = dnf(
+        &http.url(""),
+        &work.path().join("c"),
+        &["repoquery", "--qf", "%{name}"],
+    );
     let names: std::collections::BTreeSet<String> = stdout(&q).lines().map(str::to_owned).collect();
     for set in &sets {
         for p in set {
-            let n = p.file_name().unwrap().to_string_lossy().replace("-1.0-1.x86_64.rpm", "");
+            let n = p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace("-1.0-1.x86_64.rpm", "");
             assert!(names.contains(&n), "{n} lost; dnf sees {names:?}");
         }
     }
@@ -638,7 +830,7 @@ fn kill_9_during_publish_leaves_a_readable_repo() {
     let keys = keys();
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
-    let base = gen_rpms(&keys, &work.path().join("base"), "k", 300);
+    let base = gen_rpms(&keys, &work.path().join("base"), "k", 200);
     publish_ok(&keys, &repo, &[], &base);
     let http = Http::serve(&repo);
     let mut rng_state: u64 = 0x9e3779b97f4a7c15 ^ std::process::id() as u64;
@@ -655,7 +847,12 @@ fn kill_9_during_publish_leaves_a_readable_repo() {
     let window = t.elapsed().as_micros().max(20_000) as u64;
     let mut killed_mid = 0;
     for round in 0..20 {
-        let new = gen_rpms(&keys, &work.path().join(format!("r{round}")), &format!("r{round}x"), 5);
+        let new = gen_rpms(
+            &keys,
+            &work.path().join(format!("r{round}")),
+            &format!("r{round}x"),
+            5,
+        );
         if round % 2 == 0 {
             // Cold cache: the publish re-reads every header (a long window).
             let _ = std::fs::remove_dir_all(repo.join(".khotfix-cache"));
@@ -678,11 +875,26 @@ fn kill_9_during_publish_leaves_a_readable_repo() {
             killed_mid += 1;
         }
         let v = verify(&repo);
-        assert!(v.status.success(), "round {round}: verify after kill -9: {}", stdout(&v));
-        let mc = dnf(&http.url(""), &work.path().join(format!("c{round}")), &["makecache"]);
-        assert!(mc.status.success(), "round {round}: dnf makecache after kill -9: {}", String::from_utf8_lossy(&mc.stderr));
+        assert!(
+            v.status.success(),
+            "round {round}: verify after kill -9: {}",
+            stdout(&v)
+        );
+        let mc = dnf(
+            &http.url(""),
+            &work.path().join(format!("c{round}")),
+            &["makecache"],
+        );
+        assert!(
+            mc.status.success(),
+            "round {round}: dnf makecache after kill -9: {}",
+            String::from_utf8_lossy(&mc.stderr)
+        );
     }
-    assert!(killed_mid >= 10, "only {killed_mid} of 20 publishes were actually interrupted");
+    assert!(
+        killed_mid >= 10,
+        "only {killed_mid} of 20 publishes were actually interrupted"
+    );
     // A final publish picks up every package that reached Packages/.
     publish_ok(&keys, &repo, &[], &[]);
     let v = verify(&repo);
