@@ -57,6 +57,11 @@ enum Command {
 }
 
 fn main() {
+    // `node check` runs on every node (cloud-init, DaemonSets, cron): a fast
+    // path skips building the whole clap command tree (see benches/node.sh).
+    if let Some(code) = cli::node::fast_check(std::env::args_os().skip(1)) {
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Recipe(c) => cli::recipe::recipe(c),
