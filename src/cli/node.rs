@@ -52,8 +52,9 @@ pub enum NodeCmd {
         /// Also install the hotfix on nodes that need it.
         #[arg(long)]
         apply: bool,
-        /// Image with sh, awk, chroot and kubectl.
-        #[arg(long, default_value = "docker.io/bitnami/kubectl:latest")]
+        /// Image with sh, awk, chroot and kubectl (from your own registry: the
+        /// default is an unqualified name you are expected to provide).
+        #[arg(long, default_value = "khotfix-node-agent:latest")]
         image: String,
         #[arg(long, default_value = "kube-system")]
         namespace: String,
