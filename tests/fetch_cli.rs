@@ -16,7 +16,13 @@ const DEVEL: &str = "kernel-devel-5.10.134-18.al8.x86_64.rpm";
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_khotfix"));
-    for k in ["KHOTFIX_CACHE_DIR", "KHOTFIX_MIRRORS", "KHOTFIX_HTTP_TIMEOUT", "KHOTFIX_HTTP_RETRIES", "KHOTFIX_HTTP_BACKOFF_MS"] {
+    for k in [
+        "KHOTFIX_CACHE_DIR",
+        "KHOTFIX_MIRRORS",
+        "KHOTFIX_HTTP_TIMEOUT",
+        "KHOTFIX_HTTP_RETRIES",
+        "KHOTFIX_HTTP_BACKOFF_MS",
+    ] {
         c.env_remove(k);
     }
     c.env("KHOTFIX_HTTP_BACKOFF_MS", "10");
@@ -68,14 +74,22 @@ fn setup() -> (tempfile::TempDir, Server) {
 fn kernels_lists_what_the_repositories_publish() {
     let (tmp, srv) = setup();
     let mut c = bin();
-    c.args(["kernels", "--distro", "alinux3", "--json", "--cache-dir"]).arg(tmp.path().join("c"));
+    c.args(["kernels", "--distro", "alinux3", "--json", "--cache-dir"])
+        .arg(tmp.path().join("c"));
     for m in mirrors(&srv) {
         c.args(["--mirror", &m]);
     }
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["kernels"], serde_json::json!(["5.10.134-18.al8.x86_64", "5.10.134-19.1.al8.x86_64"]));
+    assert_eq!(
+        v["kernels"],
+        serde_json::json!(["5.10.134-18.al8.x86_64", "5.10.134-19.1.al8.x86_64"])
+    );
 
     // Mirrors from the environment; plain output.
     let out = bin()
@@ -84,13 +98,28 @@ fn kernels_lists_what_the_repositories_publish() {
         .env("KHOTFIX_MIRRORS", mirrors(&srv).join(" "))
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "5.10.134-18.al8.x86_64\n5.10.134-19.1.al8.x86_64\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "5.10.134-18.al8.x86_64\n5.10.134-19.1.al8.x86_64\n"
+    );
 
     // A mirror override naming no repository: one line, exit 2.
-    let out = bin().args(["kernels", "--distro", "alinux3", "--mirror", "nope=http://127.0.0.1:1/"]).output().unwrap();
+    let out = bin()
+        .args([
+            "kernels",
+            "--distro",
+            "alinux3",
+            "--mirror",
+            "nope=http://127.0.0.1:1/",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no repository \"nope\"") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("no repository \"nope\"") && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,10 +133,22 @@ fn plan_from_repos_expands_ranges_to_published_kernels() {
         .env("KHOTFIX_MIRRORS", mirrors(&srv).join(";"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let kernels: Vec<&str> = v["jobs"].as_array().unwrap().iter().map(|j| j["kernel"].as_str().unwrap()).collect();
-    assert_eq!(kernels, ["5.10.134-18.al8.x86_64", "5.10.134-19.1.al8.x86_64"]);
+    let kernels: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["kernel"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kernels,
+        ["5.10.134-18.al8.x86_64", "5.10.134-19.1.al8.x86_64"]
+    );
 }
 
 #[test]
@@ -116,22 +157,48 @@ fn kill_9_mid_download_leaves_only_verified_files_and_the_next_run_completes() {
     let r = recipe(tmp.path());
     let cache_dir = tmp.path().join("cache");
     // About 4 s for the 3 MiB kernel-devel.
-    srv.fault(DEVEL, Fault::Slow { chunk: 32 << 10, delay_ms: 40 }, None);
+    srv.fault(
+        DEVEL,
+        Fault::Slow {
+            chunk: 32 << 10,
+            delay_ms: 40,
+        },
+        None,
+    );
     let run = || {
         let mut c = bin();
-        c.arg("fetch").arg(&r).args(["--kernel", rpms::BIG_KERNEL, "--json", "--quiet", "--cache-dir"]).arg(&cache_dir);
+        c.arg("fetch")
+            .arg(&r)
+            .args([
+                "--kernel",
+                rpms::BIG_KERNEL,
+                "--json",
+                "--quiet",
+                "--cache-dir",
+            ])
+            .arg(&cache_dir);
         for m in mirrors(&srv) {
             c.args(["--mirror", &m]);
         }
         c
     };
-    let mut child = run().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = run()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let sum = rpms::sha256_of(&rpms::rpm_path(DEVEL));
     let part = cache_dir.join("partial").join(format!("sha256-{sum}.part"));
     let t = Instant::now();
     while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 512 << 10 {
-        assert!(t.elapsed() < Duration::from_secs(30), "download never started");
-        assert!(child.try_wait().unwrap().is_none(), "fetch ended before it could be killed");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "download never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "fetch ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
@@ -140,24 +207,51 @@ fn kill_9_mid_download_leaves_only_verified_files_and_the_next_run_completes() {
     assert!(killed_at < rpms::BIG_BLOB as u64);
 
     let cache = Cache::open(&cache_dir).unwrap();
-    assert!(cache.verify_all().unwrap().is_empty(), "a file in the cache does not match its digest");
-    assert!(!cache.objects().unwrap().iter().any(|p| p.ends_with(DEVEL)), "a partial download is visible in the cache");
+    assert!(
+        cache.verify_all().unwrap().is_empty(),
+        "a file in the cache does not match its digest"
+    );
+    assert!(
+        !cache.objects().unwrap().iter().any(|p| p.ends_with(DEVEL)),
+        "a partial download is visible in the cache"
+    );
 
     srv.clear_faults();
     srv.clear_log();
     let out = run().output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["ok"], true);
     let devel = PathBuf::from(v[0]["fetched"]["devel_rpm"].as_str().unwrap());
-    assert_eq!(std::fs::read(&devel).unwrap(), std::fs::read(rpms::rpm_path(DEVEL)).unwrap());
+    assert_eq!(
+        std::fs::read(&devel).unwrap(),
+        std::fs::read(rpms::rpm_path(DEVEL)).unwrap()
+    );
     // It resumed where the killed run stopped.
     let reqs = srv.requests_for(DEVEL);
     assert_eq!(reqs.len(), 1);
-    let from: u64 = reqs[0].range.as_deref().unwrap().trim_start_matches("bytes=").trim_end_matches('-').parse().unwrap();
-    assert!(from >= killed_at, "resumed at {from}, the part held {killed_at}");
+    let from: u64 = reqs[0]
+        .range
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
+    assert!(
+        from >= killed_at,
+        "resumed at {from}, the part held {killed_at}"
+    );
     assert!(cache.verify_all().unwrap().is_empty());
-    assert_eq!(cache.objects().unwrap().len(), 4 + 2, "4 packages + 2 primary files (the source repo is direct)");
+    assert_eq!(
+        cache.objects().unwrap().len(),
+        4 + 2,
+        "4 packages + 2 primary files (the source repo is direct)"
+    );
     assert!(!part.exists());
 }
 
@@ -167,15 +261,24 @@ fn fetch_failure_exits_1_with_one_line_per_job() {
     let r = recipe(tmp.path());
     srv.fault(DEVEL, Fault::Corrupt, None);
     let mut c = bin();
-    c.arg("fetch").arg(&r).args(["--kernel", rpms::BIG_KERNEL, "--cache-dir"]).arg(tmp.path().join("c"));
+    c.arg("fetch")
+        .arg(&r)
+        .args(["--kernel", rpms::BIG_KERNEL, "--cache-dir"])
+        .arg(tmp.path().join("c"));
     for m in mirrors(&srv) {
         c.args(["--mirror", &m]);
     }
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = err.lines().find(|l| l.starts_with("khotfix: error:")).unwrap_or_else(|| panic!("{err}"));
-    assert!(line.contains("checksum mismatch for") && line.contains(DEVEL), "{line}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("khotfix: error:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("checksum mismatch for") && line.contains(DEVEL),
+        "{line}"
+    );
     // stderr is not a TTY: plain progress lines, no bar escapes.
     assert!(err.contains("fetch: ") && !err.contains('\u{1b}'), "{err}");
 }

@@ -34,7 +34,11 @@ impl Env {
         self.tmp.path().join("cache")
     }
     fn opts(&self) -> FetchOptions {
-        let mut o = FetchOptions { cache_dir: Some(self.cache_dir()), progress: ProgressMode::Quiet, ..FetchOptions::default() };
+        let mut o = FetchOptions {
+            cache_dir: Some(self.cache_dir()),
+            progress: ProgressMode::Quiet,
+            ..FetchOptions::default()
+        };
         o.http.timeout = Duration::from_secs(5);
         o.http.backoff = Duration::from_millis(10);
         o.http.retries = 3;
@@ -50,7 +54,10 @@ impl Env {
     /// Only verified files in the cache, and `name` among them or not.
     fn cache_holds(&self, name: &str) -> bool {
         let c = self.cache();
-        assert!(c.verify_all().unwrap().is_empty(), "cache holds a file whose content does not match its digest");
+        assert!(
+            c.verify_all().unwrap().is_empty(),
+            "cache holds a file whose content does not match its digest"
+        );
         c.objects().unwrap().iter().any(|p| p.ends_with(name))
     }
 }
@@ -72,12 +79,17 @@ fn not_found_fails_over_to_the_next_mirror_and_names_every_url_when_all_fail() {
     let mut d = rpms::test_distro(&env.srv.url());
     for r in d.repos.iter_mut() {
         // First mirror serves nothing at all.
-        r.mirrors.insert(0, format!("{}nothing-here/", env.srv.url()));
+        r.mirrors
+            .insert(0, format!("{}nothing-here/", env.srv.url()));
     }
     let k = KernelRelease::parse(rpms::BIG_KERNEL).unwrap();
     let got = fetch::fetch_kernel(&k, &d, &env.opts()).unwrap();
     assert_eq!(std::fs::read(devel_path(&got)).unwrap(), devel_bytes());
-    assert!(env.srv.requests_for("nothing-here/").iter().all(|r| r.status == 404));
+    assert!(env
+        .srv
+        .requests_for("nothing-here/")
+        .iter()
+        .all(|r| r.status == 404));
     assert!(!env.srv.requests_for("nothing-here/").is_empty());
 
     // The package itself missing on both mirrors: one line naming both URLs.
@@ -90,8 +102,14 @@ fn not_found_fails_over_to_the_next_mirror_and_names_every_url_when_all_fail() {
     let e = fetch::fetch_kernel(&k, &d, &env.opts()).unwrap_err();
     let msg = format!("{e:#}");
     assert!(!msg.contains('\n'));
-    assert!(msg.contains("every mirror failed") && msg.matches("HTTP 404").count() == 2, "{msg}");
-    assert!(msg.contains(&format!("{}os/Packages/{DEVEL}", env.srv.url())), "{msg}");
+    assert!(
+        msg.contains("every mirror failed") && msg.matches("HTTP 404").count() == 2,
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{}os/Packages/{DEVEL}", env.srv.url())),
+        "{msg}"
+    );
     // 404 is not retried on the same mirror.
     assert_eq!(env.srv.requests_for(DEVEL).len(), 2);
     assert!(!env.cache_holds(DEVEL));
@@ -103,7 +121,12 @@ fn server_error_then_success_is_retried() {
     env.srv.fault(DEVEL, Fault::Status(500), Some(2));
     let got = env.fetch(&env.opts()).unwrap();
     assert_eq!(std::fs::read(devel_path(&got)).unwrap(), devel_bytes());
-    let statuses: Vec<u16> = env.srv.requests_for(DEVEL).iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = env
+        .srv
+        .requests_for(DEVEL)
+        .iter()
+        .map(|r| r.status)
+        .collect();
     assert_eq!(statuses, [500, 500, 200]);
 
     // Out of retries: the error says what the server said.
@@ -125,13 +148,24 @@ fn dropped_connection_resumes_with_range_and_verifies() {
     let reqs = env.srv.requests_for(DEVEL);
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert_eq!(reqs[0].range, None);
-    let r = reqs[1].range.clone().expect("second request must resume with Range");
-    let from: u64 = r.trim_start_matches("bytes=").trim_end_matches('-').parse().unwrap();
+    let r = reqs[1]
+        .range
+        .clone()
+        .expect("second request must resume with Range");
+    let from: u64 = r
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
     assert!(from > 0 && from <= 1 << 20, "{r}");
     assert_eq!(reqs[1].status, 206);
     assert!(env.cache_holds(DEVEL));
     // Nothing left in the partial area.
-    let partial: Vec<_> = std::fs::read_dir(env.cache_dir().join("partial")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".part")).collect();
+    let partial: Vec<_> = std::fs::read_dir(env.cache_dir().join("partial"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
     assert!(partial.is_empty());
 }
 
@@ -145,7 +179,10 @@ fn server_ignoring_range_restarts_from_zero() {
     let reqs = env.srv.requests_for(DEVEL);
     assert_eq!(reqs.len(), 2);
     assert!(reqs[1].range.is_some());
-    assert_eq!(reqs[1].status, 200, "server answered the resume with the whole file");
+    assert_eq!(
+        reqs[1].status, 200,
+        "server answered the resume with the whole file"
+    );
 }
 
 #[test]
@@ -155,10 +192,19 @@ fn corrupted_body_is_a_checksum_error_and_never_cached() {
     let msg = format!("{:#}", env.fetch(&env.opts()).unwrap_err());
     let expected = rpms::sha256_of(&rpms::rpm_path(DEVEL));
     let url = format!("{}os/Packages/{DEVEL}", env.srv.url());
-    assert!(msg.contains(&format!("checksum mismatch for {url}: expected sha256:{expected}, got sha256:")), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "checksum mismatch for {url}: expected sha256:{expected}, got sha256:"
+        )),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'));
     assert!(!env.cache_holds(DEVEL));
-    assert!(!env.cache_dir().join("partial").join(format!("sha256-{expected}.part")).exists());
+    assert!(!env
+        .cache_dir()
+        .join("partial")
+        .join(format!("sha256-{expected}.part"))
+        .exists());
     // The other three packages verified and are cached.
     assert!(env.cache_holds("kernel-5.10.134-18.al8.src.rpm"));
 
@@ -180,14 +226,31 @@ fn stalled_server_times_out_with_a_clear_message() {
     o.http.retries = 0;
     let t = std::time::Instant::now();
     let msg = format!("{:#}", env.fetch(&o).unwrap_err());
-    assert!(msg.contains(&format!("{}os/Packages/{DEVEL}", env.srv.url())), "{msg}");
-    assert!(msg.contains("timeout") && msg.contains("0.4s") && msg.contains("KHOTFIX_HTTP_TIMEOUT"), "{msg}");
-    assert!(t.elapsed() < Duration::from_secs(3), "gave up only after {:?}", t.elapsed());
+    assert!(
+        msg.contains(&format!("{}os/Packages/{DEVEL}", env.srv.url())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("timeout") && msg.contains("0.4s") && msg.contains("KHOTFIX_HTTP_TIMEOUT"),
+        "{msg}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "gave up only after {:?}",
+        t.elapsed()
+    );
     assert!(!env.cache_holds(DEVEL));
 
     // Slow but steady is not a timeout.
     let env = Env::new("gz");
-    env.srv.fault(DEVEL, Fault::Slow { chunk: 256 << 10, delay_ms: 100 }, None);
+    env.srv.fault(
+        DEVEL,
+        Fault::Slow {
+            chunk: 256 << 10,
+            delay_ms: 100,
+        },
+        None,
+    );
     let mut o = env.opts();
     o.http.timeout = Duration::from_millis(400);
     let got = env.fetch(&o).unwrap();
@@ -201,9 +264,18 @@ fn repomd_pointing_at_a_missing_primary() {
     let (primary, _) = rpms::primary_of(&os);
     std::fs::remove_file(&primary).unwrap();
     let d = rpms::test_distro(&env.srv.url());
-    let msg = format!("{:#}", fetch::published_kernels(&d, &env.opts()).unwrap_err());
-    assert!(msg.contains("repository plus") && msg.contains("HTTP 404"), "{msg}");
-    assert!(msg.contains(&format!("{}os/repodata/", env.srv.url())) && msg.contains("primary.xml.gz"), "{msg}");
+    let msg = format!(
+        "{:#}",
+        fetch::published_kernels(&d, &env.opts()).unwrap_err()
+    );
+    assert!(
+        msg.contains("repository plus") && msg.contains("HTTP 404"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{}os/repodata/", env.srv.url())) && msg.contains("primary.xml.gz"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -212,29 +284,67 @@ fn malformed_metadata_is_one_line_naming_the_url() {
     let env = Env::new("gz");
     rpms::rewrite_primary(&env.www().join("os"), |x| x[..x.len() / 2].to_string());
     let d = rpms::test_distro(&env.srv.url());
-    let msg = format!("{:#}", fetch::published_kernels(&d, &env.opts()).unwrap_err());
-    assert!(msg.contains(&format!("malformed primary metadata at {}os/repodata/edited-primary.xml.gz", env.srv.url())), "{msg}");
+    let msg = format!(
+        "{:#}",
+        fetch::published_kernels(&d, &env.opts()).unwrap_err()
+    );
+    assert!(
+        msg.contains(&format!(
+            "malformed primary metadata at {}os/repodata/edited-primary.xml.gz",
+            env.srv.url()
+        )),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'));
 
     // Garbage repomd.xml.
     let env = Env::new("gz");
-    std::fs::write(env.www().join("debug/repodata/repomd.xml"), "<repomd><data type=\"primary\"><location href=\"x\"").unwrap();
+    std::fs::write(
+        env.www().join("debug/repodata/repomd.xml"),
+        "<repomd><data type=\"primary\"><location href=\"x\"",
+    )
+    .unwrap();
     let d = rpms::test_distro(&env.srv.url());
-    let msg = format!("{:#}", fetch::published_kernels(&d, &env.opts()).unwrap_err());
-    assert!(msg.contains(&format!("malformed repomd.xml at {}debug/repodata/repomd.xml", env.srv.url())), "{msg}");
+    let msg = format!(
+        "{:#}",
+        fetch::published_kernels(&d, &env.opts()).unwrap_err()
+    );
+    assert!(
+        msg.contains(&format!(
+            "malformed repomd.xml at {}debug/repodata/repomd.xml",
+            env.srv.url()
+        )),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'));
 }
 
 #[test]
 fn package_location_with_dotdot_is_refused() {
     let env = Env::new("gz");
-    rpms::rewrite_primary(&env.www().join("os"), |x| x.replace(&format!("href=\"Packages/{DEVEL}\""), &format!("href=\"../../Packages/{DEVEL}\"")));
+    rpms::rewrite_primary(&env.www().join("os"), |x| {
+        x.replace(
+            &format!("href=\"Packages/{DEVEL}\""),
+            &format!("href=\"../../Packages/{DEVEL}\""),
+        )
+    });
     let msg = format!("{:#}", env.fetch(&env.opts()).unwrap_err());
-    assert!(msg.contains("'..'") && msg.contains("refused") && msg.contains("edited-primary.xml.gz"), "{msg}");
-    assert!(env.srv.requests_for(DEVEL).is_empty(), "nothing may be requested for a refused location");
+    assert!(
+        msg.contains("'..'") && msg.contains("refused") && msg.contains("edited-primary.xml.gz"),
+        "{msg}"
+    );
+    assert!(
+        env.srv.requests_for(DEVEL).is_empty(),
+        "nothing may be requested for a refused location"
+    );
 
     let env = Env::new("gz");
-    rpms::rewrite_primary(&env.www().join("os"), |x| x.replace(&format!("href=\"Packages/{DEVEL}\""), "href=\"/etc/passwd\""));
+    rpms::rewrite_primary(&env.www().join("os"), |x| {
+        x.replace(
+            &format!("href=\"Packages/{DEVEL}\""),
+            "href=\"/etc/passwd\"",
+        )
+    });
     let msg = format!("{:#}", env.fetch(&env.opts()).unwrap_err());
     assert!(msg.contains("absolute") && msg.contains("refused"), "{msg}");
 }
@@ -243,7 +353,10 @@ fn package_location_with_dotdot_is_refused() {
 fn complete_part_from_an_interrupted_run_is_verified_without_a_request() {
     let env = Env::new("gz");
     let sum = rpms::sha256_of(&rpms::rpm_path(DEVEL));
-    let part = env.cache_dir().join("partial").join(format!("sha256-{sum}.part"));
+    let part = env
+        .cache_dir()
+        .join("partial")
+        .join(format!("sha256-{sum}.part"));
     std::fs::create_dir_all(part.parent().unwrap()).unwrap();
     std::fs::write(&part, devel_bytes()).unwrap();
     let got = env.fetch(&env.opts()).unwrap();
@@ -255,7 +368,10 @@ fn complete_part_from_an_interrupted_run_is_verified_without_a_request() {
     let mut bad = devel_bytes();
     bad[10] ^= 1;
     std::fs::create_dir_all(part.parent().unwrap()).unwrap();
-    let part = env.cache_dir().join("partial").join(format!("sha256-{sum}.part"));
+    let part = env
+        .cache_dir()
+        .join("partial")
+        .join(format!("sha256-{sum}.part"));
     std::fs::create_dir_all(part.parent().unwrap()).unwrap();
     std::fs::write(&part, bad).unwrap();
     let got = env.fetch(&env.opts()).unwrap();

@@ -46,8 +46,7 @@ fn run(cmd: &str, args: &[&str], dir: Option<&Path>) -> Result<String> {
         let err = String::from_utf8_lossy(&out.stderr);
         let err = err
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .last()
+            .rfind(|l| !l.trim().is_empty())
             .unwrap_or("")
             .trim()
             .to_string();

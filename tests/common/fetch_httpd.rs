@@ -75,7 +75,14 @@ impl Server {
                 });
             }
         });
-        Server { addr, root: root.to_path_buf(), rules, log, stop, handle: Some(handle) }
+        Server {
+            addr,
+            root: root.to_path_buf(),
+            rules,
+            log,
+            stop,
+            handle: Some(handle),
+        }
     }
 
     /// `http://127.0.0.1:PORT/`
@@ -86,7 +93,11 @@ impl Server {
     /// Apply `fault` to requests whose path contains `path_contains`, for the
     /// next `times` of them (`None`: until cleared).
     pub fn fault(&self, path_contains: &str, fault: Fault, times: Option<usize>) {
-        self.rules.lock().unwrap().push(Rule { path_contains: path_contains.to_string(), fault, remaining: times });
+        self.rules.lock().unwrap().push(Rule {
+            path_contains: path_contains.to_string(),
+            fault,
+            remaining: times,
+        });
     }
 
     pub fn clear_faults(&self) {
@@ -99,7 +110,10 @@ impl Server {
 
     /// Requests whose path contains `s`.
     pub fn requests_for(&self, s: &str) -> Vec<Request> {
-        self.requests().into_iter().filter(|r| r.path.contains(s)).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.contains(s))
+            .collect()
     }
 
     pub fn clear_log(&self) {
@@ -119,21 +133,31 @@ impl Drop for Server {
 
 fn take_fault(rules: &Mutex<Vec<Rule>>, path: &str) -> Option<Fault> {
     let mut rules = rules.lock().unwrap();
-    let i = rules.iter().position(|r| path.contains(&r.path_contains) && r.remaining != Some(0))?;
+    let i = rules
+        .iter()
+        .position(|r| path.contains(&r.path_contains) && r.remaining != Some(0))?;
     if let Some(n) = rules[i].remaining.as_mut() {
         *n -= 1;
     }
     Some(rules[i].fault.clone())
 }
 
-fn handle(conn: TcpStream, root: &Path, rules: &Mutex<Vec<Rule>>, log: &Mutex<Vec<Request>>) -> std::io::Result<()> {
+fn handle(
+    conn: TcpStream,
+    root: &Path,
+    rules: &Mutex<Vec<Rule>>,
+    log: &Mutex<Vec<Request>>,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/").to_string());
+    let (method, target) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or("/").to_string(),
+    );
     let mut range = None;
     loop {
         let mut h = String::new();
@@ -148,7 +172,13 @@ fn handle(conn: TcpStream, root: &Path, rules: &Mutex<Vec<Rule>>, log: &Mutex<Ve
     }
     let path = target.split('?').next().unwrap_or("/").to_string();
     let fault = take_fault(rules, &path);
-    let mut record = |status: u16| log.lock().unwrap().push(Request { path: path.clone(), range: range.clone(), status });
+    let record = |status: u16| {
+        log.lock().unwrap().push(Request {
+            path: path.clone(),
+            range: range.clone(),
+            status,
+        })
+    };
 
     let respond = |out: &mut TcpStream, status: u16, extra: &str, len: usize| {
         let reason = match status {
@@ -167,7 +197,9 @@ fn handle(conn: TcpStream, root: &Path, rules: &Mutex<Vec<Rule>>, log: &Mutex<Ve
         return respond(&mut out, 405, "", 0);
     }
     let rel = path.trim_start_matches('/');
-    let safe = Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)));
+    let safe = Path::new(rel)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
     let file = root.join(rel);
     let body = match (safe, std::fs::read(&file)) {
         (true, Ok(b)) if file.is_file() => b,
@@ -197,10 +229,19 @@ fn handle(conn: TcpStream, root: &Path, rules: &Mutex<Vec<Rule>>, log: &Mutex<Ve
     let mut status = 200;
     let mut extra = String::new();
     if let (Some(r), false) = (&range, matches!(fault, Some(Fault::IgnoreRange))) {
-        if let Some(n) = r.strip_prefix("bytes=").and_then(|s| s.strip_suffix('-')).and_then(|s| s.parse::<usize>().ok()) {
+        if let Some(n) = r
+            .strip_prefix("bytes=")
+            .and_then(|s| s.strip_suffix('-'))
+            .and_then(|s| s.parse::<usize>().ok())
+        {
             if n >= total {
                 record(416);
-                return respond(&mut out, 416, &format!("Content-Range: bytes */{total}\r\n"), 0);
+                return respond(
+                    &mut out,
+                    416,
+                    &format!("Content-Range: bytes */{total}\r\n"),
+                    0,
+                );
             }
             start = n;
             status = 206;

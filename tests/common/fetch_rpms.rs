@@ -76,7 +76,11 @@ pub fn rpm_set() -> &'static Path {
 }
 
 fn build_set() -> PathBuf {
-    let dir = tempfile::Builder::new().prefix("khotfix-rpmset-").tempdir().unwrap().keep();
+    let dir = tempfile::Builder::new()
+        .prefix("khotfix-rpmset-")
+        .tempdir()
+        .unwrap()
+        .keep();
     let top = dir.join("top");
     let out = dir.join("rpms");
     std::fs::create_dir_all(top.join("SOURCES")).unwrap();
@@ -84,7 +88,11 @@ fn build_set() -> PathBuf {
     std::fs::write(dir.join("kernel.spec"), SPEC).unwrap();
     std::fs::write(top.join("SOURCES/linux.txt"), "stand-in kernel source\n").unwrap();
     for (v, r) in RELEASES {
-        let size = if format!("{v}-{r}") == BIG { BIG_BLOB } else { 4096 };
+        let size = if format!("{v}-{r}") == BIG {
+            BIG_BLOB
+        } else {
+            4096
+        };
         let mut blob = vec![0u8; size];
         let mut x: u64 = 0x9e3779b97f4a7c15 ^ (r.len() as u64);
         for b in blob.iter_mut() {
@@ -98,8 +106,18 @@ fn build_set() -> PathBuf {
             .args(["-ba", "--nodeps", "--target", "x86_64", "--quiet"])
             .arg("--define")
             .arg(format!("_topdir {}", top.display()))
-            .args(["--define", &format!("kver {v}"), "--define", &format!("krel {r}")])
-            .args(["--define", "_binary_payload w1.gzdio", "--define", "_source_payload w1.gzdio"])
+            .args([
+                "--define",
+                &format!("kver {v}"),
+                "--define",
+                &format!("krel {r}"),
+            ])
+            .args([
+                "--define",
+                "_binary_payload w1.gzdio",
+                "--define",
+                "_source_payload w1.gzdio",
+            ])
             .arg(dir.join("kernel.spec"))
             .status()
             .expect("rpmbuild (apt-get install rpm)");
@@ -134,16 +152,32 @@ pub fn copy_rpms(dir: &Path, pick: impl Fn(&str) -> bool) {
 pub fn createrepo(dir: &Path, compress: &str) {
     let native = if compress == "zstd" { "gz" } else { compress };
     let out = Command::new("createrepo_c")
-        .args(["--quiet", "--no-database", "--general-compress-type", native])
+        .args([
+            "--quiet",
+            "--no-database",
+            "--general-compress-type",
+            native,
+        ])
         .arg(dir)
         .output()
         .expect("createrepo_c (apt-get install createrepo-c)");
-    assert!(out.status.success(), "createrepo_c: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "createrepo_c: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     if compress == "zstd" {
         use sha2::Digest;
         let (gz, _) = primary_of(dir);
         let plain = dir.join("repodata/primary.xml");
-        let st = Command::new("sh").arg("-c").arg("gzip -dc \"$1\" > \"$2\" && zstd -q -f \"$2\" -o \"$2.zst\"").arg("sh").arg(&gz).arg(&plain).status().unwrap();
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg("gzip -dc \"$1\" > \"$2\" && zstd -q -f \"$2\" -o \"$2.zst\"")
+            .arg("sh")
+            .arg(&gz)
+            .arg(&plain)
+            .status()
+            .unwrap();
         assert!(st.success(), "zstd");
         let zst = std::fs::read(dir.join("repodata/primary.xml.zst")).unwrap();
         let xml = std::fs::read(&plain).unwrap();
@@ -167,7 +201,9 @@ pub fn make_repos(base: &Path, compress: &str) {
     let os = base.join("os");
     copy_rpms(&source, |n| n.ends_with(".src.rpm"));
     copy_rpms(&debug, |n| n.starts_with("kernel-debuginfo"));
-    copy_rpms(&os, |n| (n.starts_with("kernel-5") || n.starts_with("kernel-devel-")) && !n.ends_with(".src.rpm"));
+    copy_rpms(&os, |n| {
+        (n.starts_with("kernel-5") || n.starts_with("kernel-devel-")) && !n.ends_with(".src.rpm")
+    });
     for d in [&source, &debug, &os] {
         createrepo(d, compress);
     }
@@ -193,7 +229,14 @@ pub fn test_distro(base_url: &str) -> khotfix::distro::Distro {
 pub fn primary_of(repo: &Path) -> (PathBuf, String) {
     let xml = std::fs::read_to_string(repo.join("repodata/repomd.xml")).unwrap();
     let data = &xml[xml.find("<data type=\"primary\">").unwrap()..];
-    let href = data.split("href=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let href = data
+        .split("href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     (repo.join(&href), href)
 }
 
@@ -205,7 +248,10 @@ pub fn rewrite_primary(repo: &Path, edit: impl Fn(String) -> String) {
     use std::io::{Read, Write};
     let (path, _) = primary_of(repo);
     let mut xml = String::new();
-    khotfix::fetch::primary::decompress(std::fs::File::open(&path).unwrap()).unwrap().read_to_string(&mut xml).unwrap();
+    khotfix::fetch::primary::decompress(std::fs::File::open(&path).unwrap())
+        .unwrap()
+        .read_to_string(&mut xml)
+        .unwrap();
     let xml = edit(xml);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(xml.as_bytes()).unwrap();
