@@ -99,15 +99,23 @@ impl Config {
         let path = config_path(var);
         let (raw, source) = match &path {
             Some(p) if p.exists() => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-                let raw: RawConfig = toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("config {}: {}", p.display(), e.message().replace('\n', " ")))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config {}", p.display()))?;
+                let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("config {}: {}", p.display(), e.message().replace('\n', " "))
+                })?;
                 (raw, Some(p.clone()))
             }
-            Some(p) if var(env::CONFIG).is_some() => bail!("config {}: no such file (from ${})", p.display(), env::CONFIG),
+            Some(p) if var(env::CONFIG).is_some() => bail!(
+                "config {}: no such file (from ${})",
+                p.display(),
+                env::CONFIG
+            ),
             _ => (RawConfig::default(), None),
         };
-        let name = source.as_ref().map_or_else(|| "defaults".to_string(), |p| p.display().to_string());
+        let name = source
+            .as_ref()
+            .map_or_else(|| "defaults".to_string(), |p| p.display().to_string());
         let mut c = Config {
             engine: raw.container.engine,
             engine_options: raw.container.engine_options,
@@ -116,10 +124,17 @@ impl Config {
             build_timeout: match raw.build.timeout {
                 None => DEFAULT_BUILD_TIMEOUT,
                 Some(toml::Value::Integer(n)) if n > 0 => Duration::from_secs(n as u64),
-                Some(toml::Value::String(s)) => parse_duration(&s).with_context(|| format!("config {name}: build.timeout"))?,
-                Some(v) => bail!("config {name}: build.timeout {v} must be seconds or a string like \"2h\""),
+                Some(toml::Value::String(s)) => {
+                    parse_duration(&s).with_context(|| format!("config {name}: build.timeout"))?
+                }
+                Some(v) => bail!(
+                    "config {name}: build.timeout {v} must be seconds or a string like \"2h\""
+                ),
             },
-            cache_dir: raw.build.cache_dir.unwrap_or_else(|| default_cache_dir(var)),
+            cache_dir: raw
+                .build
+                .cache_dir
+                .unwrap_or_else(|| default_cache_dir(var)),
             source,
         };
         if let Some(e) = nonempty(var(env::ENGINE)) {
@@ -135,7 +150,8 @@ impl Config {
             c.build_options = split_words(&v);
         }
         if let Some(v) = nonempty(var(env::BUILD_TIMEOUT)) {
-            c.build_timeout = parse_duration(&v).with_context(|| format!("${}", env::BUILD_TIMEOUT))?;
+            c.build_timeout =
+                parse_duration(&v).with_context(|| format!("${}", env::BUILD_TIMEOUT))?;
         }
         if let Some(v) = nonempty(var(env::CACHE_DIR)) {
             c.cache_dir = PathBuf::from(v);
@@ -145,7 +161,12 @@ impl Config {
                 bail!("container engine {e:?} must be a program name or path without spaces");
             }
         }
-        for o in c.engine_options.iter().chain(&c.run_options).chain(&c.build_options) {
+        for o in c
+            .engine_options
+            .iter()
+            .chain(&c.run_options)
+            .chain(&c.build_options)
+        {
             if o.contains('\0') {
                 bail!("container option {o:?} contains a NUL byte");
             }
@@ -160,23 +181,30 @@ impl Config {
 }
 
 fn nonempty(v: Option<String>) -> Option<String> {
-    v.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_string())
+    v.filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().to_string())
 }
 
 fn home(var: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    nonempty(var("HOME")).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    nonempty(var("HOME"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 fn config_path(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     if let Some(p) = nonempty(var(env::CONFIG)) {
         return Some(PathBuf::from(p));
     }
-    let base = nonempty(var("XDG_CONFIG_HOME")).map(PathBuf::from).unwrap_or_else(|| home(var).join(".config"));
+    let base = nonempty(var("XDG_CONFIG_HOME"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home(var).join(".config"));
     Some(base.join("khotfix").join("config.toml"))
 }
 
 fn default_cache_dir(var: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    let base = nonempty(var("XDG_CACHE_HOME")).map(PathBuf::from).unwrap_or_else(|| home(var).join(".cache"));
+    let base = nonempty(var("XDG_CACHE_HOME"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home(var).join(".cache"));
     base.join("khotfix")
 }
 
@@ -196,7 +224,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     };
     match num.parse::<u64>() {
         Ok(n) if n > 0 => Ok(Duration::from_secs(n.saturating_mul(mult))),
-        _ => bail!("invalid duration {s:?}: use a positive number of seconds, or e.g. 90s, 30m, 2h"),
+        _ => {
+            bail!("invalid duration {s:?}: use a positive number of seconds, or e.g. 90s, 30m, 2h")
+        }
     }
 }
 
@@ -211,7 +241,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config> {
-        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::load_with(&|k| m.get(k).cloned())
     }
 
@@ -236,7 +269,13 @@ mod tests {
         assert_eq!(c.engine_options, ["--runtime", "runc"]);
         assert_eq!(c.run_options.len(), 4);
         assert_eq!(c.build_timeout, Duration::from_secs(7200));
-        let c = load(&[(env::CONFIG, ps), (env::ENGINE, "docker"), (env::RUN_OPTS, ""), (env::BUILD_TIMEOUT, "90s")]).unwrap();
+        let c = load(&[
+            (env::CONFIG, ps),
+            (env::ENGINE, "docker"),
+            (env::RUN_OPTS, ""),
+            (env::BUILD_TIMEOUT, "90s"),
+        ])
+        .unwrap();
         assert_eq!(c.engine.as_deref(), Some("docker"));
         assert!(c.run_options.is_empty());
         assert_eq!(c.build_timeout, Duration::from_secs(90));

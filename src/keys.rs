@@ -240,6 +240,8 @@ pub struct PackageSigner {
     signer: rpm::signature::pgp::Signer,
     /// Upper-case hex fingerprint.
     pub fingerprint: String,
+    /// Key creation time (seconds since the epoch).
+    pub created: u64,
 }
 
 impl fmt::Debug for PackageSigner {
@@ -271,6 +273,7 @@ impl PackageSigner {
             bail!("the OpenPGP key is {:?}; khotfix signs packages with RSA keys (EL7's rpm needs them)", key.primary_key.algorithm());
         }
         let fingerprint = hex::encode_upper(key.primary_key.fingerprint().as_bytes());
+        let created = u64::from(key.primary_key.created_at().as_secs());
         let mut signer =
             rpm::signature::pgp::Signer::from_asc_bytes(bytes).map_err(|e| anyhow!("{e}"))?;
         if let Some(p) = pass {
@@ -279,13 +282,18 @@ impl PackageSigner {
         Ok(PackageSigner {
             signer,
             fingerprint,
+            created,
         })
     }
 
     /// A binary OpenPGP v4 signature packet over `data`, created at `t`
-    /// (seconds since the epoch; fixed for reproducible output).
+    /// (seconds since the epoch; fixed for reproducible output). A time
+    /// before the key's creation is raised to it: gpg and rpm-sequoia reject
+    /// signatures older than their key ("time conflict"), and the result is
+    /// still a pure function of the inputs.
     pub fn sign_binary(&self, data: &[u8], t: u64) -> Result<Vec<u8>> {
         use rpm::signature::Signing;
+        let t = t.max(self.created);
         let ts = rpm::Timestamp(u32::try_from(t).context("signature time past 2106")?);
         self.signer
             .sign(data, ts)

@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use khotfix::util::exit;
 
 #[derive(Parser)]
-#[command(
-    name = "khotfix",
-    version,
-    about = "Kernel source fix → signed livepatch hotfix RPMs → signed yum repository → node agent"
-)]
+#[command(name = "khotfix", version, about = "Kernel source fix → signed livepatch hotfix RPMs → signed yum repository → node agent")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,6 +53,11 @@ enum Command {
 }
 
 fn main() {
+    // `node check` runs on every node (cloud-init, DaemonSets, cron): a fast
+    // path skips building the whole clap command tree (see benches/node.sh).
+    if let Some(code) = cli::node::fast_check(std::env::args_os().skip(1)) {
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Recipe(c) => cli::recipe::recipe(c),

@@ -133,3 +133,80 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
         Vec::<String>::new()
     );
 }
+
+/// Ctrl-C on `khotfix build` while a container is compiling: the container
+/// is stopped, the command exits FAILED (1) promptly, nothing is left.
+#[test]
+fn ctrl_c_on_the_cli_stops_the_build_container() {
+    let (engine, _image) = engine_and_image();
+    let kernel = khotfix::build::debian::current_kernel("linux-image-amd64").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("slow");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(
+        src.join("slow.c"),
+        "#include <linux/module.h>\nMODULE_LICENSE(\"GPL\");\n",
+    )
+    .unwrap();
+    // Kept by the generated Kbuild: makes the compile hang for 5 minutes.
+    std::fs::write(
+        src.join("Kbuild"),
+        "obj-m += slow.o\nccflags-y += $(shell sleep 300)\n",
+    )
+    .unwrap();
+    let id = 70000 + (std::process::id() % 9999) as u64;
+    std::fs::write(
+        tmp.path().join("recipe.toml"),
+        format!(
+            "[hotfix]\nid = {id}\nname = \"slow\"\nsummary = \"s\"\ndescription = \"d\"\nversion = \"1\"\n\n\
+             [[target]]\nname = \"deb\"\ndistro = \"debian12\"\nbackend = \"kbuild\"\nkernels = [\"{kernel}\"]\nmodule_source = \"slow\"\n"
+        ),
+    )
+    .unwrap();
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("khotfix-cli-cache");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_khotfix"))
+        .args(["build", "--out"])
+        .arg(tmp.path().join("out"))
+        .arg(tmp.path().join("recipe.toml"))
+        .env("KHOTFIX_CACHE_DIR", &cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("khotfix-{id}-deb-");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while engine.containers_with_prefix(&prefix).unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the build container never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "khotfix exited before its container started"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(120),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted: container"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED"));
+    assert_eq!(
+        engine.containers_with_prefix(&prefix).unwrap(),
+        Vec::<String>::new()
+    );
+}

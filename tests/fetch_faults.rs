@@ -238,3 +238,28 @@ fn package_location_with_dotdot_is_refused() {
     let msg = format!("{:#}", env.fetch(&env.opts()).unwrap_err());
     assert!(msg.contains("absolute") && msg.contains("refused"), "{msg}");
 }
+
+#[test]
+fn complete_part_from_an_interrupted_run_is_verified_without_a_request() {
+    let env = Env::new("gz");
+    let sum = rpms::sha256_of(&rpms::rpm_path(DEVEL));
+    let part = env.cache_dir().join("partial").join(format!("sha256-{sum}.part"));
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, devel_bytes()).unwrap();
+    let got = env.fetch(&env.opts()).unwrap();
+    assert_eq!(std::fs::read(devel_path(&got)).unwrap(), devel_bytes());
+    assert!(env.srv.requests_for(DEVEL).is_empty());
+
+    // A complete-length part with wrong bytes is thrown away and downloaded again.
+    let env = Env::new("gz");
+    let mut bad = devel_bytes();
+    bad[10] ^= 1;
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    let part = env.cache_dir().join("partial").join(format!("sha256-{sum}.part"));
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, bad).unwrap();
+    let got = env.fetch(&env.opts()).unwrap();
+    assert_eq!(std::fs::read(devel_path(&got)).unwrap(), devel_bytes());
+    assert_eq!(env.srv.requests_for(DEVEL).len(), 1);
+    assert!(env.cache_holds(DEVEL));
+}

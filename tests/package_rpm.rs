@@ -581,4 +581,17 @@ fn khotfix_package_cli_packages_the_build_output() {
         "{err}"
     );
     assert!(!rpms.exists() || std::fs::read_dir(&rpms).unwrap().next().is_none());
+    // With --module-key/--module-cert the modules are signed first (in place):
+    // the result is the same bytes `khotfix sign` gave the fixture.
+    let mut c = cmd(&rpms, &["--json", "--kernel", KVER]);
+    c.arg("--module-key")
+        .arg(f.keys.join("module-signing.key.pem"));
+    c.arg("--module-cert")
+        .arg(f.keys.join("module-signing.crt.pem"));
+    let v: serde_json::Value = serde_json::from_str(&run(&mut c)).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(
+        std::fs::read(j.join(format!("kpatch-{ID}.ko"))).unwrap(),
+        std::fs::read(&f.module).unwrap()
+    );
 }

@@ -236,3 +236,25 @@ fn new_files_are_created() {
         "/* new */\nint x;\n"
     );
 }
+
+#[test]
+fn git_rename_is_checked_and_applied() {
+    let (d, t) = tree();
+    let p = write(
+        d.path(),
+        "r.patch",
+        "diff --git a/net/netfilter/ipvs/ip_vs_est.c b/net/netfilter/ipvs/ip_vs_est2.c\n\
+         similarity index 90%\n\
+         rename from net/netfilter/ipvs/ip_vs_est.c\n\
+         rename to net/netfilter/ipvs/ip_vs_est2.c\n\
+         --- a/net/netfilter/ipvs/ip_vs_est.c\n\
+         +++ b/net/netfilter/ipvs/ip_vs_est2.c\n\
+         @@ -1,3 +1,3 @@\n #include <linux/kernel.h>\n-#include <linux/jiffies.h>\n+#include <linux/jiffies.h> /* renamed */\n \n",
+    );
+    check(&t, std::slice::from_ref(&p)).unwrap();
+    assert_eq!(read(&t), EST_C);
+    apply(&t, &[p]).unwrap();
+    let moved = std::fs::read_to_string(t.join("net/netfilter/ipvs/ip_vs_est2.c")).unwrap();
+    assert!(moved.contains("/* renamed */"));
+    assert!(!t.join("net/netfilter/ipvs/ip_vs_est.c").exists());
+}

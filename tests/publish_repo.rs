@@ -246,7 +246,12 @@ fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
     .arg(format!("--repofrompath=khf,{url}"))
     .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
     .arg(format!("--setopt=khf.gpgkey={url}RPM-GPG-KEY-khotfix"))
-    .args(["--setopt=khf.metadata_expire=0"])
+    // Debian's dnf.conf sets skip_if_unavailable=True, which would turn
+    // every metadata failure into a silent success.
+    .args([
+        "--setopt=khf.metadata_expire=0",
+        "--setopt=skip_if_unavailable=False",
+    ])
     .args(args);
     run(&mut c)
 }
@@ -519,6 +524,7 @@ fn same_metadata_as_createrepo_c() {
     let theirs_q = {
         let q = run(Command::new("dnf")
             .args(["-y", "-q", "--setopt=reposdir=/dev/null", "--releasever=1", "--disableplugin=*"])
+            .arg("--setopt=skip_if_unavailable=False")
             .arg(format!("--setopt=cachedir={}", work.path().join("c2").display()))
             .arg(format!("--repofrompath=cr,{}", http.url("theirs/")))
             .args([
@@ -824,7 +830,7 @@ fn kill_9_during_publish_leaves_a_readable_repo() {
     let keys = keys();
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
-    let base = gen_rpms(&keys, &work.path().join("base"), "k", 300);
+    let base = gen_rpms(&keys, &work.path().join("base"), "k", 200);
     publish_ok(&keys, &repo, &[], &base);
     let http = Http::serve(&repo);
     let mut rng_state: u64 = 0x9e3779b97f4a7c15 ^ std::process::id() as u64;

@@ -80,7 +80,7 @@ fn k8s_indexed_job_from_the_real_recipe() {
     assert_eq!(mount("cache"), "/var/cache/khotfix");
     assert_eq!(mount("shared"), "/shared");
     let env = c["env"].as_array().unwrap();
-    assert!(env.iter().any(|e| e["name"] == "KHOTFIX_CACHE" && e["value"] == "/var/cache/khotfix"));
+    assert!(env.iter().any(|e| e["name"] == "KHOTFIX_CACHE_DIR" && e["value"] == "/var/cache/khotfix"));
     let vols = pod["volumes"].as_array().unwrap();
     assert!(vols.iter().any(|v| v["name"] == "cache" && v["persistentVolumeClaim"]["claimName"] == "khotfix-cache"));
     // Every index is listed in the header with its job id, in plan order.

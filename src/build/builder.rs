@@ -37,20 +37,32 @@ const BUILDERS: &[BuilderDef] = &[
     BuilderDef {
         name: "debian12",
         base: Base::Mmdebstrap { suite: "bookworm" },
-        files: &[("Containerfile", include_str!("../../containers/debian12/Containerfile"))],
+        files: &[(
+            "Containerfile",
+            include_str!("../../containers/debian12/Containerfile"),
+        )],
     },
     BuilderDef {
         name: "centos7",
         base: Base::External,
         files: &[
-            ("Containerfile", include_str!("../../containers/centos7/Containerfile")),
-            ("vault.repo.in", include_str!("../../containers/centos7/vault.repo.in")),
+            (
+                "Containerfile",
+                include_str!("../../containers/centos7/Containerfile"),
+            ),
+            (
+                "vault.repo.in",
+                include_str!("../../containers/centos7/vault.repo.in"),
+            ),
         ],
     },
     BuilderDef {
         name: "alinux3",
         base: Base::External,
-        files: &[("Containerfile", include_str!("../../containers/alinux3/Containerfile"))],
+        files: &[(
+            "Containerfile",
+            include_str!("../../containers/alinux3/Containerfile"),
+        )],
     },
 ];
 
@@ -73,7 +85,14 @@ pub struct BuilderImage {
 impl BuilderDef {
     pub fn get(name: &str) -> Result<&'static BuilderDef> {
         BUILDERS.iter().find(|b| b.name == name).with_context(|| {
-            format!("unknown builder {name:?} (known: {})", BUILDERS.iter().map(|b| b.name).collect::<Vec<_>>().join(", "))
+            format!(
+                "unknown builder {name:?} (known: {})",
+                BUILDERS
+                    .iter()
+                    .map(|b| b.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         })
     }
 
@@ -98,13 +117,19 @@ impl BuilderDef {
 
     /// The image tag for this content.
     pub fn tag(&self) -> String {
-        format!("localhost/khotfix-builder-{}:{}", self.name, &self.content_hash()[..16])
+        format!(
+            "localhost/khotfix-builder-{}:{}",
+            self.name,
+            &self.content_hash()[..16]
+        )
     }
 
     /// The tag of the imported mmdebstrap base.
     pub fn base_tag(&self) -> Option<String> {
         match self.base {
-            Base::Mmdebstrap { suite } => Some(format!("localhost/khotfix-base-{}:{suite}", self.name)),
+            Base::Mmdebstrap { suite } => {
+                Some(format!("localhost/khotfix-base-{}:{suite}", self.name))
+            }
             Base::External => None,
         }
     }
@@ -127,13 +152,23 @@ pub fn find(engine: &Engine, name: &str) -> Result<BuilderImage> {
     let def = BuilderDef::get(name)?;
     let tag = def.tag();
     match engine.image_id(&tag)? {
-        Some(id) => Ok(BuilderImage { builder: name.into(), tag, id, reused: true }),
+        Some(id) => Ok(BuilderImage {
+            builder: name.into(),
+            tag,
+            id,
+            reused: true,
+        }),
         None => bail!("builder image {tag} not found: run `khotfix builder build {name}` first"),
     }
 }
 
 /// Build (or reuse) a builder image.
-pub fn ensure(engine: &Engine, name: &str, opts: &BuildImageOptions, progress: Option<&ProgressBar>) -> Result<BuilderImage> {
+pub fn ensure(
+    engine: &Engine,
+    name: &str,
+    opts: &BuildImageOptions,
+    progress: Option<&ProgressBar>,
+) -> Result<BuilderImage> {
     let def = BuilderDef::get(name)?;
     let ext_base = match def.base {
         Base::External => Some(opts.base.clone().with_context(|| {
@@ -147,30 +182,61 @@ pub fn ensure(engine: &Engine, name: &str, opts: &BuildImageOptions, progress: O
         }
     };
     let tag = def.tag();
+    let previous = engine.image_id(&tag)?;
     if !opts.force {
-        if let Some(id) = engine.image_id(&tag)? {
-            return Ok(BuilderImage { builder: name.into(), tag, id, reused: true });
+        if let Some(id) = previous.clone() {
+            return Ok(BuilderImage {
+                builder: name.into(),
+                tag,
+                id,
+                reused: true,
+            });
         }
     }
-    std::fs::create_dir_all(&opts.log_dir).with_context(|| format!("creating {}", opts.log_dir.display()))?;
+    std::fs::create_dir_all(&opts.log_dir)
+        .with_context(|| format!("creating {}", opts.log_dir.display()))?;
     let log = opts.log_dir.join(format!("builder-{name}.log"));
     let _ = std::fs::remove_file(&log);
     let base_image = match (def.base, ext_base) {
         (Base::External, Some(b)) => b,
-        (Base::Mmdebstrap { suite }, _) => mmdebstrap_base(engine, def, suite, opts.force, &log, progress)?,
+        (Base::Mmdebstrap { suite }, _) => {
+            mmdebstrap_base(engine, def, suite, opts.force, &log, progress)?
+        }
         (Base::External, None) => unreachable!("checked above"),
     };
-    let ctx = tempfile::Builder::new().prefix("khotfix-builder-").tempdir().context("creating a build context")?;
+    let ctx = tempfile::Builder::new()
+        .prefix("khotfix-builder-")
+        .tempdir()
+        .context("creating a build context")?;
     for (p, c) in def.files {
-        std::fs::write(ctx.path().join(p), c).with_context(|| format!("writing build context file {p}"))?;
+        std::fs::write(ctx.path().join(p), c)
+            .with_context(|| format!("writing build context file {p}"))?;
     }
     if let Some(p) = progress {
         p.set_message(format!("building {tag}"));
     }
     let args = vec![("BASE".to_string(), base_image)];
-    engine.build_image(ctx.path(), &ctx.path().join("Containerfile"), &tag, &args, &log, progress)?;
-    let id = engine.image_id(&tag)?.with_context(|| format!("image {tag} missing right after it was built"))?;
-    Ok(BuilderImage { builder: name.into(), tag, id, reused: false })
+    engine.build_image(
+        ctx.path(),
+        &ctx.path().join("Containerfile"),
+        &tag,
+        &args,
+        &log,
+        progress,
+    )?;
+    let id = engine
+        .image_id(&tag)?
+        .with_context(|| format!("image {tag} missing right after it was built"))?;
+    // A forced rebuild leaves the old image untagged: drop it (ignored if in use).
+    if let Some(old) = previous.filter(|old| *old != id) {
+        let _ = engine.remove_image(&old);
+    }
+    Ok(BuilderImage {
+        builder: name.into(),
+        tag,
+        id,
+        reused: false,
+    })
 }
 
 /// The host's apt source files for `suite` (or `$KHOTFIX_DEBIAN_SOURCES`).
@@ -186,7 +252,13 @@ pub fn host_apt_sources(suite: &str) -> Result<Vec<PathBuf>> {
     let main = Path::new("/etc/apt/sources.list");
     let mentions = |p: &Path| {
         std::fs::read_to_string(p)
-            .map(|t| t.lines().any(|l| !l.trim_start().starts_with('#') && l.split_whitespace().any(|w| w == suite || w.starts_with(&format!("{suite}-")))))
+            .map(|t| {
+                t.lines().any(|l| {
+                    !l.trim_start().starts_with('#')
+                        && l.split_whitespace()
+                            .any(|w| w == suite || w.starts_with(&format!("{suite}-")))
+                })
+            })
             .unwrap_or(false)
     };
     if mentions(main) {
@@ -202,30 +274,71 @@ pub fn host_apt_sources(suite: &str) -> Result<Vec<PathBuf>> {
         files.extend(extra);
     }
     if files.is_empty() {
-        bail!("no apt sources for {suite} under /etc/apt: set {ENV_DEBIAN_SOURCES} to a sources file");
+        bail!(
+            "no apt sources for {suite} under /etc/apt: set {ENV_DEBIAN_SOURCES} to a sources file"
+        );
     }
     Ok(files)
 }
 
-fn mmdebstrap_base(engine: &Engine, def: &BuilderDef, suite: &str, force: bool, log: &Path, progress: Option<&ProgressBar>) -> Result<String> {
+fn mmdebstrap_base(
+    engine: &Engine,
+    def: &BuilderDef,
+    suite: &str,
+    force: bool,
+    log: &Path,
+    progress: Option<&ProgressBar>,
+) -> Result<String> {
     let tag = def.base_tag().context("builder has no mmdebstrap base")?;
-    if !force && engine.image_id(&tag)?.is_some() {
+    let previous = engine.image_id(&tag)?;
+    if !force && previous.is_some() {
         return Ok(tag);
     }
     let sources = host_apt_sources(suite)?;
-    let tmp = tempfile::Builder::new().prefix("khotfix-rootfs-").tempdir().context("creating a rootfs directory")?;
+    let tmp = tempfile::Builder::new()
+        .prefix("khotfix-rootfs-")
+        .tempdir()
+        .context("creating a rootfs directory")?;
     let tar = tmp.path().join("rootfs.tar");
     if let Some(p) = progress {
         p.set_message(format!("mmdebstrap {suite} (host apt sources)"));
     }
-    let mut args: Vec<std::ffi::OsString> = vec!["--variant=minbase".into(), "--format=tar".into(), suite.into(), tar.clone().into()];
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--variant=minbase".into(),
+        "--format=tar".into(),
+        suite.into(),
+        tar.clone().into(),
+    ];
     args.extend(sources.iter().map(|p| p.into()));
-    let f = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
-    let out = duct::cmd("mmdebstrap", args).stdout_file(f.try_clone()?).stderr_file(f).stdin_null().unchecked().run().context("running mmdebstrap (is it installed?)")?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    {
+        use std::io::Write;
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        writeln!(f, "$ mmdebstrap {}", shown.join(" "))?;
+    }
+    let out = duct::cmd("mmdebstrap", args)
+        .stdout_file(f.try_clone()?)
+        .stderr_file(f)
+        .stdin_null()
+        .unchecked()
+        .run()
+        .context("running mmdebstrap (is it installed?)")?;
     if !out.status.success() {
         bail!("mmdebstrap {suite} failed; see {}", log.display());
     }
     engine.import(&tar, &tag, log)?;
+    if let (Some(old), Some(new)) = (previous, engine.image_id(&tag)?) {
+        if old != new {
+            let _ = engine.remove_image(&old);
+        }
+    }
     Ok(tag)
 }
 

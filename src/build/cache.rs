@@ -55,9 +55,18 @@ impl KeyBuilder {
     pub fn tree(&mut self, name: &str, dir: &Path) -> Result<&mut Self> {
         use std::os::unix::fs::PermissionsExt;
         self.field("tree", name);
-        for e in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name().follow_links(false) {
+        for e in walkdir::WalkDir::new(dir)
+            .min_depth(1)
+            .sort_by_file_name()
+            .follow_links(false)
+        {
             let e = e.with_context(|| format!("reading {}", dir.display()))?;
-            let rel = e.path().strip_prefix(dir).unwrap_or(e.path()).to_string_lossy().into_owned();
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap_or(e.path())
+                .to_string_lossy()
+                .into_owned();
             let ft = e.file_type();
             if ft.is_dir() {
                 self.field("d", &rel);
@@ -108,7 +117,8 @@ impl BuildCache {
     /// The cached module for `key`, if present and intact.
     pub fn get(&self, key: &str) -> Option<(PathBuf, CacheEntry)> {
         let dir = self.dir(key);
-        let meta: CacheEntry = serde_json::from_slice(&std::fs::read(dir.join("build.json")).ok()?).ok()?;
+        let meta: CacheEntry =
+            serde_json::from_slice(&std::fs::read(dir.join("build.json")).ok()?).ok()?;
         let ko = dir.join(&meta.module_file);
         // A damaged entry is a miss, not an error: it will be rebuilt and replaced.
         let digest = crate::util::fsx::sha256_file(&ko).ok()?;
@@ -116,12 +126,31 @@ impl BuildCache {
     }
 
     /// Store `module` under `key` (atomically replacing any old entry).
-    pub fn put(&self, key: &str, job: &str, module: &Path, builder_image: &str) -> Result<CacheEntry> {
-        std::fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
-        let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(&self.root).with_context(|| format!("creating a temporary directory in {}", self.root.display()))?;
-        let file_name = module.file_name().and_then(|s| s.to_str()).context("module path has no file name")?.to_string();
-        std::fs::copy(module, tmp.path().join(&file_name)).with_context(|| format!("copying {} into the build cache", module.display()))?;
-        let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    pub fn put(
+        &self,
+        key: &str,
+        job: &str,
+        module: &Path,
+        builder_image: &str,
+    ) -> Result<CacheEntry> {
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&self.root)
+            .with_context(|| {
+                format!("creating a temporary directory in {}", self.root.display())
+            })?;
+        let file_name = module
+            .file_name()
+            .and_then(|s| s.to_str())
+            .context("module path has no file name")?
+            .to_string();
+        std::fs::copy(module, tmp.path().join(&file_name))
+            .with_context(|| format!("copying {} into the build cache", module.display()))?;
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         let entry = CacheEntry {
             key: key.to_string(),
             job: job.to_string(),
@@ -130,13 +159,18 @@ impl BuildCache {
             builder_image: builder_image.to_string(),
             created: now,
         };
-        crate::util::fsx::write_atomic(&tmp.path().join("build.json"), serde_json::to_string_pretty(&entry)?.as_bytes())?;
+        crate::util::fsx::write_atomic(
+            &tmp.path().join("build.json"),
+            serde_json::to_string_pretty(&entry)?.as_bytes(),
+        )?;
         let dest = self.dir(key);
         if dest.exists() {
-            std::fs::remove_dir_all(&dest).with_context(|| format!("replacing {}", dest.display()))?;
+            std::fs::remove_dir_all(&dest)
+                .with_context(|| format!("replacing {}", dest.display()))?;
         }
         let tmp = tmp.keep();
-        std::fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))?;
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("renaming into {}", dest.display()))?;
         crate::util::fsx::sync_dir(&self.root)?;
         Ok(entry)
     }

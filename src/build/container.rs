@@ -49,7 +49,11 @@ pub struct Engine {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("container {name} timed out after {}s and was stopped (log: {})", after.as_secs(), log.display())]
-    Timeout { name: String, after: Duration, log: PathBuf },
+    Timeout {
+        name: String,
+        after: Duration,
+        log: PathBuf,
+    },
     #[error("interrupted: container {name} was stopped (log: {})", log.display())]
     Interrupted { name: String, log: PathBuf },
 }
@@ -64,22 +68,35 @@ pub struct Mount {
 
 impl Mount {
     pub fn ro(host: impl Into<PathBuf>, container: impl Into<PathBuf>) -> Mount {
-        Mount { host: host.into(), container: container.into(), read_only: true }
+        Mount {
+            host: host.into(),
+            container: container.into(),
+            read_only: true,
+        }
     }
     pub fn rw(host: impl Into<PathBuf>, container: impl Into<PathBuf>) -> Mount {
-        Mount { host: host.into(), container: container.into(), read_only: false }
+        Mount {
+            host: host.into(),
+            container: container.into(),
+            read_only: false,
+        }
     }
 
     /// `-v` argument; refuses paths the syntax cannot carry.
     fn arg(&self) -> Result<String> {
         let (h, c) = (self.host.to_str(), self.container.to_str());
-        let (Some(h), Some(c)) = (h, c) else { bail!("mount path {} is not UTF-8", self.host.display()) };
+        let (Some(h), Some(c)) = (h, c) else {
+            bail!("mount path {} is not UTF-8", self.host.display())
+        };
         for p in [h, c] {
             if !p.starts_with('/') || p.contains([':', ',', '\n', '\0']) {
                 bail!("mount path {p:?} must be absolute and free of ':' ',' and newlines");
             }
         }
-        Ok(format!("{h}:{c}{}", if self.read_only { ":ro" } else { "" }))
+        Ok(format!(
+            "{h}:{c}{}",
+            if self.read_only { ":ro" } else { "" }
+        ))
     }
 }
 
@@ -115,16 +132,33 @@ impl Engine {
         let program = match &c.engine {
             Some(e) => {
                 if which(e).is_none() {
-                    bail!("container engine {e:?} not found (set by {} or the config file)", crate::config::env::ENGINE);
+                    bail!(
+                        "container engine {e:?} not found (set by {} or the config file)",
+                        crate::config::env::ENGINE
+                    );
                 }
                 e.clone()
             }
-            None => ["podman", "docker"].into_iter().find(|p| which(p).is_some()).map(str::to_string).ok_or_else(|| {
-                anyhow!("no container engine found: install podman or docker, or set {}", crate::config::env::ENGINE)
-            })?,
+            None => ["podman", "docker"]
+                .into_iter()
+                .find(|p| which(p).is_some())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "no container engine found: install podman or docker, or set {}",
+                        crate::config::env::ENGINE
+                    )
+                })?,
         };
-        let base = Path::new(&program).file_name().and_then(|s| s.to_str()).unwrap_or(&program);
-        let kind = if base.contains("docker") { EngineKind::Docker } else { EngineKind::Podman };
+        let base = Path::new(&program)
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or(&program);
+        let kind = if base.contains("docker") {
+            EngineKind::Docker
+        } else {
+            EngineKind::Podman
+        };
         Ok(Engine {
             kind,
             program,
@@ -147,9 +181,20 @@ impl Engine {
 
     /// Run a short engine command and return its stdout, or an error with its stderr.
     fn capture(&self, args: &[&str]) -> Result<String> {
-        let out = self.command(args).stdout_capture().stderr_capture().unchecked().run().with_context(|| format!("running {}", self.program))?;
+        let out = self
+            .command(args)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("running {}", self.program))?;
         if !out.status.success() {
-            bail!("{} {}: {}", self.program, args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "{} {}: {}",
+                self.program,
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
@@ -170,24 +215,44 @@ impl Engine {
         Ok((!id.is_empty()).then_some(id))
     }
 
-    /// Remove an image (ignoring "no such image").
+    /// Remove an image unless a container uses it (errors are ignored:
+    /// "no such image", "in use").
     pub fn remove_image(&self, image: &str) -> Result<()> {
-        self.command(["rmi", "-f", image]).stdout_null().stderr_null().unchecked().run()?;
+        self.command(["rmi", image])
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run()?;
         Ok(())
     }
 
     /// `import` a root file system tarball as `tag`.
     pub fn import(&self, tarball: &Path, tag: &str, log: &Path) -> Result<()> {
         let args: Vec<OsString> = vec!["import".into(), tarball.into(), tag.into()];
-        let code = supervise(self.command(args), log, None, None, || {}).map_err(|e| anyhow::Error::from(e).context(format!("importing {}", tarball.display())))?;
+        let code = supervise(self.command(args), log, None, None, || {}).map_err(|e| {
+            anyhow::Error::from(e).context(format!("importing {}", tarball.display()))
+        })?;
         if code != 0 {
-            bail!("{} import {} failed (exit {code}); see {}", self.program, tarball.display(), log.display());
+            bail!(
+                "{} import {} failed (exit {code}); see {}",
+                self.program,
+                tarball.display(),
+                log.display()
+            );
         }
         Ok(())
     }
 
     /// Build `tag` from `containerfile` in `context`.
-    pub fn build_image(&self, context: &Path, containerfile: &Path, tag: &str, build_args: &[(String, String)], log: &Path, progress: Option<&ProgressBar>) -> Result<()> {
+    pub fn build_image(
+        &self,
+        context: &Path,
+        containerfile: &Path,
+        tag: &str,
+        build_args: &[(String, String)],
+        log: &Path,
+        progress: Option<&ProgressBar>,
+    ) -> Result<()> {
         let mut args: Vec<OsString> = vec!["build".into()];
         args.extend(self.build_options.iter().map(OsString::from));
         args.extend(["-f".into(), containerfile.into(), "-t".into(), tag.into()]);
@@ -198,7 +263,11 @@ impl Engine {
         args.push(context.into());
         let code = supervise(self.command(args), log, progress, None, || {})?;
         if code != 0 {
-            bail!("building image {tag} from {} failed (exit {code}); see {}", containerfile.display(), log.display());
+            bail!(
+                "building image {tag} from {} failed (exit {code}); see {}",
+                containerfile.display(),
+                log.display()
+            );
         }
         Ok(())
     }
@@ -220,7 +289,14 @@ impl Engine {
 
     /// The full argument list of `run` (after the global options).
     pub fn run_args(&self, spec: &RunSpec, name: &str) -> Result<Vec<String>> {
-        let mut a: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), name.into(), "--network".into(), "none".into()];
+        let mut a: Vec<String> = vec![
+            "run".into(),
+            "--rm".into(),
+            "--name".into(),
+            name.into(),
+            "--network".into(),
+            "none".into(),
+        ];
         a.extend(self.run_options.iter().cloned());
         a.extend(self.user_args());
         for m in &spec.mounts {
@@ -228,7 +304,10 @@ impl Engine {
             a.push(m.arg()?);
         }
         for (k, v) in &spec.env {
-            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || v.contains('\0') {
+            if k.is_empty()
+                || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || v.contains('\0')
+            {
                 bail!("bad container environment variable {k:?}");
             }
             a.push("-e".into());
@@ -236,7 +315,11 @@ impl Engine {
         }
         if let Some(w) = &spec.workdir {
             a.push("-w".into());
-            a.push(w.to_str().ok_or_else(|| anyhow!("workdir {} is not UTF-8", w.display()))?.into());
+            a.push(
+                w.to_str()
+                    .ok_or_else(|| anyhow!("workdir {} is not UTF-8", w.display()))?
+                    .into(),
+            );
         }
         a.push(spec.image.clone());
         a.extend(spec.command.iter().cloned());
@@ -255,9 +338,22 @@ impl Engine {
             give_back(d).with_context(|| format!("restoring ownership under {}", d.display()))?;
         }
         match result {
-            Ok(exit_code) => Ok(RunOutcome { name, exit_code, duration: started.elapsed() }),
-            Err(Abort::Timeout(after)) => Err(RunError::Timeout { name, after, log: spec.log.clone() }.into()),
-            Err(Abort::Interrupted) => Err(RunError::Interrupted { name, log: spec.log.clone() }.into()),
+            Ok(exit_code) => Ok(RunOutcome {
+                name,
+                exit_code,
+                duration: started.elapsed(),
+            }),
+            Err(Abort::Timeout(after)) => Err(RunError::Timeout {
+                name,
+                after,
+                log: spec.log.clone(),
+            }
+            .into()),
+            Err(Abort::Interrupted) => Err(RunError::Interrupted {
+                name,
+                log: spec.log.clone(),
+            }
+            .into()),
             Err(Abort::Other(e)) => Err(e),
         }
     }
@@ -265,8 +361,18 @@ impl Engine {
     /// Stop (then force-remove) a container by name; errors are ignored
     /// because the container may already be gone.
     pub fn stop(&self, name: &str) {
-        let _ = self.command(["stop", "-t", "5", name]).stdout_null().stderr_null().unchecked().run();
-        let _ = self.command(["rm", "-f", name]).stdout_null().stderr_null().unchecked().run();
+        let _ = self
+            .command(["stop", "-t", "5", name])
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+        let _ = self
+            .command(["rm", "-f", name])
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
     }
 
     /// Does a container with exactly this name exist (running or not)?
@@ -278,7 +384,12 @@ impl Engine {
     /// Names of all containers whose name starts with `prefix`.
     pub fn containers_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
         let out = self.capture(&["ps", "-a", "--format", "{{.Names}}"])?;
-        Ok(out.lines().map(str::trim).filter(|l| l.starts_with(prefix)).map(str::to_string).collect())
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect())
     }
 }
 
@@ -286,10 +397,21 @@ impl Engine {
 pub fn unique_name(prefix: &str) -> String {
     let clean: String = prefix
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(80)
         .collect();
-    format!("khotfix-{}-{}-{:08x}", clean.trim_matches('-'), std::process::id(), rand::random::<u32>())
+    format!(
+        "khotfix-{}-{}-{:08x}",
+        clean.trim_matches('-'),
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -298,7 +420,9 @@ fn which(program: &str) -> Option<PathBuf> {
         return p.is_file().then_some(p);
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }
 
 // ---- Ctrl-C ----------------------------------------------------------------
@@ -315,15 +439,21 @@ extern "C" fn on_signal(_sig: libc::c_int) {
 /// back when the last guard is dropped.
 pub struct SignalGuard(());
 
+static PREVIOUS: Mutex<Option<(libc::sighandler_t, libc::sighandler_t)>> = Mutex::new(None);
+
 impl SignalGuard {
     pub fn install() -> SignalGuard {
         let mut n = ACTIVE.lock().unwrap_or_else(|p| p.into_inner());
         if *n == 0 {
+            let h = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
             // SAFETY: the handler only stores to an atomic (async-signal-safe).
-            unsafe {
-                libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
-                libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
-            }
+            let prev = unsafe {
+                (
+                    libc::signal(libc::SIGINT, h),
+                    libc::signal(libc::SIGTERM, h),
+                )
+            };
+            *PREVIOUS.lock().unwrap_or_else(|p| p.into_inner()) = Some(prev);
         }
         *n += 1;
         SignalGuard(())
@@ -335,10 +465,16 @@ impl Drop for SignalGuard {
         let mut n = ACTIVE.lock().unwrap_or_else(|p| p.into_inner());
         *n = n.saturating_sub(1);
         if *n == 0 {
-            // SAFETY: restoring the default disposition.
+            // Restore what was there before (SIG_IGN under nohup, say).
+            let (int, term) = PREVIOUS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or((libc::SIG_DFL, libc::SIG_DFL));
+            // SAFETY: restoring a disposition obtained from signal().
             unsafe {
-                libc::signal(libc::SIGINT, libc::SIG_DFL);
-                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::signal(libc::SIGINT, int);
+                libc::signal(libc::SIGTERM, term);
             }
         }
     }
@@ -374,10 +510,17 @@ impl From<Abort> for anyhow::Error {
 
 /// Run `expr` with stdout+stderr appended to `log`, polling for exit, the
 /// timeout and Ctrl-C; on either of the latter call `stop` then reap.
-fn supervise(expr: duct::Expression, log: &Path, progress: Option<&ProgressBar>, timeout: Option<Duration>, stop: impl Fn()) -> Result<i32, Abort> {
+fn supervise(
+    expr: duct::Expression,
+    log: &Path,
+    progress: Option<&ProgressBar>,
+    timeout: Option<Duration>,
+    stop: impl Fn(),
+) -> Result<i32, Abort> {
     let _guard = SignalGuard::install();
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Abort::Other(anyhow!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Abort::Other(anyhow!("creating {}: {e}", dir.display())))?;
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -402,14 +545,25 @@ fn supervise(expr: duct::Expression, log: &Path, progress: Option<&ProgressBar>,
     let mut last_line = String::new();
     loop {
         match handle.try_wait() {
-            Ok(Some(out)) => return Ok(out.status.code().unwrap_or(128 + out.status.signal_number())),
+            Ok(Some(out)) => {
+                return Ok(out
+                    .status
+                    .code()
+                    .unwrap_or(128 + out.status.signal_number()))
+            }
             Ok(None) => {}
-            Err(e) => return Err(Abort::Other(anyhow!("waiting for the container engine: {e}"))),
+            Err(e) => {
+                return Err(Abort::Other(anyhow!(
+                    "waiting for the container engine: {e}"
+                )))
+            }
         }
         let abort = if interrupted() {
             Some(Abort::Interrupted)
         } else {
-            timeout.filter(|t| started.elapsed() > *t).map(Abort::Timeout)
+            timeout
+                .filter(|t| started.elapsed() > *t)
+                .map(Abort::Timeout)
         };
         if let Some(a) = abort {
             if let Some(p) = progress {
@@ -481,11 +635,15 @@ pub fn give_back_as(path: &Path, reference: &Path, min_depth: usize) -> Result<(
     }
     let md = std::fs::metadata(reference)?;
     let (uid, gid) = (md.uid(), md.gid());
-    for entry in walkdir::WalkDir::new(path).min_depth(min_depth).follow_links(false) {
+    for entry in walkdir::WalkDir::new(path)
+        .min_depth(min_depth)
+        .follow_links(false)
+    {
         let entry = entry?;
         let m = entry.path().symlink_metadata()?;
         if m.uid() != uid || m.gid() != gid {
-            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid)).with_context(|| format!("chown {}", entry.path().display()))?;
+            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", entry.path().display()))?;
         }
     }
     Ok(())
@@ -501,7 +659,9 @@ mod tests {
         let b = unique_name("22519882-al8/5.10 x");
         assert_ne!(a, b);
         assert!(a.starts_with("khotfix-22519882-al8-5.10-x-"), "{a}");
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
     }
 
     #[test]
@@ -538,7 +698,10 @@ mod tests {
         assert!(a.windows(2).any(|w| w == ["-v", "/h:/c:ro"]));
         assert!(a.windows(2).any(|w| w == ["-e", "CACHEDIR=/cache"]));
         assert_eq!(&a[a.len() - 2..], ["img", "make"]);
-        let bad = RunSpec { env: vec![("A B".into(), "x".into())], ..spec };
+        let bad = RunSpec {
+            env: vec![("A B".into(), "x".into())],
+            ..spec
+        };
         assert!(e.run_args(&bad, "n").is_err());
     }
 }

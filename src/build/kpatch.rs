@@ -48,33 +48,77 @@ pub fn fixed_flags(distro: &Distro, job: &Job, skip_compiler_check: bool) -> Vec
 /// The kernel as kpatch-build sees it inside the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelArgs {
-    Srpm { srpm: String, vmlinux: String },
-    PreparedTree { source: String, config: String, vmlinux: String },
+    Srpm {
+        srpm: String,
+        vmlinux: String,
+    },
+    PreparedTree {
+        source: String,
+        config: String,
+        vmlinux: String,
+    },
 }
 
 /// kpatch-build's full argument list (without the program).
-pub fn arguments(kernel: &KernelArgs, fixed: &[String], out: &str, jobs: usize, patches: &[String]) -> Vec<String> {
+pub fn arguments(
+    kernel: &KernelArgs,
+    fixed: &[String],
+    out: &str,
+    jobs: usize,
+    patches: &[String],
+) -> Vec<String> {
     let mut a: Vec<String> = match kernel {
-        KernelArgs::Srpm { srpm, vmlinux } => vec!["-r".into(), srpm.clone(), "-v".into(), vmlinux.clone()],
-        KernelArgs::PreparedTree { source, config, vmlinux } => {
-            vec!["-s".into(), source.clone(), "-c".into(), config.clone(), "-v".into(), vmlinux.clone()]
+        KernelArgs::Srpm { srpm, vmlinux } => {
+            vec!["-r".into(), srpm.clone(), "-v".into(), vmlinux.clone()]
+        }
+        KernelArgs::PreparedTree {
+            source,
+            config,
+            vmlinux,
+        } => {
+            vec![
+                "-s".into(),
+                source.clone(),
+                "-c".into(),
+                config.clone(),
+                "-v".into(),
+                vmlinux.clone(),
+            ]
         }
     };
     a.extend(fixed.iter().cloned());
-    a.extend(["-o".into(), out.into(), "-j".into(), jobs.max(1).to_string()]);
+    a.extend([
+        "-o".into(),
+        out.into(),
+        "-j".into(),
+        jobs.max(1).to_string(),
+    ]);
     a.extend(patches.iter().cloned());
     a
 }
 
 fn file_name(p: &Path) -> Result<String> {
-    let n = p.file_name().and_then(|s| s.to_str()).with_context(|| format!("{} has no UTF-8 file name", p.display()))?;
-    crate::util::validate::package_token("file name", n).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    let n = p
+        .file_name()
+        .and_then(|s| s.to_str())
+        .with_context(|| format!("{} has no UTF-8 file name", p.display()))?;
+    crate::util::validate::package_token("file name", n)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
     Ok(n.to_string())
 }
 
 /// Run kpatch-build for the job; returns the built `.ko`.
 #[allow(clippy::too_many_arguments)]
-pub fn run(engine: &Engine, inp: &BuildInputs, distro: &Distro, image: &str, work: &Path, log: &Path, s: &BuildSettings, progress: Option<&ProgressBar>) -> Result<PathBuf> {
+pub fn run(
+    engine: &Engine,
+    inp: &BuildInputs,
+    distro: &Distro,
+    image: &str,
+    work: &Path,
+    log: &Path,
+    s: &BuildSettings,
+    progress: Option<&ProgressBar>,
+) -> Result<PathBuf> {
     let job = &inp.job;
     let out = work.join("out");
     let cachedir = work.join("kpatch-cache");
@@ -95,21 +139,45 @@ pub fn run(engine: &Engine, inp: &BuildInputs, distro: &Distro, image: &str, wor
             if !name.ends_with(".src.rpm") {
                 bail!("job {}: source RPM {} must be named *.src.rpm (kpatch-build reads the kernel release from it)", job.id, srpm.display());
             }
-            let (c_srpm, c_vmlinux) = (format!("{KERNEL_DIR}/{name}"), format!("{KERNEL_DIR}/vmlinux"));
+            let (c_srpm, c_vmlinux) = (
+                format!("{KERNEL_DIR}/{name}"),
+                format!("{KERNEL_DIR}/vmlinux"),
+            );
             mounts.push(Mount::ro(srpm, &c_srpm));
             mounts.push(Mount::ro(vmlinux, &c_vmlinux));
-            KernelArgs::Srpm { srpm: c_srpm, vmlinux: c_vmlinux }
+            KernelArgs::Srpm {
+                srpm: c_srpm,
+                vmlinux: c_vmlinux,
+            }
         }
-        (KernelInputs::PreparedTree { source, config, vmlinux }, crate::distro::KpatchMode::PreparedTree) => {
-            let (c_config, c_vmlinux) = (format!("{KERNEL_DIR}/config"), format!("{KERNEL_DIR}/vmlinux"));
+        (
+            KernelInputs::PreparedTree {
+                source,
+                config,
+                vmlinux,
+            },
+            crate::distro::KpatchMode::PreparedTree,
+        ) => {
+            let (c_config, c_vmlinux) = (
+                format!("{KERNEL_DIR}/config"),
+                format!("{KERNEL_DIR}/vmlinux"),
+            );
             // kpatch-build builds in the tree (original and patched objects).
             mounts.push(Mount::rw(source, SRC_DIR));
             mounts.push(Mount::ro(config, &c_config));
             mounts.push(Mount::ro(vmlinux, &c_vmlinux));
             output_dirs.push(source.clone());
-            KernelArgs::PreparedTree { source: SRC_DIR.into(), config: c_config, vmlinux: c_vmlinux }
+            KernelArgs::PreparedTree {
+                source: SRC_DIR.into(),
+                config: c_config,
+                vmlinux: c_vmlinux,
+            }
         }
-        (_, mode) => bail!("job {}: distro {} uses kpatch mode {mode:?}, which these kernel inputs do not fit", job.id, distro.name),
+        (_, mode) => bail!(
+            "job {}: distro {} uses kpatch mode {mode:?}, which these kernel inputs do not fit",
+            job.id,
+            distro.name
+        ),
     };
     let mut patches = Vec::new();
     for (i, p) in inp.patches.iter().enumerate() {
@@ -134,7 +202,10 @@ pub fn run(engine: &Engine, inp: &BuildInputs, distro: &Distro, image: &str, wor
         image: image.to_string(),
         name_prefix: job.id.clone(),
         mounts,
-        env: vec![("CACHEDIR".into(), CACHE_DIR.into()), ("CCACHE_DIR".into(), CCACHE_DIR.into())],
+        env: vec![
+            ("CACHEDIR".into(), CACHE_DIR.into()),
+            ("CCACHE_DIR".into(), CCACHE_DIR.into()),
+        ],
         workdir: Some(OUT_DIR.into()),
         command,
         timeout: s.timeout,
@@ -144,11 +215,22 @@ pub fn run(engine: &Engine, inp: &BuildInputs, distro: &Distro, image: &str, wor
     let r = engine.run(&spec, progress)?;
     if r.exit_code != 0 {
         // kpatch-build's own log is in CACHEDIR/build.log; point at both.
-        bail!("job {}: kpatch-build failed (exit {}); see {} and {}", job.id, r.exit_code, log.display(), cachedir.join("build.log").display());
+        bail!(
+            "job {}: kpatch-build failed (exit {}); see {} and {}",
+            job.id,
+            r.exit_code,
+            log.display(),
+            cachedir.join("build.log").display()
+        );
     }
     let ko = out.join(format!("kpatch-{}.ko", job.hotfix_id));
     if !ko.is_file() {
-        bail!("job {}: kpatch-build succeeded but {} was not produced; see {}", job.id, ko.display(), log.display());
+        bail!(
+            "job {}: kpatch-build succeeded but {} was not produced; see {}",
+            job.id,
+            ko.display(),
+            log.display()
+        );
     }
     Ok(ko)
 }
@@ -176,11 +258,33 @@ mod tests {
     fn el7_srpm_arguments() {
         let d = Distro::builtin("centos7").unwrap();
         let j = job("3.10.0-1062.9.1.el7.x86_64", "centos7");
-        let k = KernelArgs::Srpm { srpm: "/in/kernel/kernel-3.10.0-1062.9.1.el7.src.rpm".into(), vmlinux: "/in/kernel/vmlinux".into() };
-        let a = arguments(&k, &fixed_flags(&d, &j, false), "/out", 2, &["/in/patches/01-a.patch".into()]);
+        let k = KernelArgs::Srpm {
+            srpm: "/in/kernel/kernel-3.10.0-1062.9.1.el7.src.rpm".into(),
+            vmlinux: "/in/kernel/vmlinux".into(),
+        };
+        let a = arguments(
+            &k,
+            &fixed_flags(&d, &j, false),
+            "/out",
+            2,
+            &["/in/patches/01-a.patch".into()],
+        );
         assert_eq!(
             a,
-            ["-r", "/in/kernel/kernel-3.10.0-1062.9.1.el7.src.rpm", "-v", "/in/kernel/vmlinux", "-R", "-n", "kpatch-1062", "-o", "/out", "-j", "2", "/in/patches/01-a.patch"]
+            [
+                "-r",
+                "/in/kernel/kernel-3.10.0-1062.9.1.el7.src.rpm",
+                "-v",
+                "/in/kernel/vmlinux",
+                "-R",
+                "-n",
+                "kpatch-1062",
+                "-o",
+                "/out",
+                "-j",
+                "2",
+                "/in/patches/01-a.patch"
+            ]
         );
     }
 
@@ -188,9 +292,30 @@ mod tests {
     fn alinux_prepared_tree_arguments() {
         let d = Distro::builtin("alinux3").unwrap();
         let j = job("5.10.134-18.al8.x86_64", "alinux3");
-        let k = KernelArgs::PreparedTree { source: "/in/src".into(), config: "/in/kernel/config".into(), vmlinux: "/in/kernel/vmlinux".into() };
+        let k = KernelArgs::PreparedTree {
+            source: "/in/src".into(),
+            config: "/in/kernel/config".into(),
+            vmlinux: "/in/kernel/vmlinux".into(),
+        };
         let a = arguments(&k, &fixed_flags(&d, &j, true), "/out", 0, &[]);
-        assert_eq!(a, ["-s", "/in/src", "-c", "/in/kernel/config", "-v", "/in/kernel/vmlinux", "-n", "kpatch-1062", "--skip-compiler-check", "-o", "/out", "-j", "1"]);
+        assert_eq!(
+            a,
+            [
+                "-s",
+                "/in/src",
+                "-c",
+                "/in/kernel/config",
+                "-v",
+                "/in/kernel/vmlinux",
+                "-n",
+                "kpatch-1062",
+                "--skip-compiler-check",
+                "-o",
+                "/out",
+                "-j",
+                "1"
+            ]
+        );
         assert!(!a.contains(&"-R".to_string()));
     }
 }

@@ -43,7 +43,11 @@ pub enum KernelInputs {
     /// kpatch-build `-r SRPM` (distros kpatch-build knows), vmlinux from kernel-debuginfo.
     Srpm { srpm: PathBuf, vmlinux: PathBuf },
     /// kpatch-build `-s SRCDIR -c CONFIG -v VMLINUX` on a tree the prepare stage made.
-    PreparedTree { source: PathBuf, config: PathBuf, vmlinux: PathBuf },
+    PreparedTree {
+        source: PathBuf,
+        config: PathBuf,
+        vmlinux: PathBuf,
+    },
 }
 
 /// Everything one job's build consumes.
@@ -125,25 +129,38 @@ pub fn check_inputs(inp: &BuildInputs) -> Result<()> {
     };
     match (inp.job.backend, &inp.kernel) {
         (Backend::Kbuild, KernelInputs::Headers { root, kdir }) => {
-            crate::util::validate::relative_path("kernel headers dir", kdir).map_err(|e| anyhow::anyhow!("job {id}: {e}"))?;
+            crate::util::validate::relative_path("kernel headers dir", kdir)
+                .map_err(|e| anyhow::anyhow!("job {id}: {e}"))?;
             need_dir("kernel headers", &root.join("usr/src").join(kdir))?;
-            let src = inp.module_source.as_ref().with_context(|| format!("job {id}: kbuild backend needs the recipe's module_source"))?;
+            let src = inp.module_source.as_ref().with_context(|| {
+                format!("job {id}: kbuild backend needs the recipe's module_source")
+            })?;
             need_dir("module source", src)?;
         }
         (Backend::Kpatch, KernelInputs::Srpm { srpm, vmlinux }) => {
             need_file("source RPM", srpm)?;
             need_file("vmlinux", vmlinux)?;
         }
-        (Backend::Kpatch, KernelInputs::PreparedTree { source, config, vmlinux }) => {
+        (
+            Backend::Kpatch,
+            KernelInputs::PreparedTree {
+                source,
+                config,
+                vmlinux,
+            },
+        ) => {
             need_dir("prepared kernel tree", source)?;
             need_file("kernel config", config)?;
             need_file("vmlinux", vmlinux)?;
         }
-        (b, k) => bail!("job {id}: backend {b} cannot use {} kernel inputs", match k {
-            KernelInputs::Headers { .. } => "headers",
-            KernelInputs::Srpm { .. } => "source-RPM",
-            KernelInputs::PreparedTree { .. } => "prepared-tree",
-        }),
+        (b, k) => bail!(
+            "job {id}: backend {b} cannot use {} kernel inputs",
+            match k {
+                KernelInputs::Headers { .. } => "headers",
+                KernelInputs::Srpm { .. } => "source-RPM",
+                KernelInputs::PreparedTree { .. } => "prepared-tree",
+            }
+        ),
     }
     if inp.job.backend == Backend::Kpatch {
         if inp.patches.is_empty() {
@@ -156,6 +173,25 @@ pub fn check_inputs(inp: &BuildInputs) -> Result<()> {
     Ok(())
 }
 
+/// kpatch inputs must fit the distro's kpatch mode (`-r` vs `-s/-c/-v`).
+pub fn check_mode(inp: &BuildInputs, distro: &Distro) -> Result<()> {
+    use crate::distro::KpatchMode;
+    let fits = match (&inp.kernel, distro.kpatch_mode) {
+        (KernelInputs::Headers { .. }, _) => true,
+        (KernelInputs::Srpm { .. }, m) => m == KpatchMode::Srpm,
+        (KernelInputs::PreparedTree { .. }, m) => m == KpatchMode::PreparedTree,
+    };
+    if !fits {
+        bail!(
+            "job {}: distro {} uses kpatch mode {:?}, which these kernel inputs do not fit",
+            inp.job.id,
+            distro.name,
+            distro.kpatch_mode
+        );
+    }
+    Ok(())
+}
+
 /// The cache key of a job: every input that can change the module.
 pub fn cache_key(inp: &BuildInputs, distro: &Distro, image_id: &str) -> Result<String> {
     let mut k = KeyBuilder::new();
@@ -164,10 +200,24 @@ pub fn cache_key(inp: &BuildInputs, distro: &Distro, image_id: &str) -> Result<S
         .field("kernel", inp.job.kernel.as_str())
         .field("module", &hotfix_module_file(&inp.job))
         .field("image", image_id)
-        .field("skip_compiler_check", if inp.skip_compiler_check { "1" } else { "0" });
+        .field(
+            "skip_compiler_check",
+            if inp.skip_compiler_check { "1" } else { "0" },
+        );
     if inp.job.backend == Backend::Kpatch {
-        k.field("kpatch_flags", &kpatch::fixed_flags(distro, &inp.job, inp.skip_compiler_check).join("\0"));
+        k.field(
+            "kpatch_flags",
+            &kpatch::fixed_flags(distro, &inp.job, inp.skip_compiler_check).join("\0"),
+        );
     }
+    k.field(
+        "kernel_inputs",
+        match &inp.kernel {
+            KernelInputs::Headers { .. } => "headers",
+            KernelInputs::Srpm { .. } => "srpm",
+            KernelInputs::PreparedTree { .. } => "prepared-tree",
+        },
+    );
     let mut digests = inp.kernel_digests.clone();
     digests.sort();
     if digests.is_empty() {
@@ -181,8 +231,14 @@ pub fn cache_key(inp: &BuildInputs, distro: &Distro, image_id: &str) -> Result<S
             KernelInputs::Srpm { srpm, vmlinux } => {
                 k.file("srpm", srpm)?.file("vmlinux", vmlinux)?;
             }
-            KernelInputs::PreparedTree { source, config, vmlinux } => {
-                k.tree("source", source)?.file("config", config)?.file("vmlinux", vmlinux)?;
+            KernelInputs::PreparedTree {
+                source,
+                config,
+                vmlinux,
+            } => {
+                k.tree("source", source)?
+                    .file("config", config)?
+                    .file("vmlinux", vmlinux)?;
             }
         }
     } else {
@@ -200,18 +256,36 @@ pub fn cache_key(inp: &BuildInputs, distro: &Distro, image_id: &str) -> Result<S
 }
 
 /// Build one job (or serve it from the cache).
-pub fn build_job(engine: &Engine, inp: &BuildInputs, s: &BuildSettings, progress: Option<&ProgressBar>) -> Result<BuildOutput> {
+pub fn build_job(
+    engine: &Engine,
+    inp: &BuildInputs,
+    s: &BuildSettings,
+    progress: Option<&ProgressBar>,
+) -> Result<BuildOutput> {
     let started = Instant::now();
     check_inputs(inp)?;
     let job = &inp.job;
     let distro = Distro::builtin(&job.distro)?;
     // Whoever owns the nearest existing ancestor of the output directory
     // gets the outputs (matters when running as root for a user).
-    let owner = s.out_dir.ancestors().find(|p| p.exists()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    check_mode(inp, &distro)?;
+    let owner = s
+        .out_dir
+        .ancestors()
+        .find(|p| p.exists())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let image = match &s.image {
         Some(tag) => {
-            let id = engine.image_id(tag)?.with_context(|| format!("image {tag} not found"))?;
-            builder::BuilderImage { builder: distro.builder.clone(), tag: tag.clone(), id, reused: true }
+            let id = engine
+                .image_id(tag)?
+                .with_context(|| format!("image {tag} not found"))?;
+            builder::BuilderImage {
+                builder: distro.builder.clone(),
+                tag: tag.clone(),
+                id,
+                reused: true,
+            }
         }
         None => builder::find(engine, &distro.builder)?,
     };
@@ -239,8 +313,13 @@ pub fn build_job(engine: &Engine, inp: &BuildInputs, s: &BuildSettings, progress
         install_module(&cached, &dest, &owner)?;
         return Ok(output(true));
     }
-    std::fs::create_dir_all(&s.log_dir).with_context(|| format!("creating {}", s.log_dir.display()))?;
-    std::fs::write(&log, format!("khotfix build {} (cache key {key})\n", job.id)).with_context(|| format!("writing {}", log.display()))?;
+    std::fs::create_dir_all(&s.log_dir)
+        .with_context(|| format!("creating {}", s.log_dir.display()))?;
+    std::fs::write(
+        &log,
+        format!("khotfix build {} (cache key {key})\n", job.id),
+    )
+    .with_context(|| format!("writing {}", log.display()))?;
     let work = s.work_dir.join(&job.id);
     let built = match job.backend {
         Backend::Kbuild => kbuild::run(engine, inp, &image.tag, &work, &log, s, progress)?,
@@ -262,14 +341,29 @@ pub fn verify_module(ko: &Path, job: &Job) -> Result<()> {
     let want = hotfix_module_name(job);
     match info.get("name") {
         Some(n) if n == want => {}
-        other => bail!("job {}: module {} is named {:?}, expected {want}", job.id, ko.display(), other.unwrap_or("(none)")),
+        other => bail!(
+            "job {}: module {} is named {:?}, expected {want}",
+            job.id,
+            ko.display(),
+            other.unwrap_or("(none)")
+        ),
     }
     match info.kernel_release() {
         Some(r) if r == job.kernel.as_str() => {}
-        other => bail!("job {}: module {} has vermagic for {:?}, expected {}", job.id, ko.display(), other.unwrap_or("(none)"), job.kernel),
+        other => bail!(
+            "job {}: module {} has vermagic for {:?}, expected {}",
+            job.id,
+            ko.display(),
+            other.unwrap_or("(none)"),
+            job.kernel
+        ),
     }
     if info.get("livepatch") != Some("Y") {
-        bail!("job {}: module {} is not a livepatch module (no MODULE_INFO(livepatch, \"Y\"))", job.id, ko.display());
+        bail!(
+            "job {}: module {} is not a livepatch module (no MODULE_INFO(livepatch, \"Y\"))",
+            job.id,
+            ko.display()
+        );
     }
     Ok(())
 }
@@ -279,7 +373,8 @@ fn install_module(from: &Path, dest: &Path, owner: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
     crate::util::fsx::write_atomic(dest, &bytes)?;
-    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644)).with_context(|| format!("chmod {}", dest.display()))?;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("chmod {}", dest.display()))?;
     if let Some(job_dir) = dest.parent() {
         container::give_back_as(job_dir, owner, 0)?;
     }
@@ -287,17 +382,27 @@ fn install_module(from: &Path, dest: &Path, owner: &Path) -> Result<()> {
 }
 
 /// Build many jobs with at most `parallel` at once; results keep input order.
-pub fn build_all(engine: &Engine, inputs: &[BuildInputs], s: &BuildSettings, parallel: usize, progress: &(dyn Fn(&BuildInputs) -> Option<ProgressBar> + Sync)) -> Vec<Result<BuildOutput>> {
+pub fn build_all(
+    engine: &Engine,
+    inputs: &[BuildInputs],
+    s: &BuildSettings,
+    parallel: usize,
+    progress: &(dyn Fn(&BuildInputs) -> Option<ProgressBar> + Sync),
+) -> Vec<Result<BuildOutput>> {
     let parallel = parallel.max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<BuildOutput>>>> = inputs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let results: Vec<std::sync::Mutex<Option<Result<BuildOutput>>>> =
+        inputs.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..parallel.min(inputs.len()) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(inp) = inputs.get(i) else { break };
                 let r = if container::interrupted() {
-                    Err(anyhow::anyhow!("job {}: not started (interrupted)", inp.job.id))
+                    Err(anyhow::anyhow!(
+                        "job {}: not started (interrupted)",
+                        inp.job.id
+                    ))
                 } else {
                     let pb = progress(inp);
                     let r = build_job(engine, inp, s, pb.as_ref());
@@ -316,6 +421,10 @@ pub fn build_all(engine: &Engine, inputs: &[BuildInputs], s: &BuildSettings, par
     });
     results
         .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(|| Err(anyhow::anyhow!("job did not run"))))
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(anyhow::anyhow!("job did not run")))
+        })
         .collect()
 }

@@ -11,12 +11,16 @@ pub struct ModInfo(pub Vec<(String, String)>);
 impl ModInfo {
     /// First value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The kernel release the module was built for (first word of vermagic).
     pub fn kernel_release(&self) -> Option<&str> {
-        self.get("vermagic").and_then(|v| v.split_whitespace().next())
+        self.get("vermagic")
+            .and_then(|v| v.split_whitespace().next())
     }
 }
 
@@ -48,22 +52,31 @@ pub fn parse(bytes: &[u8]) -> Result<ModInfo> {
     }
     let sh = |i: usize| -> Option<(u32, usize, usize)> {
         let base = shoff.checked_add(i.checked_mul(shentsize)?)?;
-        Some((u32_at(bytes, base)?, u64_at(bytes, base + 0x18)? as usize, u64_at(bytes, base + 0x20)? as usize))
+        Some((
+            u32_at(bytes, base)?,
+            u64_at(bytes, base + 0x18)? as usize,
+            u64_at(bytes, base + 0x20)? as usize,
+        ))
     };
     let (_, stroff, strsize) = sh(shstrndx).ok_or_else(bad)?;
-    let strtab = bytes.get(stroff..stroff.checked_add(strsize).ok_or_else(bad)?).ok_or_else(bad)?;
+    let strtab = bytes
+        .get(stroff..stroff.checked_add(strsize).ok_or_else(bad)?)
+        .ok_or_else(bad)?;
     for i in 0..shnum {
         let (name, off, size) = sh(i).ok_or_else(bad)?;
         let n = strtab.get(name as usize..).ok_or_else(bad)?;
         let n = &n[..n.iter().position(|&c| c == 0).unwrap_or(n.len())];
         if n == b".modinfo" {
-            let data = bytes.get(off..off.checked_add(size).ok_or_else(bad)?).ok_or_else(bad)?;
+            let data = bytes
+                .get(off..off.checked_add(size).ok_or_else(bad)?)
+                .ok_or_else(bad)?;
             let pairs = data
                 .split(|&c| c == 0)
                 .filter(|s| !s.is_empty())
                 .filter_map(|s| {
                     let s = String::from_utf8_lossy(s);
-                    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+                    s.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
                 })
                 .collect();
             return Ok(ModInfo(pairs));

@@ -52,7 +52,10 @@ pub enum BuilderCmd {
 
 fn spinner(mp: &MultiProgress, prefix: String) -> ProgressBar {
     let pb = mp.add(ProgressBar::new_spinner());
-    pb.set_style(ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     pb.set_prefix(prefix);
     pb.enable_steady_tick(std::time::Duration::from_millis(150));
     pb
@@ -89,18 +92,29 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
         plan.jobs.retain(|j| &j.kernel == k);
     }
     if plan.jobs.is_empty() {
-        anyhow::bail!("{}: no jobs to build{}", a.recipe.display(), a.kernel.as_deref().map(|k| format!(" for kernel {k}")).unwrap_or_default());
+        anyhow::bail!(
+            "{}: no jobs to build{}",
+            a.recipe.display(),
+            a.kernel
+                .as_deref()
+                .map(|k| format!(" for kernel {k}"))
+                .unwrap_or_default()
+        );
     }
     let engine = Engine::from_config(&config)?;
     let mut inputs = Vec::new();
     let mut reports: Vec<Option<JobReport>> = Vec::new();
     for job in plan.jobs {
-        let target = recipe.targets.iter().find(|t| t.name == job.target).ok_or_else(|| anyhow::anyhow!("job {}: target vanished", job.id))?;
+        let target = recipe
+            .targets
+            .iter()
+            .find(|t| t.name == job.target)
+            .ok_or_else(|| anyhow::anyhow!("job {}: target vanished", job.id))?;
         let distro = Distro::builtin(&job.distro)?;
         let kernel = match (job.backend, distro.family) {
             (Backend::Kbuild, Family::Deb) => {
                 let dir = config.cache_dir.join("headers").join(job.kernel.as_str());
-                build::debian::headers(job.kernel.as_str(), &dir).map(|(root, kdir)| KernelInputs::Headers { root, kdir })
+                build::debian::headers(job.kernel.as_str(), &dir).map(|h| (KernelInputs::Headers { root: h.root, kdir: h.kdir }, h.digests))
             }
             _ => Err(anyhow::anyhow!(
                 "job {}: {} kernel inputs for {} come from the fetch/prepare stages (use `khotfix run`)",
@@ -110,12 +124,12 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
             )),
         };
         match kernel {
-            Ok(kernel) => {
+            Ok((kernel, kernel_digests)) => {
                 reports.push(None);
                 inputs.push(BuildInputs {
                     job,
                     kernel,
-                    kernel_digests: vec![],
+                    kernel_digests,
                     patches: target.patches.clone(),
                     module_source: target.module_source.clone(),
                     skip_compiler_check: target.skip_compiler_check,
@@ -141,7 +155,11 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
         log_dir: a.out.join("logs"),
         make_jobs: a.make_jobs.max(1),
         timeout: Some(config.build_timeout),
-        cache: if a.no_cache { None } else { Some(cache.clone()) },
+        cache: if a.no_cache {
+            None
+        } else {
+            Some(cache.clone())
+        },
         image: None,
         kpatch_build: None,
     };
@@ -161,7 +179,17 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
                 if a.no_cache {
                     let _ = cache.put(&o.cache_key, &o.job, &o.module, &o.image);
                 }
-                JobReport { job: o.job, kernel: o.kernel, backend: o.backend, ok: true, cache_hit: o.cache_hit, module: Some(o.module), log: Some(o.log), seconds: o.seconds, error: None }
+                JobReport {
+                    job: o.job,
+                    kernel: o.kernel,
+                    backend: o.backend,
+                    ok: true,
+                    cache_hit: o.cache_hit,
+                    module: Some(o.module),
+                    log: Some(o.log),
+                    seconds: o.seconds,
+                    error: None,
+                }
             }
             Err(e) => JobReport {
                 job: inp.job.id.clone(),
@@ -182,7 +210,12 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
         super::print_json(&reports)?;
     } else {
         print!("{}", table(&reports));
-        println!("{} job(s): {} built, {} cached, {failed} failed", reports.len(), reports.iter().filter(|r| r.ok && !r.cache_hit).count(), reports.iter().filter(|r| r.cache_hit).count());
+        println!(
+            "{} job(s): {} built, {} cached, {failed} failed",
+            reports.len(),
+            reports.iter().filter(|r| r.ok && !r.cache_hit).count(),
+            reports.iter().filter(|r| r.cache_hit).count()
+        );
     }
     for r in reports.iter().filter(|r| !r.ok) {
         if let Some(e) = &r.error {
@@ -202,8 +235,21 @@ fn table(reports: &[JobReport]) -> String {
                 (true, false) => "built",
                 _ => "FAILED",
             };
-            let where_ = if r.ok { r.module.as_ref() } else { r.log.as_ref() };
-            [r.job.clone(), r.kernel.clone(), r.backend.to_string(), result.into(), format!("{:.1}s", r.seconds), where_.map(|p| p.display().to_string()).unwrap_or_else(|| "-".into())]
+            let where_ = if r.ok {
+                r.module.as_ref()
+            } else {
+                r.log.as_ref()
+            };
+            [
+                r.job.clone(),
+                r.kernel.clone(),
+                r.backend.to_string(),
+                result.into(),
+                format!("{:.1}s", r.seconds),
+                where_
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ]
         })
         .collect();
     let mut widths = headers.map(str::len);
@@ -214,7 +260,11 @@ fn table(reports: &[JobReport]) -> String {
     }
     let mut out = String::new();
     let mut line = |cells: Vec<&str>| {
-        let l: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let l: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(l.join("  ").trim_end());
         out.push('\n');
     };
@@ -227,13 +277,23 @@ fn table(reports: &[JobReport]) -> String {
 
 pub fn builder(c: BuilderCmd) -> anyhow::Result<i32> {
     match c {
-        BuilderCmd::Build { name, base, force, json } => {
+        BuilderCmd::Build {
+            name,
+            base,
+            force,
+            json,
+        } => {
             let config = Config::load()?;
             let engine = Engine::from_config(&config)?;
             let log_dir = config.cache_dir.join("logs");
-            let opts = builder::BuildImageOptions { base, force, log_dir };
+            let opts = builder::BuildImageOptions {
+                base,
+                force,
+                log_dir,
+            };
             let mp = MultiProgress::new();
-            let pb = (std::io::stderr().is_terminal() && !json).then(|| spinner(&mp, format!("builder {name}")));
+            let pb = (std::io::stderr().is_terminal() && !json)
+                .then(|| spinner(&mp, format!("builder {name}")));
             let img = builder::ensure(&engine, &name, &opts, pb.as_ref());
             if let Some(pb) = pb {
                 pb.finish_and_clear();
@@ -242,7 +302,12 @@ pub fn builder(c: BuilderCmd) -> anyhow::Result<i32> {
             if json {
                 super::print_json(&img)?;
             } else {
-                println!("{} {} ({})", if img.reused { "reused" } else { "built" }, img.tag, img.id);
+                println!(
+                    "{} {} ({})",
+                    if img.reused { "reused" } else { "built" },
+                    img.tag,
+                    img.id
+                );
             }
             Ok(exit::OK)
         }

@@ -35,7 +35,8 @@ pub struct RunArgs {
     /// Resolve ranges against what the distros' repositories publish.
     #[arg(long)]
     pub from_repos: bool,
-    /// Signing keys directory.
+    /// Signing keys directory as made by `khotfix keys generate` (default:
+    /// development keys generated in OUT/keys).
     #[arg(long)]
     pub keys: Option<PathBuf>,
     /// Repository to publish to (default OUT/repo).
@@ -51,7 +52,20 @@ pub struct RunArgs {
 
 /// Load recipes and expand the plan the same way `khotfix plan` does.
 fn load_plan(a: &RunArgs) -> Result<(Vec<khotfix::recipe::Recipe>, Plan)> {
-    let recipes = crate::cli::recipe::load_recipes(&a.recipes)?;
+    let mut recipes = crate::cli::recipe::load_recipes(&a.recipes)?;
+    if !a.targets.is_empty() {
+        for t in &a.targets {
+            if !recipes.iter().any(|r| r.targets.iter().any(|x| &x.name == t)) {
+                anyhow::bail!("--target {t:?}: no recipe has a target of that name");
+            }
+        }
+        // Drop the other targets before resolving kernels, so --from-repos
+        // only asks the selected targets' distros.
+        for r in &mut recipes {
+            r.targets.retain(|x| a.targets.contains(&x.name));
+        }
+        recipes.retain(|r| !r.targets.is_empty());
+    }
     let mut known = match &a.kernels {
         Some(f) => read_kernel_list(f)?,
         None => Vec::new(),
@@ -59,19 +73,24 @@ fn load_plan(a: &RunArgs) -> Result<(Vec<khotfix::recipe::Recipe>, Plan)> {
     if a.from_repos {
         known.extend(crate::cli::fetch::published_kernels(&recipes)?);
     }
-    let mut plan = Plan::expand(&recipes, &known)?;
-    if !a.targets.is_empty() {
-        for t in &a.targets {
-            if !recipes
-                .iter()
-                .any(|r| r.targets.iter().any(|x| &x.name == t))
-            {
-                anyhow::bail!("--target {t:?}: no recipe has a target of that name");
-            }
-        }
-        plan.jobs.retain(|j| a.targets.contains(&j.target));
-    }
+    let plan = Plan::expand(&recipes, &known)?;
     Ok((recipes, plan))
+}
+
+/// `--keys DIR`, or development keys generated once in `OUT/keys`.
+fn keys_dir(a: &RunArgs) -> Result<PathBuf> {
+    if let Some(k) = &a.keys {
+        if !k.is_dir() {
+            anyhow::bail!("--keys {}: no such directory", k.display());
+        }
+        return Ok(k.clone());
+    }
+    let dir = a.out.join("keys");
+    if !dir.join(khotfix::keys::PGP_SECRET_FILE).is_file() {
+        eprintln!("khotfix: generating development signing keys in {} (use --keys DIR for real ones)", dir.display());
+        khotfix::keys::generate(&dir, &khotfix::keys::GenerateOptions::default())?;
+    }
+    Ok(dir)
 }
 
 /// Exit codes: 0 all jobs (and publish) passed, 1 a job or publish failed,
@@ -83,7 +102,6 @@ pub fn run(a: RunArgs) -> Result<i32> {
     let (recipes, plan) = load_plan(&a)?;
     let mut settings = RunSettings::new(&a.out);
     settings.parallel = a.parallel;
-    settings.keys = a.keys.clone();
     settings.publish = a.job_index.is_none();
     if let Some(r) = &a.repo {
         settings.repo = r.clone();
@@ -96,6 +114,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     };
     if plan.jobs.is_empty() {
         eprintln!("khotfix: the plan has no jobs (no kernel matched; use --kernels FILE or --from-repos to resolve ranges)");
+    }
+    if !plan.jobs.is_empty() {
+        settings.keys = Some(keys_dir(&a)?);
     }
     let pipeline = run::wire::default_pipeline();
     let report = match run::run(&pipeline, &recipes, &plan, &sel, &settings) {

@@ -60,12 +60,23 @@ pub struct PackageArgs {
     /// Only this kernel release (as `uname -r` prints it).
     #[arg(long)]
     pub kernel: Option<String>,
-    /// The build stage's output directory (holds <job id>/kpatch-<id>.ko).
-    #[arg(long, default_value = "out/build")]
+    /// The build stage's output directory (`khotfix build --out`; holds
+    /// <job id>/kpatch-<id>.ko).
+    #[arg(long, default_value = "khotfix-build")]
     pub build_dir: PathBuf,
     /// Where the RPMs go.
-    #[arg(long, default_value = "out/rpms")]
+    #[arg(long, default_value = "khotfix-rpms")]
     pub out_dir: PathBuf,
+    /// Sign the built modules (in place, replacing any signature) with this
+    /// module-signing key before packaging; needs --module-cert.
+    #[arg(long, requires = "module_cert")]
+    pub module_key: Option<PathBuf>,
+    /// Certificate for --module-key.
+    #[arg(long, requires = "module_key")]
+    pub module_cert: Option<PathBuf>,
+    /// Digest for --module-key signing.
+    #[arg(long, default_value = "sha256")]
+    pub hash: HashAlgo,
     /// Armored OpenPGP secret key (RSA) that signs the packages.
     #[arg(long, env = "KHOTFIX_PGP_KEY")]
     pub pgp_key: PathBuf,
@@ -175,6 +186,12 @@ pub fn package(a: PackageArgs) -> anyhow::Result<i32> {
             a.recipe.display(),
             a.build_dir.display()
         );
+    }
+    if let (Some(k), Some(c)) = (&a.module_key, &a.module_cert) {
+        let mkey = ModuleKey::load(k, c, pass.as_ref())?;
+        for input in &inputs {
+            sign::sign_file(&input.ko_path, &input.ko_path, &mkey, a.hash)?;
+        }
     }
     let mut outputs = Vec::new();
     for input in &inputs {

@@ -400,6 +400,13 @@ fn attempt_once(
     if size.is_some_and(|s| have > s) {
         have = 0;
     }
+    if have > 0 && size == Some(have) {
+        // A complete part left by an interrupted run: verify it without a request.
+        let mut hasher = algo.hasher();
+        let mut f = File::open(part).map_err(|e| fatal(e, "opening"))?;
+        hash_existing(&mut f, &mut hasher, have).map_err(|e| fatal(e, "reading"))?;
+        return Ok((hasher.finish(), true));
+    }
     let mut req = http.client.get(url);
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));

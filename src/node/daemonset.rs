@@ -36,7 +36,7 @@ impl Default for DaemonSetOptions {
     fn default() -> Self {
         DaemonSetOptions {
             apply: false,
-            image: "docker.io/bitnami/kubectl:latest".into(),
+            image: "khotfix-node-agent:latest".into(),
             namespace: "kube-system".into(),
             interval_secs: 3600,
         }

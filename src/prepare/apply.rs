@@ -119,9 +119,13 @@ pub fn check(tree: &Path, patches: &[PathBuf]) -> Result<ApplyReport, ApplyError
         .prefix("khotfix-apply-check-")
         .tempdir()
         .map_err(|e| io_err("creating a scratch directory", e))?;
-    for (_, p) in &parsed {
+    for (path, p) in &parsed {
         for f in &p.files {
             copy_touched(tree, scratch.path(), &f.path)?;
+        }
+        // Sources of git renames/copies and old names are read too.
+        for rel in source_paths(path)? {
+            copy_touched(tree, scratch.path(), &rel)?;
         }
     }
     let mut out = Vec::new();
@@ -164,6 +168,34 @@ fn parse_all(patches: &[PathBuf]) -> Result<Vec<(PathBuf, Patch)>, ApplyError> {
             Ok((path.clone(), p))
         })
         .collect()
+}
+
+/// Old-side paths a patch reads: `--- a/x` names and git `rename from` /
+/// `copy from` sources. Only paths that pass `validate::relative_path`.
+fn source_paths(path: &Path) -> Result<Vec<String>, ApplyError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| io_err(format!("reading patch {}", path.display()), e))?;
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let rel = if let Some(old) = l.strip_prefix("--- ") {
+            let old = old.split('\t').next().unwrap_or(old).trim_end();
+            match old.split_once('/') {
+                Some((_, rest)) if old != "/dev/null" => rest.to_string(),
+                _ => continue,
+            }
+        } else if let Some(r) = l
+            .strip_prefix("rename from ")
+            .or_else(|| l.strip_prefix("copy from "))
+        {
+            r.trim_end().to_string()
+        } else {
+            continue;
+        };
+        if crate::util::validate::relative_path("patched file", &rel).is_ok() {
+            out.push(rel);
+        }
+    }
+    Ok(out)
 }
 
 /// Copy `rel` from the tree into the scratch directory, if it exists there.

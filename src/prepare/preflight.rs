@@ -577,11 +577,24 @@ fn decl_before(v: &[ViewLine], j: usize, brace_at: usize) -> (String, bool) {
 
 /// Enclosing blocks of view line `p`, innermost first. `complete` is false
 /// when the hunk started before the outermost block was closed off.
-fn enclosing(v: &[ViewLine], p: usize) -> (Vec<Block>, bool) {
+fn enclosing(v: &[ViewLine], p: usize) -> (Vec<Block>, bool, bool) {
     let mut chain = Vec::new();
+    // Whether the innermost block's opening line is itself new (a new type).
+    let mut innermost_new = false;
     let mut need = 0usize;
     for j in (0..p).rev() {
         let code = &v[j].code;
+        // Kernel style: a `}` or a complete statement at column 0 is file
+        // scope, so nothing before it encloses this line.
+        let t = code.trim_end();
+        let boundary = t.starts_with('}')
+            || (!t.is_empty()
+                && !t.starts_with([' ', '\t', '#'])
+                && t.ends_with(';')
+                && !t.contains('{'));
+        if boundary && (chain.is_empty() || need == 0) {
+            return (chain, true, innermost_new);
+        }
         for (ci, c) in code.char_indices().rev() {
             match c {
                 '}' => need += 1,
@@ -590,16 +603,19 @@ fn enclosing(v: &[ViewLine], p: usize) -> (Vec<Block>, bool) {
                     let (decl, top) = decl_before(v, j, ci);
                     let b = classify(&decl, top);
                     let at_top = top && code.starts_with(|ch: char| !ch.is_whitespace());
+                    if chain.is_empty() {
+                        innermost_new = v[j].changed;
+                    }
                     chain.push(b);
                     if at_top {
-                        return (chain, true);
+                        return (chain, true, innermost_new);
                     }
                 }
                 _ => {}
             }
         }
     }
-    (chain, false)
+    (chain, false, innermost_new)
 }
 
 /// The function a changed line is in, from the hunk or from the `@@` section.
@@ -794,8 +810,10 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
             }
 
             // Context: which block is this line in?
-            let (chain, complete) = enclosing(&v, p);
+            let (chain, complete, innermost_new) = enclosing(&v, p);
             match chain.first() {
+                // A whole new type is not a layout change of existing data.
+                Some(Block::Type(_)) if innermost_new => continue,
                 Some(Block::Type(d)) => {
                     out.add(
                         Category::DataLayout,
@@ -806,6 +824,7 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
                     );
                     continue;
                 }
+                Some(Block::Initializer { .. }) if innermost_new => {}
                 Some(Block::Initializer { decl, top_level })
                     if (*top_level || !chain.iter().any(|b| matches!(b, Block::Function(_))))
                         && !(chain.len() == 1 && complete && !*top_level) =>
@@ -887,7 +906,7 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
                         Some(format!("changes notrace function {name}")),
                     );
                 }
-                if syscall.is_match(f) {
+                if new && syscall.is_match(f) {
                     out.add(
                         Category::Syscall,
                         line,
@@ -962,6 +981,21 @@ mod tests {
     fn struct_member_via_section() {
         let p = "--- a/k.c\n+++ b/k.c\n@@ -10,2 +10,3 @@ struct foo {\n \tint a;\n+\tint b;\n \tint c;\n";
         assert_eq!(cats(p), vec![Category::DataLayout]);
+    }
+
+    #[test]
+    fn code_after_the_section_function_is_file_scope() {
+        // The @@ section names an __init function, but the hunk starts after it ended.
+        let p = "--- a/k.c\n+++ b/k.c\n@@ -10,3 +10,7 @@ static int __init foo_init(void)\n }\n module_init(foo_init);\n \n+void helper(void)\n+{\n+\tbar();\n+}\n";
+        assert_eq!(cats(p), vec![]);
+        let p = "--- a/k.c\n+++ b/k.c\n@@ -10,2 +10,6 @@ static void __exit foo_exit(void)\n module_exit(foo_exit);\n \n+static const char *const names[] = {\n+\t\"a\",\n+\t\"b\",\n+};\n";
+        assert_eq!(cats(p), vec![]);
+    }
+
+    #[test]
+    fn new_struct_is_not_a_layout_change() {
+        let p = "--- a/k.c\n+++ b/k.c\n@@ -1,2 +1,6 @@\n #include <linux/types.h>\n+struct hotfix_state {\n+\tint a;\n+\tint b;\n+};\n \n";
+        assert_eq!(cats(p), vec![]);
     }
 
     #[test]

@@ -611,17 +611,19 @@ const CONFIG_TABLE: &[(&str, &[&str])] = &[
         &[
             "{root}/kernel-{version}-{arch}.config",
             "{tree}/configs/kernel-{version}-{arch}.config",
+            "{root}/kernel-{arch}.config",
         ],
     ),
-    // Alibaba Cloud Linux 3 (cloud-kernel): the config ships as a source of
-    // the SRPM, or in the tree's configs/ directory.
+    // Alibaba Cloud Linux 3 (RHEL 8 family): the config ships as a source of
+    // the SRPM (versioned or not, as RHEL 8 specs name it), or lands in the
+    // tree's configs/ directory after %prep.
     (
         "alinux3",
         &[
             "{root}/kernel-{version}-{arch}.config",
-            "{root}/config-{arch}",
+            "{root}/kernel-{arch}.config",
             "{tree}/configs/kernel-{version}-{arch}.config",
-            "{tree}/configs/config-{arch}",
+            "{tree}/configs/kernel-{arch}.config",
         ],
     ),
     // Debian: the headers package carries the build's .config.
@@ -987,7 +989,13 @@ mod tests {
     fn config_table() {
         let k = KernelRelease::parse("3.10.0-1062.9.1.el7.x86_64").unwrap();
         let c = config_candidates("centos7", &k, "x86_64", Path::new("/s"), None).unwrap();
-        assert_eq!(c, vec![PathBuf::from("/s/kernel-3.10.0-x86_64.config")]);
+        assert_eq!(
+            c,
+            vec![
+                PathBuf::from("/s/kernel-3.10.0-x86_64.config"),
+                PathBuf::from("/s/kernel-x86_64.config")
+            ]
+        );
         let d = KernelRelease::parse("6.1.0-56-amd64").unwrap();
         let c = config_candidates("debian12", &d, "amd64", Path::new("/"), None).unwrap();
         assert_eq!(

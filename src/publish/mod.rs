@@ -165,13 +165,26 @@ fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Ve
         .unwrap_or(1)
         .min(8);
     let chunk = todo.len().div_ceil(threads.max(1)).max(1);
+    // A progress bar only for long reads on a terminal.
+    let bar = if todo.len() >= 200 && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let b = indicatif::ProgressBar::new(todo.len() as u64);
+        b.set_message("reading RPM headers");
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let results: Vec<Result<Vec<cache::Entry>>> = std::thread::scope(|s| {
         let handles: Vec<_> = todo
             .chunks(chunk)
             .map(|part| {
+                let bar = bar.clone();
                 s.spawn(move || {
                     part.iter()
-                        .map(|(name, md)| read_one(pkgdir, name, md))
+                        .map(|(name, md)| {
+                            let r = read_one(pkgdir, name, md);
+                            bar.inc(1);
+                            r
+                        })
                         .collect::<Result<Vec<_>>>()
                 })
             })
@@ -184,6 +197,7 @@ fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Ve
             })
             .collect()
     });
+    bar.finish_and_clear();
     let mut out = Vec::new();
     for r in results {
         out.extend(r?);

@@ -38,13 +38,14 @@ pub struct K8sOptions {
     pub cache_claim: String,
     /// PersistentVolumeClaim (ReadWriteMany) for `/shared` (out and repo).
     pub out_claim: String,
-    /// Secret holding the signing keys (mounted read-only at `/keys`).
+    /// Secret holding the signing keys in the `khotfix keys generate` layout
+    /// (mounted read-only at `/keys`).
     pub keys_secret: String,
     /// Working directory in the image: recipe paths are relative to it.
     pub workdir: String,
 }
 
-/// Where the cache volume is mounted; `KHOTFIX_CACHE` and `XDG_CACHE_HOME`
+/// Where the cache volume is mounted; `KHOTFIX_CACHE_DIR` and `XDG_CACHE_HOME`
 /// both point there so the cache is found under either convention.
 pub const CACHE_DIR: &str = "/var/cache/khotfix";
 pub const SHARED: &str = "/shared";
@@ -173,9 +174,10 @@ pub fn manifests(plan: &Plan, o: &K8sOptions) -> Result<Vec<Value>> {
         m
     };
     let env = json!([
-        {"name": "KHOTFIX_CACHE", "value": CACHE_DIR},
+        {"name": "KHOTFIX_CACHE_DIR", "value": CACHE_DIR},
         {"name": "XDG_CACHE_HOME", "value": "/var/cache"},
-        {"name": "KHOTFIX_KEYS", "value": KEYS},
+        // `khotfix publish` signs repomd.xml with the package key.
+        {"name": "KHOTFIX_GPG_KEY", "value": format!("{KEYS}/{}", crate::keys::PGP_SECRET_FILE)},
     ]);
     let mounts = json!([
         {"name": "cache", "mountPath": CACHE_DIR},

@@ -1,11 +1,246 @@
-//! The real stage table `khotfix run` uses. Each stage plugs in with one
-//! `.stage(kind, function)` call; a stage whose module has not landed in this
-//! build is left out, and a job reaching it fails with "stage X is not
-//! available in this build of khotfix" (never a silent success).
+//! The real stage table `khotfix run` uses: each stage module plugs in with
+//! one `.stage(kind, …)` call. Stage logic stays in its module; the adapters
+//! here only translate the previous stages' artifacts into that module's
+//! typed inputs and its typed output back into artifacts.
+//!
+//! Artifacts handed along (see [`super::artifact`]):
+//! fetch → `headers_root` (Debian) or `source_rpm`/`debuginfo_rpm`/`devel_rpm`
+//! (RPM), and `kernel_image` when the image was fetched; prepare →
+//! `module_source` (kbuild) or `vmlinux` (kpatch `-r SRPM` distros); build →
+//! `unsigned_module`; sign → `module`, `module_cert`; package → `rpm`,
+//! `rpm_key`; verify → `report`.
+//!
+//! The keys directory (`--keys DIR`) has the layout `khotfix keys generate`
+//! writes (see [`crate::keys`]).
 
-use super::{Pipeline, StageKind};
+use super::{artifact, JobContext, Pipeline, PublishOutput, RunSettings, Stage, StageKind, StageOutput};
+use crate::distro::{Distro, Family};
+use crate::recipe::Backend;
+use crate::util::fsx;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// The pipeline of this build.
 pub fn default_pipeline() -> Pipeline {
-    Pipeline::new().stage(StageKind::Verify, crate::verify::stage)
+    Pipeline::new()
+        .stage(StageKind::Fetch, fetch)
+        .stage(StageKind::Prepare, prepare)
+        .stage(StageKind::Build, BuildStage)
+        .stage(StageKind::Sign, SignStage)
+        .stage(StageKind::Package, PackageStage)
+        .stage(StageKind::Verify, crate::verify::stage)
+        .publisher(publish)
+}
+
+fn keys_dir(cx_settings: &RunSettings) -> Result<&Path> {
+    cx_settings.keys.as_deref().context("no signing keys: pass --keys DIR (a directory made by `khotfix keys generate`)")
+}
+
+fn key_file(dir: &Path, name: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    if !p.is_file() {
+        bail!("{}: missing from the keys directory {} (make one with `khotfix keys generate`)", name, dir.display());
+    }
+    Ok(p)
+}
+
+/// fetch: the kernel packages, verified and cached.
+fn fetch(cx: &JobContext) -> Result<StageOutput> {
+    let distro = Distro::builtin(&cx.job.distro)?;
+    let mut opts = crate::fetch::FetchOptions::from_env()?;
+    opts.progress = crate::fetch::ProgressMode::Quiet;
+    cx.note("downloading kernel packages");
+    let fetched = crate::fetch::fetch_job(cx.job, &distro, &opts)?;
+    let out = match &fetched {
+        crate::fetch::FetchedKernel::Deb(k) => {
+            let mut o = StageOutput::new().artifact("headers_root", &k.root).artifact("headers_dir", &k.headers_dir);
+            if let Some(v) = &k.vmlinuz {
+                o = o.artifact(artifact::KERNEL_IMAGE, v);
+            }
+            o
+        }
+        crate::fetch::FetchedKernel::Rpm(k) => StageOutput::new()
+            .artifact("source_rpm", &k.source_rpm)
+            .artifact("debuginfo_rpm", &k.debuginfo_rpm)
+            .artifact("debuginfo_common_rpm", &k.debuginfo_common_rpm)
+            .artifact("devel_rpm", &k.devel_rpm),
+    };
+    let files = fetched.files().len();
+    Ok(out.summary(format!("{files} package(s)")).detail(serde_json::to_value(fetched.files())?))
+}
+
+/// prepare: kbuild needs only the module source; kpatch on distros
+/// kpatch-build knows (`-r SRPM`) needs vmlinux out of kernel-debuginfo.
+fn prepare(cx: &JobContext) -> Result<StageOutput> {
+    let distro = Distro::builtin(&cx.job.distro)?;
+    match cx.target.backend {
+        Backend::Kbuild => {
+            let src = cx.target.module_source.as_ref().context("kbuild target without module_source")?;
+            if !src.join("Kbuild").is_file() && !src.join("Makefile").is_file() {
+                bail!("module source {} has neither a Kbuild nor a Makefile", src.display());
+            }
+            Ok(StageOutput::new().artifact("module_source", src))
+        }
+        Backend::Kpatch => {
+            let report = crate::prepare::preflight::analyze_patches(&cx.target.patches, false)?;
+            if report.exit_code() != crate::util::exit::OK {
+                bail!("preflight: the patches use what kpatch cannot handle: {}", serde_json::to_string(&report)?);
+            }
+            if distro.kpatch_mode != crate::distro::KpatchMode::Srpm {
+                bail!("prepare: a kpatch source tree for {} ({:?} mode) is not wired into `khotfix run` yet", distro.name, distro.kpatch_mode);
+            }
+            let debuginfo = cx.artifact(StageKind::Fetch, "debuginfo_rpm")?;
+            let member = crate::prepare::srpm::debuginfo_vmlinux_path(&cx.job.kernel);
+            let vmlinux = cx.work_dir.join("vmlinux");
+            cx.note("extracting vmlinux from kernel-debuginfo");
+            crate::prepare::srpm::extract_member(debuginfo, &member, &vmlinux).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(StageOutput::new().artifact("vmlinux", vmlinux))
+        }
+    }
+}
+
+struct BuildStage;
+
+impl Stage for BuildStage {
+    fn run(&self, cx: &JobContext) -> Result<StageOutput> {
+        use crate::build::{self, BuildInputs, BuildSettings, KernelInputs};
+        let config = crate::config::Config::load()?;
+        let engine = build::container::Engine::from_config(&config)?;
+        let distro = Distro::builtin(&cx.job.distro)?;
+        let kernel = match (cx.target.backend, distro.family) {
+            (Backend::Kbuild, Family::Deb) => {
+                let root = cx.artifact(StageKind::Fetch, "headers_root")?.to_path_buf();
+                let hdir = cx.artifact(StageKind::Fetch, "headers_dir")?;
+                let kdir = hdir.file_name().context("headers_dir has no name")?.to_string_lossy().to_string();
+                KernelInputs::Headers { root, kdir }
+            }
+            (Backend::Kpatch, Family::Rpm) => KernelInputs::Srpm {
+                srpm: cx.artifact(StageKind::Fetch, "source_rpm")?.to_path_buf(),
+                vmlinux: cx.artifact(StageKind::Prepare, "vmlinux")?.to_path_buf(),
+            },
+            (b, f) => bail!("build: {b} on a {f:?}-family distro is not wired into `khotfix run` yet"),
+        };
+        let kernel_digests: Vec<(String, String)> = cx
+            .prior
+            .get(&StageKind::Fetch)
+            .and_then(|o| o.detail.as_array())
+            .map(|files| {
+                files
+                    .iter()
+                    .filter_map(|f| Some((f.get("package")?.as_str()?.to_string(), f.get("checksum")?.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let inputs = BuildInputs {
+            job: cx.job.clone(),
+            kernel,
+            kernel_digests,
+            patches: cx.target.patches.clone(),
+            module_source: cx.target.module_source.clone(),
+            skip_compiler_check: cx.target.skip_compiler_check,
+        };
+        let settings = BuildSettings {
+            out_dir: cx.work_dir.clone(),
+            work_dir: config.cache_dir.join("work"),
+            log_dir: cx.work_dir.join("logs"),
+            make_jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            timeout: Some(config.build_timeout),
+            cache: Some(build::cache::BuildCache::new(config.build_cache_dir())),
+            image: None,
+            kpatch_build: None,
+        };
+        cx.note("building in the builder container");
+        let out = build::build_job(&engine, &inputs, &settings, None)?;
+        let summary = if out.cache_hit { "module from the build cache" } else { "module built" };
+        Ok(StageOutput::new()
+            .artifact(artifact::UNSIGNED_MODULE, &out.module)
+            .artifact("log", &out.log)
+            .summary(format!("{summary} ({})", out.image))
+            .detail(serde_json::to_value(&out)?))
+    }
+}
+
+/// sha256 of a file, for [`Stage::extra_inputs`]: a new key re-signs.
+fn file_input(name: &str, path: &Path) -> Result<BTreeMap<String, String>> {
+    Ok(BTreeMap::from([(name.to_string(), fsx::sha256_file(path)?)]))
+}
+
+struct SignStage;
+
+impl Stage for SignStage {
+    fn run(&self, cx: &JobContext) -> Result<StageOutput> {
+        let dir = keys_dir(cx.settings)?;
+        let key_path = key_file(dir, crate::keys::MODULE_KEY_FILE)?;
+        let cert = key_file(dir, crate::keys::MODULE_CERT_FILE)?;
+        let pass = crate::keys::read_passphrase(None)?;
+        let key = crate::keys::ModuleKey::load(&key_path, &cert, pass.as_ref())?;
+        let input = cx.artifact(StageKind::Build, artifact::UNSIGNED_MODULE)?;
+        // `<job-id>/<module file>`: the layout `package::inputs_from_build_dir` reads.
+        let out = cx.work_dir.join(&cx.job.id).join(cx.recipe.hotfix.module_file());
+        std::fs::create_dir_all(out.parent().context("sign output has no parent")?)?;
+        let r = crate::sign::sign_file(input, &out, &key, crate::sign::HashAlgo::Sha256)?;
+        Ok(StageOutput::new()
+            .artifact(artifact::MODULE, &out)
+            .artifact(artifact::MODULE_CERT, &cert)
+            .summary(format!("signed by {:?}", r.signer)))
+    }
+    fn extra_inputs(&self, cx: &JobContext) -> Result<BTreeMap<String, String>> {
+        let dir = keys_dir(cx.settings)?;
+        file_input("module_cert", &key_file(dir, crate::keys::MODULE_CERT_FILE)?)
+    }
+}
+
+struct PackageStage;
+
+impl Stage for PackageStage {
+    fn run(&self, cx: &JobContext) -> Result<StageOutput> {
+        let dir = keys_dir(cx.settings)?;
+        let secret = key_file(dir, crate::keys::PGP_SECRET_FILE)?;
+        let public = key_file(dir, crate::keys::PGP_PUBLIC_FILE)?;
+        let pass = crate::keys::read_passphrase(None)?;
+        let signer = crate::keys::PackageSigner::load(&secret, pass.as_ref())?;
+        let signed = cx.artifact(StageKind::Sign, artifact::MODULE)?;
+        let sign_dir = signed.parent().and_then(Path::parent).context("signed module path too short")?;
+        let inputs = crate::package::inputs_from_build_dir(cx.recipe, sign_dir, Some(&cx.job.kernel))?;
+        let input = inputs
+            .into_iter()
+            .find(|i| i.ko_path == signed)
+            .with_context(|| format!("package: {} was not found as a signed module of {}", signed.display(), cx.job.id))?;
+        let opts = crate::package::BuildOptions::from_env()?;
+        let out = crate::package::build_rpm(&input, &signer, &cx.work_dir, &opts)?;
+        Ok(StageOutput::new()
+            .artifact(artifact::RPM, &out.path)
+            .artifact(artifact::RPM_KEY, &public)
+            .summary(out.nevra.clone())
+            .detail(serde_json::to_value(&out)?))
+    }
+    fn extra_inputs(&self, cx: &JobContext) -> Result<BTreeMap<String, String>> {
+        let dir = keys_dir(cx.settings)?;
+        file_input("rpm_key", &key_file(dir, crate::keys::PGP_PUBLIC_FILE)?)
+    }
+}
+
+/// publish: the verified RPMs into `settings.repo`, metadata signed with the
+/// package key.
+fn publish(rpms: &[PathBuf], s: &RunSettings) -> Result<PublishOutput> {
+    let dir = keys_dir(s)?;
+    let secret = key_file(dir, crate::keys::PGP_SECRET_FILE)?;
+    let pass = std::env::var("KHOTFIX_GPG_PASSPHRASE").ok().or_else(|| std::env::var(crate::keys::PASSPHRASE_ENV).ok());
+    let key = crate::publish::RepoKey::load(&secret, pass.as_deref())?;
+    let repo = std::path::absolute(&s.repo).with_context(|| format!("resolving {}", s.repo.display()))?;
+    let report = crate::publish::publish(&crate::publish::PublishOptions {
+        repo: repo.clone(),
+        rpms: rpms.to_vec(),
+        keep: None,
+        key,
+        compress: crate::publish::Compression::parse("gz")?,
+        base_url: None,
+    })?;
+    let base = format!("file://{}", repo.display());
+    Ok(PublishOutput {
+        client_repo: Some(format!("baseurl={base} (full file: {})", repo.join(crate::publish::REPO_FILE).display())),
+        repo,
+        detail: serde_json::to_value(&report)?,
+    })
 }
