@@ -79,7 +79,7 @@ cp -a "$HDRS" "$W/tree2"
 find "$W/tree2/include/linux" -name '*.h' | sort | head -n 50 | while read -r f; do
     printf '/* khotfix bench */\n' >> "$f"
 done
-(cd "$W" && diff -ruN tree tree2 > "$W/bench.patch") || true
+(cd "$W" && diff -ruN --no-dereference tree tree2 > "$W/bench.patch") || true
 hyperfine --warmup 1 --runs 10 --export-json "$W/h.json" \
     -n khotfix-check "$CHECK $W/tree $W/bench.patch" \
     -n patch-dry-run "patch -p1 --dry-run --batch --forward -s -d $W/tree -i $W/bench.patch"
