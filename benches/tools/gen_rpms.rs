@@ -56,8 +56,8 @@ fn one(out: &std::path::Path, prefix: &str, i: usize) -> Result<(), rpm::Error> 
         "x86_64",
         "livepatch hotfix for 6.1.0-56",
     );
+    b.using_config(rpm::BuildConfig::v4().compression(rpm::CompressionType::Gzip));
     b.release("1")
-        .compression(rpm::CompressionType::Gzip)
         .description(format!("Kernel livepatch hotfix {id}: fixes a use-after-free in the eBPF LRU map & friends <generated>."))
         .url("https://example.invalid/hotfix")
         .vendor("khotfix bench")
