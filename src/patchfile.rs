@@ -79,41 +79,21 @@ impl Patch {
             let l = lines[i];
             if let Some(old) = l.strip_prefix("--- ") {
                 let Some(new) = lines.get(i + 1).and_then(|n| n.strip_prefix("+++ ")) else {
-                    return Err(PatchError {
-                        line: i + 1,
-                        message: "'---' header not followed by '+++'".into(),
-                    });
+                    return Err(PatchError { line: i + 1, message: "'---' header not followed by '+++'".into() });
                 };
-                let target = if new.starts_with("/dev/null") {
-                    strip_one(old)
-                } else {
-                    strip_one(new)
-                };
-                crate::util::validate::relative_path("patched file", target).map_err(|m| {
-                    PatchError {
-                        line: i + 2,
-                        message: m,
-                    }
-                })?;
-                files.push(FilePatch {
-                    path: target.to_string(),
-                    hunks: Vec::new(),
-                });
+                let target = if new.starts_with("/dev/null") { strip_one(old) } else { strip_one(new) };
+                crate::util::validate::relative_path("patched file", target)
+                    .map_err(|m| PatchError { line: i + 2, message: m })?;
+                files.push(FilePatch { path: target.to_string(), hunks: Vec::new() });
                 i += 2;
                 continue;
             }
             if l.starts_with("@@ ") {
                 let Some(file) = files.last_mut() else {
-                    return Err(PatchError {
-                        line: i + 1,
-                        message: "hunk before any '---'/'+++' file header".into(),
-                    });
+                    return Err(PatchError { line: i + 1, message: "hunk before any '---'/'+++' file header".into() });
                 };
                 let (old_start, old_len, new_start, new_len, section) = parse_hunk_header(l)
-                    .ok_or_else(|| PatchError {
-                        line: i + 1,
-                        message: format!("malformed hunk header {l:?}"),
-                    })?;
+                    .ok_or_else(|| PatchError { line: i + 1, message: format!("malformed hunk header {l:?}") })?;
                 let header_line = i + 1;
                 let (mut seen_old, mut seen_new) = (0u32, 0u32);
                 let mut body = Vec::new();
@@ -144,30 +124,16 @@ impl Patch {
                 while i < lines.len() && lines[i].starts_with('\\') {
                     i += 1;
                 }
-                file.hunks.push(Hunk {
-                    old_start,
-                    old_len,
-                    new_start,
-                    new_len,
-                    section,
-                    line: header_line,
-                    lines: body,
-                });
+                file.hunks.push(Hunk { old_start, old_len, new_start, new_len, section, line: header_line, lines: body });
                 continue;
             }
             i += 1;
         }
         if files.is_empty() {
-            return Err(PatchError {
-                line: 1,
-                message: "no '---'/'+++' file headers: not a unified diff".into(),
-            });
+            return Err(PatchError { line: 1, message: "no '---'/'+++' file headers: not a unified diff".into() });
         }
         if let Some(f) = files.iter().find(|f| f.hunks.is_empty()) {
-            return Err(PatchError {
-                line: 1,
-                message: format!("file {} has no hunks", f.path),
-            });
+            return Err(PatchError { line: 1, message: format!("file {} has no hunks", f.path) });
         }
         Ok(Patch { files })
     }

@@ -296,12 +296,7 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, col) = line_col(self.text, span.start);
-        self.diags.push(Diagnostic {
-            file: self.file.clone(),
-            line,
-            col,
-            message: message.into(),
-        });
+        self.diags.push(Diagnostic { file: self.file.clone(), line, col, message: message.into() });
     }
 
     fn check<T>(&mut self, span: Range<usize>, r: Result<T, String>) -> Option<T> {
@@ -336,14 +331,8 @@ impl Checker<'_> {
         } else if one_line {
             let r = validate::message(what, v);
             self.check(s.span(), r);
-        } else if let Some(c) = v
-            .chars()
-            .find(|c| c.is_control() && *c != '\n' && *c != '\t')
-        {
-            self.at(
-                s.span(),
-                format!("{what} contains the control character {c:?}"),
-            );
+        } else if let Some(c) = v.chars().find(|c| c.is_control() && *c != '\n' && *c != '\t') {
+            self.at(s.span(), format!("{what} contains the control character {c:?}"));
         }
         v.clone()
     }
@@ -356,14 +345,7 @@ impl Checker<'_> {
         let ok = if want_dir { p.is_dir() } else { p.is_file() };
         if !ok {
             let kind = if want_dir { "directory" } else { "file" };
-            self.at(
-                s.span(),
-                format!(
-                    "{what} {:?}: no such {kind} (resolved to {})",
-                    s.get_ref(),
-                    p.display()
-                ),
-            );
+            self.at(s.span(), format!("{what} {:?}: no such {kind} (resolved to {})", s.get_ref(), p.display()));
             return None;
         }
         Some(p)
@@ -374,10 +356,7 @@ impl Checker<'_> {
         match std::fs::read_to_string(&p) {
             Ok(text) => {
                 if let Err(e) = Patch::parse(&text) {
-                    self.at(
-                        s.span(),
-                        format!("patch {}: {e}: not a valid unified diff", s.get_ref()),
-                    );
+                    self.at(s.span(), format!("patch {}: {e}: not a valid unified diff", s.get_ref()));
                     return None;
                 }
             }
@@ -395,10 +374,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
-        + 1;
+    let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
     (line, col)
 }
 
@@ -407,12 +383,7 @@ impl Recipe {
     pub fn load(path: &Path) -> Result<Recipe, RecipeErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            RecipeErrors(vec![Diagnostic {
-                file: file.clone(),
-                line: 1,
-                col: 1,
-                message: format!("cannot read recipe: {e}"),
-            }])
+            RecipeErrors(vec![Diagnostic { file: file.clone(), line: 1, col: 1, message: format!("cannot read recipe: {e}") }])
         })?;
         Self::parse(path, &text)
     }
@@ -420,17 +391,8 @@ impl Recipe {
     /// Validate recipe text; `path` locates relative patch files and names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Recipe, RecipeErrors> {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir
-        };
-        let mut c = Checker {
-            file: path.display().to_string(),
-            text,
-            dir,
-            diags: Vec::new(),
-        };
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let mut c = Checker { file: path.display().to_string(), text, dir, diags: Vec::new() };
         let raw: RawRecipe = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
@@ -458,10 +420,7 @@ impl Recipe {
         let id = match *h.id.get_ref() {
             n if (1..=999_999_999_999).contains(&n) => n as u64,
             n => {
-                c.at(
-                    h.id.span(),
-                    format!("hotfix id {n} must be a positive number of at most 12 digits"),
-                );
+                c.at(h.id.span(), format!("hotfix id {n} must be a positive number of at most 12 digits"));
                 0
             }
         };
@@ -474,10 +433,7 @@ impl Recipe {
         for e in &h.changelog {
             let ok = is_date(&e.get_ref().date);
             if !ok {
-                c.at(
-                    e.span(),
-                    format!("changelog date {:?} must be YYYY-MM-DD", e.get_ref().date),
-                );
+                c.at(e.span(), format!("changelog date {:?} must be YYYY-MM-DD", e.get_ref().date));
             }
             let r = validate::message("changelog author", &e.get_ref().author);
             c.check(e.span(), r);
@@ -498,28 +454,16 @@ impl Recipe {
         for t in &raw.target {
             if let Some(t) = Self::check_target(c, t, default_backend) {
                 if targets.iter().any(|o: &Target| o.name == t.name) {
-                    c.at(
-                        second_name_span(&raw.target, &t.name),
-                        format!("duplicate target name {:?}", t.name),
-                    );
+                    c.at(second_name_span(&raw.target, &t.name), format!("duplicate target name {:?}", t.name));
                 }
                 targets.push(t);
             }
         }
         let node = Self::check_node(c, raw.node.as_ref(), &hotfix, &targets, hotfix_span);
-        Some(Recipe {
-            path: path.to_path_buf(),
-            hotfix,
-            targets,
-            node,
-        })
+        Some(Recipe { path: path.to_path_buf(), hotfix, targets, node })
     }
 
-    fn check_target(
-        c: &mut Checker,
-        t: &Spanned<RawTarget>,
-        default_backend: Backend,
-    ) -> Option<Target> {
+    fn check_target(c: &mut Checker, t: &Spanned<RawTarget>, default_backend: Backend) -> Option<Target> {
         let span = t.span();
         let t = t.get_ref();
         let r = validate::identifier("target name", t.name.get_ref());
@@ -535,49 +479,25 @@ impl Recipe {
         let ranges: Vec<_> = t.ranges.iter().filter_map(|r| c.range(r)).collect();
         let exclude: Vec<_> = t.exclude.iter().filter_map(|k| c.kernel(k)).collect();
         if t.kernels.is_empty() && t.ranges.is_empty() {
-            c.at(
-                span.clone(),
-                format!(
-                    "target {:?} names no kernels and no ranges",
-                    t.name.get_ref()
-                ),
-            );
+            c.at(span.clone(), format!("target {:?} names no kernels and no ranges", t.name.get_ref()));
         }
         if let Some(d) = &distro {
             for (k, s) in kernels.iter().zip(&t.kernels) {
                 if !k.is_bare() && !d.owns(k) {
-                    c.at(
-                        s.span(),
-                        format!(
-                            "kernel {k} is not a {} kernel (expected dist {})",
-                            d.name,
-                            d.dists.join("/")
-                        ),
-                    );
+                    c.at(s.span(), format!("kernel {k} is not a {} kernel (expected dist {})", d.name, d.dists.join("/")));
                 }
             }
         }
         let backend = t.backend.unwrap_or(default_backend);
         let patches: Vec<_> = t.patches.iter().filter_map(|p| c.patch(p)).collect();
-        let module_source = t
-            .module_source
-            .as_ref()
-            .and_then(|m| c.local_path("module_source", m, true));
+        let module_source = t.module_source.as_ref().and_then(|m| c.local_path("module_source", m, true));
         match backend {
-            Backend::Kpatch if t.patches.is_empty() => c.at(
-                span,
-                format!(
-                    "target {:?} uses the kpatch backend but lists no patches",
-                    t.name.get_ref()
-                ),
-            ),
-            Backend::Kbuild if t.module_source.is_none() => c.at(
-                span,
-                format!(
-                    "target {:?} uses the kbuild backend but has no module_source",
-                    t.name.get_ref()
-                ),
-            ),
+            Backend::Kpatch if t.patches.is_empty() => {
+                c.at(span, format!("target {:?} uses the kpatch backend but lists no patches", t.name.get_ref()))
+            }
+            Backend::Kbuild if t.module_source.is_none() => {
+                c.at(span, format!("target {:?} uses the kbuild backend but has no module_source", t.name.get_ref()))
+            }
             _ => {}
         }
         Some(Target {
@@ -637,20 +557,14 @@ impl Recipe {
             let u = u.get_ref();
             flavor_ok(c, &u.flavor);
             let message = c.text("unsupported message", &u.message, true);
-            unsupported.push(Unsupported {
-                flavor: u.flavor.get_ref().clone(),
-                message,
-            });
+            unsupported.push(Unsupported { flavor: u.flavor.get_ref().clone(), message });
         }
         let module = match &n.module {
             Some(m) => {
                 let r = validate::identifier("node module", m.get_ref());
                 c.check(m.span(), r);
                 if m.get_ref().contains('-') {
-                    c.at(
-                        m.span(),
-                        "node module is the loaded name: use '_' where the file name has '-'",
-                    );
+                    c.at(m.span(), "node module is the loaded name: use '_' where the file name has '-'");
                 }
                 m.get_ref().clone()
             }
@@ -659,33 +573,15 @@ impl Recipe {
         let ranges: Vec<_> = n.ranges.iter().filter_map(|r| c.range(r)).collect();
         let kernels: Vec<_> = n.kernels.iter().filter_map(|k| c.kernel(k)).collect();
         let (ranges, kernels) = if n.ranges.is_empty() && n.kernels.is_empty() {
-            (
-                targets.iter().flat_map(|t| t.ranges.clone()).collect(),
-                targets.iter().flat_map(|t| t.kernels.clone()).collect(),
-            )
+            (targets.iter().flat_map(|t| t.ranges.clone()).collect(), targets.iter().flat_map(|t| t.kernels.clone()).collect())
         } else {
             (ranges, kernels)
         };
-        let flavors = if n.flavors.is_empty() {
-            default_flavors()
-        } else {
-            n.flavors.iter().map(|f| f.get_ref().clone()).collect()
-        };
+        let flavors = if n.flavors.is_empty() { default_flavors() } else { n.flavors.iter().map(|f| f.get_ref().clone()).collect() };
         if flavors.is_empty() {
             c.at(fallback, "node conditions name no flavors");
         }
-        NodeConditions {
-            required_paths: n
-                .required_paths
-                .iter()
-                .map(|p| p.get_ref().clone())
-                .collect(),
-            flavors,
-            unsupported,
-            module,
-            ranges,
-            kernels,
-        }
+        NodeConditions { required_paths: n.required_paths.iter().map(|p| p.get_ref().clone()).collect(), flavors, unsupported, module, ranges, kernels }
     }
 }
 
@@ -704,9 +600,7 @@ fn is_date(s: &str) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 #[cfg(test)]

@@ -31,8 +31,6 @@ pub fn fetch(_a: FetchArgs) -> anyhow::Result<i32> {
 }
 
 /// Kernels the recipes' distros publish (for `plan --from-repos`).
-pub fn published_kernels(
-    _recipes: &[khotfix::recipe::Recipe],
-) -> anyhow::Result<Vec<khotfix::kernel::KernelRelease>> {
+pub fn published_kernels(_recipes: &[khotfix::recipe::Recipe]) -> anyhow::Result<Vec<khotfix::kernel::KernelRelease>> {
     anyhow::bail!("plan --from-repos: not implemented yet")
 }
