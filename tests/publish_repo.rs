@@ -569,7 +569,7 @@ fn bad_input_changes_nothing() {
     let repomd = std::fs::read(repo.join("repodata/repomd.xml")).unwrap();
     let junk = work.path().join("junk.rpm");
     std::fs::write(&junk, b"not an rpm at all").unwrap();
-    let out = publish(&keys, &repo, &[], &[junk.clone()]);
+    let out = publish(&keys, &repo, &[], std::slice::from_ref(&junk));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");

@@ -68,7 +68,7 @@ fn one(out: &std::path::Path, prefix: &str, i: usize) -> Result<(), rpm::Error> 
         .provides(Dependency::eq(format!("kernel-hotfix({id})"), "1.0-1"))
         .conflicts(Dependency::less(format!("kernel-hotfix-{id}"), "1.0"))
         .add_changelog_entry("Kernel Team <kernel@example.invalid> - 1.0-1", format!("- hotfix {id}"), 1_790_000_000u32)
-        .add_changelog_entry("Kernel Team <kernel@example.invalid> - 0.9-1", "- initial".to_string(), 1_780_000_000u32);
+        .add_changelog_entry("Kernel Team <kernel@example.invalid> - 0.9-1", "- initial", 1_780_000_000u32);
     b.with_file_contents(
         format!("livepatch module {id}\n").repeat(200).into_bytes(),
         FileOptions::new(format!("{kdir}/livepatch_{id}.ko")).mode(0o100644),

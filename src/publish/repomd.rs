@@ -199,12 +199,10 @@ pub fn parse(xml: &[u8]) -> Result<(u64, Vec<DataRecord>)> {
                             c.href = attr("href")?.unwrap_or_default();
                         }
                     }
-                    "checksum" | "open-checksum" => {
-                        if cur.is_some() {
-                            if let Some(t) = attr("type")? {
-                                if t != "sha256" {
-                                    bail!("{name} type {t:?} is not supported (only sha256)");
-                                }
+                    "checksum" | "open-checksum" if cur.is_some() => {
+                        if let Some(t) = attr("type")? {
+                            if t != "sha256" {
+                                bail!("{name} type {t:?} is not supported (only sha256)");
                             }
                         }
                     }

@@ -471,13 +471,11 @@ fn changelogs(md: &PackageMetadata) -> Result<Vec<Changelog>> {
             },
         );
         if last_time == Some(e.timestamp) {
-            let mut t = e.timestamp;
-            for prev in out.iter_mut().skip(1) {
+            for (t, prev) in (e.timestamp..).zip(out.iter_mut().skip(1)) {
                 if prev.date != t {
                     break;
                 }
                 prev.date += 1;
-                t += 1;
             }
         } else {
             last_time = Some(e.timestamp);
