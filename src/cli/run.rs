@@ -55,7 +55,10 @@ fn load_plan(a: &RunArgs) -> Result<(Vec<khotfix::recipe::Recipe>, Plan)> {
     let mut recipes = crate::cli::recipe::load_recipes(&a.recipes)?;
     if !a.targets.is_empty() {
         for t in &a.targets {
-            if !recipes.iter().any(|r| r.targets.iter().any(|x| &x.name == t)) {
+            if !recipes
+                .iter()
+                .any(|r| r.targets.iter().any(|x| &x.name == t))
+            {
                 anyhow::bail!("--target {t:?}: no recipe has a target of that name");
             }
         }
@@ -87,7 +90,10 @@ fn keys_dir(a: &RunArgs) -> Result<PathBuf> {
     }
     let dir = a.out.join("keys");
     if !dir.join(khotfix::keys::PGP_SECRET_FILE).is_file() {
-        eprintln!("khotfix: generating development signing keys in {} (use --keys DIR for real ones)", dir.display());
+        eprintln!(
+            "khotfix: generating development signing keys in {} (use --keys DIR for real ones)",
+            dir.display()
+        );
         khotfix::keys::generate(&dir, &khotfix::keys::GenerateOptions::default())?;
     }
     Ok(dir)
