@@ -110,7 +110,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
     settings.parallel = a.parallel;
     settings.publish = a.job_index.is_none();
     if let Some(r) = &a.repo {
-        settings.repo = r.clone();
+        settings.repo = std::path::absolute(r).with_context(|| format!("--repo {}", r.display()))?;
     }
     settings.progress = ProgressMode::detect();
     let sel = Selection {
@@ -122,7 +122,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
         eprintln!("khotfix: the plan has no jobs (no kernel matched; use --kernels FILE or --from-repos to resolve ranges)");
     }
     if !plan.jobs.is_empty() {
-        settings.keys = Some(keys_dir(&a)?);
+        let k = keys_dir(&a)?;
+        settings.keys = Some(std::path::absolute(&k).with_context(|| format!("--keys {}", k.display()))?);
     }
     let pipeline = run::wire::default_pipeline();
     let report = match run::run(&pipeline, &recipes, &plan, &sel, &settings) {
