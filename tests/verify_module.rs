@@ -374,6 +374,11 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
     std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
     std::fs::create_dir_all(dir.path().join("src/m")).unwrap();
     std::fs::write(dir.path().join("src/m/Kbuild"), "obj-m := kpatch-30001.o\n").unwrap();
+    std::fs::write(
+        dir.path().join("src/m/livepatch.c"),
+        "/* the module is built above */\n",
+    )
+    .unwrap();
     let rp = dir.path().join("recipes/r.toml");
     std::fs::write(
         &rp,

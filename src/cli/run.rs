@@ -110,7 +110,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
     settings.parallel = a.parallel;
     settings.publish = a.job_index.is_none();
     if let Some(r) = &a.repo {
-        settings.repo = std::path::absolute(r).with_context(|| format!("--repo {}", r.display()))?;
+        settings.repo =
+            std::path::absolute(r).with_context(|| format!("--repo {}", r.display()))?;
     }
     settings.progress = ProgressMode::detect();
     let sel = Selection {
@@ -123,7 +124,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
     }
     if !plan.jobs.is_empty() {
         let k = keys_dir(&a)?;
-        settings.keys = Some(std::path::absolute(&k).with_context(|| format!("--keys {}", k.display()))?);
+        settings.keys =
+            Some(std::path::absolute(&k).with_context(|| format!("--keys {}", k.display()))?);
     }
     let pipeline = run::wire::default_pipeline();
     let report = match run::run(&pipeline, &recipes, &plan, &sel, &settings) {
