@@ -46,9 +46,10 @@ sed -n '1,12p' "$work/report.md"
 
 echo
 echo "== 2. no-op re-run of the finished pipeline (goal <= 2 s)"
-# The peer works on a copy: it rewrites repomd.xml, which would (rightly)
+# The peer works on a dereferenced copy (publish swaps repodata by symlink;
+# createrepo_c cannot update that in place): it rewrites repomd.xml, which would (rightly)
 # make khotfix publish again.
-cp -a "$out/repo" "$work/peer-repo"
+cp -rL "$out/repo" "$work/peer-repo"
 hyperfine --warmup 1 --runs 10 --export-json "$work/noop.json" \
     -n "khotfix run (no-op)" "$bin run $recipe --target debian12 --from-repos --keys $work/keys --out $out" \
     -n "createrepo_c --update (peer)" "createrepo_c --update --quiet $work/peer-repo"

@@ -165,8 +165,10 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
+    /// `out` is made absolute: stages hand each other absolute paths.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         let out = out.into();
+        let out = std::path::absolute(&out).unwrap_or(out);
         RunSettings {
             repo: out.join("repo"),
             out,

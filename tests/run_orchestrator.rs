@@ -55,6 +55,7 @@ impl Fixture {
             let d = dir.path().join("src").join(t);
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("livepatch.c"), format!("/* {t} */\n")).unwrap();
+            std::fs::write(d.join("Kbuild"), "obj-m := kpatch-4242.o\n").unwrap();
         }
         std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
         let rp = dir.path().join("recipes/r.toml");

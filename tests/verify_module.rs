@@ -9,7 +9,10 @@
 
 use khotfix::plan::Plan;
 use khotfix::recipe::Recipe;
-use khotfix::run::{self, artifact, JobContext, JobStatus, Pipeline, PublishOutput, RunSettings, Selection, StageKind, StageOutput};
+use khotfix::run::{
+    self, artifact, JobContext, JobStatus, Pipeline, PublishOutput, RunSettings, Selection,
+    StageKind, StageOutput,
+};
 use khotfix::verify::{self, Outcome, VerifyInputs, VerifyReport};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,7 +35,12 @@ struct Built {
 
 fn sh(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(o.status.success(), "{cmd:?}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -41,11 +49,20 @@ fn gpg_key(home: &Path, name: &str) -> PathBuf {
     std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     sh(Command::new("gpg")
         .env("GNUPGHOME", home)
-        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key"])
+        .args([
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+        ])
         .arg(format!("{name} <{name}@example.com>"))
         .args(["rsa2048", "sign", "never"]));
     let out = home.join("key.asc");
-    let armored = sh(Command::new("gpg").env("GNUPGHOME", home).args(["--armor", "--export"]));
+    let armored = sh(Command::new("gpg")
+        .env("GNUPGHOME", home)
+        .args(["--armor", "--export"]));
     std::fs::write(&out, armored).unwrap();
     out
 }
@@ -54,7 +71,10 @@ fn x509(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key.pem"));
     let cert = dir.join(format!("{name}.cert.pem"));
     sh(Command::new("openssl")
-        .args(["req", "-new", "-nodes", "-utf8", "-sha256", "-days", "2", "-batch", "-x509", "-newkey", "rsa:2048"])
+        .args([
+            "req", "-new", "-nodes", "-utf8", "-sha256", "-days", "2", "-batch", "-x509",
+            "-newkey", "rsa:2048",
+        ])
         .arg("-subj")
         .arg(format!("/CN={name}/"))
         .arg("-keyout")
@@ -82,7 +102,15 @@ fn rpmbuild(dir: &Path, name: &str, abi: &str, ko: &Path) -> PathBuf {
     sh(Command::new("rpmbuild")
         .arg("--define")
         .arg(format!("_topdir {}", top.display()))
-        .args(["--define", "_build_id_links none", "--define", "__os_install_post %{nil}", "--define", "debug_package %{nil}", "-bb"])
+        .args([
+            "--define",
+            "_build_id_links none",
+            "--define",
+            "__os_install_post %{nil}",
+            "--define",
+            "debug_package %{nil}",
+            "-bb",
+        ])
         .arg(&spec));
     let rpm = top.join(format!("RPMS/x86_64/{name}-1.0-1.x86_64.rpm"));
     assert!(rpm.is_file());
@@ -98,12 +126,17 @@ fn built() -> &'static Built {
         // kbuild the repository's module source.
         let src = root.join("src");
         std::fs::create_dir_all(&src).unwrap();
-        let repo_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("patches/ipvs-estimation-timer/debian12");
+        let repo_src =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("patches/ipvs-estimation-timer/debian12");
         for e in std::fs::read_dir(&repo_src).unwrap() {
             let e = e.unwrap();
             std::fs::copy(e.path(), src.join(e.file_name())).unwrap();
         }
-        sh(Command::new("make").arg("-C").arg(format!("/lib/modules/{abi}/build")).arg(format!("M={}", src.display())).arg("modules"));
+        sh(Command::new("make")
+            .arg("-C")
+            .arg(format!("/lib/modules/{abi}/build"))
+            .arg(format!("M={}", src.display()))
+            .arg("modules"));
         let unsigned = src.join("kpatch-30001.ko");
         assert!(unsigned.is_file());
         // Sign with the kernel's sign-file.
@@ -112,7 +145,11 @@ fn built() -> &'static Built {
         let signed = root.join("signed/kpatch-30001.ko");
         std::fs::create_dir_all(signed.parent().unwrap()).unwrap();
         std::fs::copy(&unsigned, &signed).unwrap();
-        sh(Command::new("/usr/lib/linux-kbuild-6.1/scripts/sign-file").arg("sha256").arg(&key).arg(&cert).arg(&signed));
+        sh(Command::new("/usr/lib/linux-kbuild-6.1/scripts/sign-file")
+            .arg("sha256")
+            .arg(&key)
+            .arg(&cert)
+            .arg(&signed));
         // Package and sign with rpmsign.
         let home = root.join("gnupg");
         let rpm_key = gpg_key(&home, "khotfix-test-repo");
@@ -125,12 +162,35 @@ fn built() -> &'static Built {
         for r in [&rpm, &rpm_wrong_ko] {
             sh(Command::new("rpmsign")
                 .env("GNUPGHOME", &home)
-                .args(["--define", "__gpg /usr/bin/gpg", "--define", "_gpg_name khotfix-test-repo", "--define"])
+                .args([
+                    "--define",
+                    "__gpg /usr/bin/gpg",
+                    "--define",
+                    "_gpg_name khotfix-test-repo",
+                    "--define",
+                ])
                 .arg(format!("_gpg_path {}", home.display()))
-                .args(["--define", "_gpg_sign_cmd_extra_args --pinentry-mode loopback --passphrase ''", "--addsign"])
+                .args([
+                    "--define",
+                    "_gpg_sign_cmd_extra_args --pinentry-mode loopback --passphrase ''",
+                    "--addsign",
+                ])
                 .arg(r));
         }
-        Built { _dir: dir, root, abi, unsigned, signed, cert, other_cert, rpm, rpm_unsigned, rpm_wrong_ko, key: rpm_key, other_key }
+        Built {
+            _dir: dir,
+            root,
+            abi,
+            unsigned,
+            signed,
+            cert,
+            other_cert,
+            rpm,
+            rpm_unsigned,
+            rpm_wrong_ko,
+            key: rpm_key,
+            other_key,
+        }
     })
 }
 
@@ -149,7 +209,9 @@ fn inputs(b: &Built) -> VerifyInputs {
 }
 
 fn outcome(r: &VerifyReport, name: &str) -> Outcome {
-    r.check(name).unwrap_or_else(|| panic!("no {name} check in {r:#?}")).outcome
+    r.check(name)
+        .unwrap_or_else(|| panic!("no {name} check in {r:#?}"))
+        .outcome
 }
 
 fn failed(r: &VerifyReport) -> Vec<&str> {
@@ -161,28 +223,66 @@ fn good_artifacts_pass_every_static_check() {
     let b = built();
     let r = verify::verify(&inputs(b)).unwrap();
     assert!(r.passed(), "{r:#?}");
-    for name in ["vermagic", "livepatch", "signature", "signature-valid", "modinfo", "rpm-signature", "rpm-payload"] {
+    for name in [
+        "vermagic",
+        "livepatch",
+        "signature",
+        "signature-valid",
+        "modinfo",
+        "rpm-signature",
+        "rpm-payload",
+    ] {
         assert_eq!(outcome(&r, name), Outcome::Pass, "{name}: {r:#?}");
     }
     // Compared against the kernel's own ip_vs.ko, flags included.
-    assert!(r.check("vermagic").unwrap().message.contains("ip_vs.ko"), "{r:#?}");
-    assert!(r.check("modinfo").unwrap().message.contains("khotfix-test-module-key"));
-    assert!(r.check("rpm-signature").unwrap().message.contains("signatures OK"));
+    assert!(
+        r.check("vermagic").unwrap().message.contains("ip_vs.ko"),
+        "{r:#?}"
+    );
+    assert!(r
+        .check("modinfo")
+        .unwrap()
+        .message
+        .contains("khotfix-test-module-key"));
+    assert!(r
+        .check("rpm-signature")
+        .unwrap()
+        .message
+        .contains("signatures OK"));
 }
 
 #[test]
 fn each_bad_artifact_fails_its_own_check() {
     let b = built();
     // Unsigned module: trailer and kmod's sig_id both say so.
-    let r = verify::verify(&VerifyInputs { module: b.unsigned.clone(), module_cert: None, rpm: None, ..inputs(b) }).unwrap();
+    let r = verify::verify(&VerifyInputs {
+        module: b.unsigned.clone(),
+        module_cert: None,
+        rpm: None,
+        ..inputs(b)
+    })
+    .unwrap();
     assert_eq!(failed(&r), vec!["signature", "modinfo"], "{r:#?}");
     assert_eq!(outcome(&r, "vermagic"), Outcome::Pass);
     // Another kernel.
-    let r = verify::verify(&VerifyInputs { kernel: "6.1.0-1-amd64".into(), modules_dir: None, ..inputs(b) }).unwrap();
+    let r = verify::verify(&VerifyInputs {
+        kernel: "6.1.0-1-amd64".into(),
+        modules_dir: None,
+        ..inputs(b)
+    })
+    .unwrap();
     assert_eq!(failed(&r), vec!["vermagic", "modinfo"], "{r:#?}");
-    assert!(r.check("vermagic").unwrap().message.contains("not the target kernel 6.1.0-1-amd64"));
+    assert!(r
+        .check("vermagic")
+        .unwrap()
+        .message
+        .contains("not the target kernel 6.1.0-1-amd64"));
     // Signed by someone else.
-    let r = verify::verify(&VerifyInputs { module_cert: Some(b.other_cert.clone()), ..inputs(b) }).unwrap();
+    let r = verify::verify(&VerifyInputs {
+        module_cert: Some(b.other_cert.clone()),
+        ..inputs(b)
+    })
+    .unwrap();
     assert_eq!(failed(&r), vec!["signature-valid"], "{r:#?}");
     // A flipped byte in the module body breaks the signature.
     let tampered = b.root.join("tampered/kpatch-30001.ko");
@@ -191,23 +291,58 @@ fn each_bad_artifact_fails_its_own_check() {
     let at = bytes.len() / 3;
     bytes[at] ^= 0xff;
     std::fs::write(&tampered, bytes).unwrap();
-    let r = verify::verify(&VerifyInputs { module: tampered, rpm: None, ..inputs(b) }).unwrap();
+    let r = verify::verify(&VerifyInputs {
+        module: tampered,
+        rpm: None,
+        ..inputs(b)
+    })
+    .unwrap();
     assert!(failed(&r).contains(&"signature-valid"), "{r:#?}");
     // RPMs: unsigned, checked with the wrong key, carrying another module.
-    let r = verify::verify(&VerifyInputs { rpm: Some(b.rpm_unsigned.clone()), ..inputs(b) }).unwrap();
+    let r = verify::verify(&VerifyInputs {
+        rpm: Some(b.rpm_unsigned.clone()),
+        ..inputs(b)
+    })
+    .unwrap();
     assert_eq!(failed(&r), vec!["rpm-signature"], "{r:#?}");
-    assert!(r.check("rpm-signature").unwrap().message.contains("not signed"), "{r:#?}");
-    let r = verify::verify(&VerifyInputs { rpm_key: Some(b.other_key.clone()), ..inputs(b) }).unwrap();
+    assert!(
+        r.check("rpm-signature")
+            .unwrap()
+            .message
+            .contains("not signed"),
+        "{r:#?}"
+    );
+    let r = verify::verify(&VerifyInputs {
+        rpm_key: Some(b.other_key.clone()),
+        ..inputs(b)
+    })
+    .unwrap();
     assert_eq!(failed(&r), vec!["rpm-signature"], "{r:#?}");
-    let r = verify::verify(&VerifyInputs { rpm: Some(b.rpm_wrong_ko.clone()), ..inputs(b) }).unwrap();
+    let r = verify::verify(&VerifyInputs {
+        rpm: Some(b.rpm_wrong_ko.clone()),
+        ..inputs(b)
+    })
+    .unwrap();
     assert_eq!(failed(&r), vec!["rpm-payload"], "{r:#?}");
     // Not a module at all: a failed check, not a panic.
     let junk = b.root.join("junk.ko");
     std::fs::write(&junk, b"\x7fELF\x02\x01garbage").unwrap();
-    let r = verify::verify(&VerifyInputs { module: junk, rpm: None, module_cert: None, ..inputs(b) }).unwrap();
+    let r = verify::verify(&VerifyInputs {
+        module: junk,
+        rpm: None,
+        module_cert: None,
+        ..inputs(b)
+    })
+    .unwrap();
     assert!(failed(&r).contains(&"modinfo-section"), "{r:#?}");
     // Static failures skip the (slow) boot.
-    let r = verify::verify(&VerifyInputs { module: b.unsigned.clone(), boot: true, kernel_image: Some(format!("/boot/vmlinuz-{}", b.abi).into()), ..inputs(b) }).unwrap();
+    let r = verify::verify(&VerifyInputs {
+        module: b.unsigned.clone(),
+        boot: true,
+        kernel_image: Some(format!("/boot/vmlinuz-{}", b.abi).into()),
+        ..inputs(b)
+    })
+    .unwrap();
     assert_eq!(outcome(&r, "boot"), Outcome::Skip);
 }
 
@@ -216,11 +351,17 @@ fn elf_modinfo_parser_matches_kmod() {
     let b = built();
     let data = std::fs::read(&b.signed).unwrap();
     let info = khotfix::verify::checks::parse_modinfo(&data).unwrap();
-    let kmod = sh(Command::new("modinfo").args(["-F", "vermagic"]).arg(&b.signed));
+    let kmod = sh(Command::new("modinfo")
+        .args(["-F", "vermagic"])
+        .arg(&b.signed));
     assert_eq!(info.get("vermagic").unwrap().trim(), kmod.trim());
     assert_eq!(info.get("name"), Some("kpatch_30001"));
     assert_eq!(info.get("livepatch"), Some("Y"));
-    let objs = khotfix::verify::boot::patched_object_candidates(&data, Path::new(&format!("/lib/modules/{}", b.abi)), "kpatch_30001");
+    let objs = khotfix::verify::boot::patched_object_candidates(
+        &data,
+        Path::new(&format!("/lib/modules/{}", b.abi)),
+        "kpatch_30001",
+    );
     assert!(objs.contains(&"ip_vs".to_string()), "{objs:?}");
 }
 
@@ -232,6 +373,12 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
     std::fs::create_dir_all(dir.path().join("src/m")).unwrap();
+    std::fs::write(dir.path().join("src/m/Kbuild"), "obj-m := kpatch-30001.o\n").unwrap();
+    std::fs::write(
+        dir.path().join("src/m/livepatch.c"),
+        "/* the module is built above */\n",
+    )
+    .unwrap();
     let rp = dir.path().join("recipes/r.toml");
     std::fs::write(
         &rp,
@@ -256,33 +403,85 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
         .stage(StageKind::Fetch, nothing)
         .stage(StageKind::Prepare, nothing)
         .stage(StageKind::Build, nothing)
-        .stage(StageKind::Sign, move |_cx: &JobContext| Ok(StageOutput::new().artifact(artifact::MODULE, &signed).artifact(artifact::MODULE_CERT, &cert)))
+        .stage(StageKind::Sign, move |_cx: &JobContext| {
+            Ok(StageOutput::new()
+                .artifact(artifact::MODULE, &signed)
+                .artifact(artifact::MODULE_CERT, &cert))
+        })
         .stage(StageKind::Package, move |cx: &JobContext| {
-            let r = if cx.job.target == "good" { &rpm } else { &rpm_unsigned };
-            Ok(StageOutput::new().artifact(artifact::RPM, r).artifact(artifact::RPM_KEY, &key))
+            let r = if cx.job.target == "good" {
+                &rpm
+            } else {
+                &rpm_unsigned
+            };
+            Ok(StageOutput::new()
+                .artifact(artifact::RPM, r)
+                .artifact(artifact::RPM_KEY, &key))
         })
         .stage(StageKind::Verify, verify::stage)
         .publisher(move |rpms: &[PathBuf], s: &RunSettings| {
             pc.lock().unwrap().extend(rpms.iter().cloned());
-            Ok(PublishOutput { repo: s.repo.clone(), client_repo: None, detail: serde_json::Value::Null })
+            Ok(PublishOutput {
+                repo: s.repo.clone(),
+                client_repo: None,
+                detail: serde_json::Value::Null,
+            })
         });
     let settings = RunSettings::new(dir.path().join("out"));
-    let r = run::run(&p, std::slice::from_ref(&recipe), &plan, &Selection::default(), &settings).unwrap();
+    let r = run::run(
+        &p,
+        std::slice::from_ref(&recipe),
+        &plan,
+        &Selection::default(),
+        &settings,
+    )
+    .unwrap();
     let good = r.jobs.iter().find(|j| j.id.contains("-good-")).unwrap();
-    let bad = r.jobs.iter().find(|j| j.id.contains("-unsignedrpm-")).unwrap();
-    assert_eq!(good.status, JobStatus::Passed, "{}\n{}", r.to_table(), r.to_markdown());
+    let bad = r
+        .jobs
+        .iter()
+        .find(|j| j.id.contains("-unsignedrpm-"))
+        .unwrap();
+    assert_eq!(
+        good.status,
+        JobStatus::Passed,
+        "{}\n{}",
+        r.to_table(),
+        r.to_markdown()
+    );
     assert_eq!(bad.status, JobStatus::Failed);
     assert_eq!(bad.failed_stage, Some(StageKind::Verify));
-    assert!(bad.error.as_deref().unwrap().contains("rpm-signature"), "{:?}", bad.error);
+    assert!(
+        bad.error.as_deref().unwrap().contains("rpm-signature"),
+        "{:?}",
+        bad.error
+    );
     assert_eq!(published.lock().unwrap().len(), 1);
 
     // The boot test ran and judged the module in the running kernel.
-    let report: VerifyReport =
-        serde_json::from_slice(&std::fs::read(settings.job_dir(&good.id).join("verify/verify.json")).unwrap()).unwrap();
-    for name in ["boot", "boot-load", "livepatch-enabled", "livepatch-transition", "livepatch-patched", "dmesg", "unload"] {
+    let report: VerifyReport = serde_json::from_slice(
+        &std::fs::read(settings.job_dir(&good.id).join("verify/verify.json")).unwrap(),
+    )
+    .unwrap();
+    for name in [
+        "boot",
+        "boot-load",
+        "livepatch-enabled",
+        "livepatch-transition",
+        "livepatch-patched",
+        "dmesg",
+        "unload",
+    ] {
         assert_eq!(outcome(&report, name), Outcome::Pass, "{name}: {report:#?}");
     }
-    assert!(report.check("livepatch-patched").unwrap().message.contains("ip_vs=1"), "{report:#?}");
+    assert!(
+        report
+            .check("livepatch-patched")
+            .unwrap()
+            .message
+            .contains("ip_vs=1"),
+        "{report:#?}"
+    );
     let console = std::fs::read_to_string(report.console_log.as_ref().unwrap()).unwrap();
     assert!(console.contains("KHOTFIX-RESULT enabled=1"), "{console}");
     let md = r.to_markdown();
@@ -290,7 +489,19 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
     assert!(md.contains("| rpm-signature | ❌ fail |"), "{md}");
 
     // A re-run reuses the verified job (no second boot) and re-verifies the failed one.
-    let r2 = run::run(&p, std::slice::from_ref(&recipe), &plan, &Selection::default(), &settings).unwrap();
-    assert!(r2.jobs.iter().find(|j| j.id == good.id).unwrap().up_to_date());
+    let r2 = run::run(
+        &p,
+        std::slice::from_ref(&recipe),
+        &plan,
+        &Selection::default(),
+        &settings,
+    )
+    .unwrap();
+    assert!(r2
+        .jobs
+        .iter()
+        .find(|j| j.id == good.id)
+        .unwrap()
+        .up_to_date());
     assert_eq!(r2.failed, 1);
 }

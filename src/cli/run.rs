@@ -55,7 +55,10 @@ fn load_plan(a: &RunArgs) -> Result<(Vec<khotfix::recipe::Recipe>, Plan)> {
     let mut recipes = crate::cli::recipe::load_recipes(&a.recipes)?;
     if !a.targets.is_empty() {
         for t in &a.targets {
-            if !recipes.iter().any(|r| r.targets.iter().any(|x| &x.name == t)) {
+            if !recipes
+                .iter()
+                .any(|r| r.targets.iter().any(|x| &x.name == t))
+            {
                 anyhow::bail!("--target {t:?}: no recipe has a target of that name");
             }
         }
@@ -87,7 +90,10 @@ fn keys_dir(a: &RunArgs) -> Result<PathBuf> {
     }
     let dir = a.out.join("keys");
     if !dir.join(khotfix::keys::PGP_SECRET_FILE).is_file() {
-        eprintln!("khotfix: generating development signing keys in {} (use --keys DIR for real ones)", dir.display());
+        eprintln!(
+            "khotfix: generating development signing keys in {} (use --keys DIR for real ones)",
+            dir.display()
+        );
         khotfix::keys::generate(&dir, &khotfix::keys::GenerateOptions::default())?;
     }
     Ok(dir)
@@ -104,7 +110,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
     settings.parallel = a.parallel;
     settings.publish = a.job_index.is_none();
     if let Some(r) = &a.repo {
-        settings.repo = r.clone();
+        settings.repo =
+            std::path::absolute(r).with_context(|| format!("--repo {}", r.display()))?;
     }
     settings.progress = ProgressMode::detect();
     let sel = Selection {
@@ -116,7 +123,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
         eprintln!("khotfix: the plan has no jobs (no kernel matched; use --kernels FILE or --from-repos to resolve ranges)");
     }
     if !plan.jobs.is_empty() {
-        settings.keys = Some(keys_dir(&a)?);
+        let k = keys_dir(&a)?;
+        settings.keys =
+            Some(std::path::absolute(&k).with_context(|| format!("--keys {}", k.display()))?);
     }
     let pipeline = run::wire::default_pipeline();
     let report = match run::run(&pipeline, &recipes, &plan, &sel, &settings) {

@@ -333,7 +333,8 @@ fn scalar(v: &Value) -> Option<String> {
 fn key(k: &str) -> String {
     const WORDS: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null"];
     let bare = k.starts_with(|c: char| c.is_ascii_alphabetic())
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
         && !WORDS.contains(&k.to_ascii_lowercase().as_str());
     if bare {
         k.to_string()

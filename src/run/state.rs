@@ -118,20 +118,15 @@ impl StageRecord {
         }
     }
 
-    /// `<stage>.<artifact>` → digest, plus a digest of the detail.
+    /// `<stage>.<artifact>` → digest. The JSON detail is left out on
+    /// purpose: it is informational, and floats in it need not survive a
+    /// save/load round trip bit for bit, which would make a reloaded record
+    /// look changed and re-run every later stage.
     pub fn chain_digests(&self) -> BTreeMap<String, String> {
-        let mut m: BTreeMap<String, String> = self
-            .outputs
+        self.outputs
             .iter()
             .map(|(k, a)| (format!("{}.{k}", self.stage), a.digest()))
-            .collect();
-        if !self.detail.is_null() {
-            m.insert(
-                format!("{}.detail", self.stage),
-                sha256_hex(self.detail.to_string().as_bytes()),
-            );
-        }
-        m
+            .collect()
     }
 }
 

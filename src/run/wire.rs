@@ -13,7 +13,9 @@
 //! The keys directory (`--keys DIR`) has the layout `khotfix keys generate`
 //! writes (see [`crate::keys`]).
 
-use super::{artifact, JobContext, Pipeline, PublishOutput, RunSettings, Stage, StageKind, StageOutput};
+use super::{
+    artifact, JobContext, Pipeline, PublishOutput, RunSettings, Stage, StageKind, StageOutput,
+};
 use crate::distro::{Distro, Family};
 use crate::recipe::Backend;
 use crate::util::fsx;
@@ -34,13 +36,20 @@ pub fn default_pipeline() -> Pipeline {
 }
 
 fn keys_dir(cx_settings: &RunSettings) -> Result<&Path> {
-    cx_settings.keys.as_deref().context("no signing keys: pass --keys DIR (a directory made by `khotfix keys generate`)")
+    cx_settings
+        .keys
+        .as_deref()
+        .context("no signing keys: pass --keys DIR (a directory made by `khotfix keys generate`)")
 }
 
 fn key_file(dir: &Path, name: &str) -> Result<PathBuf> {
     let p = dir.join(name);
     if !p.is_file() {
-        bail!("{}: missing from the keys directory {} (make one with `khotfix keys generate`)", name, dir.display());
+        bail!(
+            "{}: missing from the keys directory {} (make one with `khotfix keys generate`)",
+            name,
+            dir.display()
+        );
     }
     Ok(p)
 }
@@ -54,7 +63,9 @@ fn fetch(cx: &JobContext) -> Result<StageOutput> {
     let fetched = crate::fetch::fetch_job(cx.job, &distro, &opts)?;
     let out = match &fetched {
         crate::fetch::FetchedKernel::Deb(k) => {
-            let mut o = StageOutput::new().artifact("headers_root", &k.root).artifact("headers_dir", &k.headers_dir);
+            let mut o = StageOutput::new()
+                .artifact("headers_root", &k.root)
+                .artifact("headers_dir", &k.headers_dir);
             if let Some(v) = &k.vmlinuz {
                 o = o.artifact(artifact::KERNEL_IMAGE, v);
             }
@@ -67,7 +78,9 @@ fn fetch(cx: &JobContext) -> Result<StageOutput> {
             .artifact("devel_rpm", &k.devel_rpm),
     };
     let files = fetched.files().len();
-    Ok(out.summary(format!("{files} package(s)")).detail(serde_json::to_value(fetched.files())?))
+    Ok(out
+        .summary(format!("{files} package(s)"))
+        .detail(serde_json::to_value(fetched.files())?))
 }
 
 /// prepare: kbuild needs only the module source; kpatch on distros
@@ -76,16 +89,26 @@ fn prepare(cx: &JobContext) -> Result<StageOutput> {
     let distro = Distro::builtin(&cx.job.distro)?;
     match cx.target.backend {
         Backend::Kbuild => {
-            let src = cx.target.module_source.as_ref().context("kbuild target without module_source")?;
+            let src = cx
+                .target
+                .module_source
+                .as_ref()
+                .context("kbuild target without module_source")?;
             if !src.join("Kbuild").is_file() && !src.join("Makefile").is_file() {
-                bail!("module source {} has neither a Kbuild nor a Makefile", src.display());
+                bail!(
+                    "module source {} has neither a Kbuild nor a Makefile",
+                    src.display()
+                );
             }
             Ok(StageOutput::new().artifact("module_source", src))
         }
         Backend::Kpatch => {
             let report = crate::prepare::preflight::analyze_patches(&cx.target.patches, false)?;
             if report.exit_code() != crate::util::exit::OK {
-                bail!("preflight: the patches use what kpatch cannot handle: {}", serde_json::to_string(&report)?);
+                bail!(
+                    "preflight: the patches use what kpatch cannot handle: {}",
+                    serde_json::to_string(&report)?
+                );
             }
             if distro.kpatch_mode != crate::distro::KpatchMode::Srpm {
                 bail!("prepare: a kpatch source tree for {} ({:?} mode) is not wired into `khotfix run` yet", distro.name, distro.kpatch_mode);
@@ -94,7 +117,8 @@ fn prepare(cx: &JobContext) -> Result<StageOutput> {
             let member = crate::prepare::srpm::debuginfo_vmlinux_path(&cx.job.kernel);
             let vmlinux = cx.work_dir.join("vmlinux");
             cx.note("extracting vmlinux from kernel-debuginfo");
-            crate::prepare::srpm::extract_member(debuginfo, &member, &vmlinux).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::prepare::srpm::extract_member(debuginfo, &member, &vmlinux)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(StageOutput::new().artifact("vmlinux", vmlinux))
         }
     }
@@ -112,14 +136,20 @@ impl Stage for BuildStage {
             (Backend::Kbuild, Family::Deb) => {
                 let root = cx.artifact(StageKind::Fetch, "headers_root")?.to_path_buf();
                 let hdir = cx.artifact(StageKind::Fetch, "headers_dir")?;
-                let kdir = hdir.file_name().context("headers_dir has no name")?.to_string_lossy().to_string();
+                let kdir = hdir
+                    .file_name()
+                    .context("headers_dir has no name")?
+                    .to_string_lossy()
+                    .to_string();
                 KernelInputs::Headers { root, kdir }
             }
             (Backend::Kpatch, Family::Rpm) => KernelInputs::Srpm {
                 srpm: cx.artifact(StageKind::Fetch, "source_rpm")?.to_path_buf(),
                 vmlinux: cx.artifact(StageKind::Prepare, "vmlinux")?.to_path_buf(),
             },
-            (b, f) => bail!("build: {b} on a {f:?}-family distro is not wired into `khotfix run` yet"),
+            (b, f) => {
+                bail!("build: {b} on a {f:?}-family distro is not wired into `khotfix run` yet")
+            }
         };
         let kernel_digests: Vec<(String, String)> = cx
             .prior
@@ -128,7 +158,12 @@ impl Stage for BuildStage {
             .map(|files| {
                 files
                     .iter()
-                    .filter_map(|f| Some((f.get("package")?.as_str()?.to_string(), f.get("checksum")?.as_str()?.to_string())))
+                    .filter_map(|f| {
+                        Some((
+                            f.get("package")?.as_str()?.to_string(),
+                            f.get("checksum")?.as_str()?.to_string(),
+                        ))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -144,7 +179,9 @@ impl Stage for BuildStage {
             out_dir: cx.work_dir.clone(),
             work_dir: config.cache_dir.join("work"),
             log_dir: cx.work_dir.join("logs"),
-            make_jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            make_jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             timeout: Some(config.build_timeout),
             cache: Some(build::cache::BuildCache::new(config.build_cache_dir())),
             image: None,
@@ -152,7 +189,11 @@ impl Stage for BuildStage {
         };
         cx.note("building in the builder container");
         let out = build::build_job(&engine, &inputs, &settings, None)?;
-        let summary = if out.cache_hit { "module from the build cache" } else { "module built" };
+        let summary = if out.cache_hit {
+            "module from the build cache"
+        } else {
+            "module built"
+        };
         Ok(StageOutput::new()
             .artifact(artifact::UNSIGNED_MODULE, &out.module)
             .artifact("log", &out.log)
@@ -163,7 +204,10 @@ impl Stage for BuildStage {
 
 /// sha256 of a file, for [`Stage::extra_inputs`]: a new key re-signs.
 fn file_input(name: &str, path: &Path) -> Result<BTreeMap<String, String>> {
-    Ok(BTreeMap::from([(name.to_string(), fsx::sha256_file(path)?)]))
+    Ok(BTreeMap::from([(
+        name.to_string(),
+        fsx::sha256_file(path)?,
+    )]))
 }
 
 struct SignStage;
@@ -177,7 +221,10 @@ impl Stage for SignStage {
         let key = crate::keys::ModuleKey::load(&key_path, &cert, pass.as_ref())?;
         let input = cx.artifact(StageKind::Build, artifact::UNSIGNED_MODULE)?;
         // `<job-id>/<module file>`: the layout `package::inputs_from_build_dir` reads.
-        let out = cx.work_dir.join(&cx.job.id).join(cx.recipe.hotfix.module_file());
+        let out = cx
+            .work_dir
+            .join(&cx.job.id)
+            .join(cx.recipe.hotfix.module_file());
         std::fs::create_dir_all(out.parent().context("sign output has no parent")?)?;
         let r = crate::sign::sign_file(input, &out, &key, crate::sign::HashAlgo::Sha256)?;
         Ok(StageOutput::new()
@@ -187,7 +234,10 @@ impl Stage for SignStage {
     }
     fn extra_inputs(&self, cx: &JobContext) -> Result<BTreeMap<String, String>> {
         let dir = keys_dir(cx.settings)?;
-        file_input("module_cert", &key_file(dir, crate::keys::MODULE_CERT_FILE)?)
+        file_input(
+            "module_cert",
+            &key_file(dir, crate::keys::MODULE_CERT_FILE)?,
+        )
     }
 }
 
@@ -201,12 +251,22 @@ impl Stage for PackageStage {
         let pass = crate::keys::read_passphrase(None)?;
         let signer = crate::keys::PackageSigner::load(&secret, pass.as_ref())?;
         let signed = cx.artifact(StageKind::Sign, artifact::MODULE)?;
-        let sign_dir = signed.parent().and_then(Path::parent).context("signed module path too short")?;
-        let inputs = crate::package::inputs_from_build_dir(cx.recipe, sign_dir, Some(&cx.job.kernel))?;
+        let sign_dir = signed
+            .parent()
+            .and_then(Path::parent)
+            .context("signed module path too short")?;
+        let inputs =
+            crate::package::inputs_from_build_dir(cx.recipe, sign_dir, Some(&cx.job.kernel))?;
         let input = inputs
             .into_iter()
             .find(|i| i.ko_path == signed)
-            .with_context(|| format!("package: {} was not found as a signed module of {}", signed.display(), cx.job.id))?;
+            .with_context(|| {
+                format!(
+                    "package: {} was not found as a signed module of {}",
+                    signed.display(),
+                    cx.job.id
+                )
+            })?;
         let opts = crate::package::BuildOptions::from_env()?;
         let out = crate::package::build_rpm(&input, &signer, &cx.work_dir, &opts)?;
         Ok(StageOutput::new()
@@ -226,9 +286,12 @@ impl Stage for PackageStage {
 fn publish(rpms: &[PathBuf], s: &RunSettings) -> Result<PublishOutput> {
     let dir = keys_dir(s)?;
     let secret = key_file(dir, crate::keys::PGP_SECRET_FILE)?;
-    let pass = std::env::var("KHOTFIX_GPG_PASSPHRASE").ok().or_else(|| std::env::var(crate::keys::PASSPHRASE_ENV).ok());
+    let pass = std::env::var("KHOTFIX_GPG_PASSPHRASE")
+        .ok()
+        .or_else(|| std::env::var(crate::keys::PASSPHRASE_ENV).ok());
     let key = crate::publish::RepoKey::load(&secret, pass.as_deref())?;
-    let repo = std::path::absolute(&s.repo).with_context(|| format!("resolving {}", s.repo.display()))?;
+    let repo =
+        std::path::absolute(&s.repo).with_context(|| format!("resolving {}", s.repo.display()))?;
     let report = crate::publish::publish(&crate::publish::PublishOptions {
         repo: repo.clone(),
         rpms: rpms.to_vec(),
@@ -239,7 +302,10 @@ fn publish(rpms: &[PathBuf], s: &RunSettings) -> Result<PublishOutput> {
     })?;
     let base = format!("file://{}", repo.display());
     Ok(PublishOutput {
-        client_repo: Some(format!("baseurl={base} (full file: {})", repo.join(crate::publish::REPO_FILE).display())),
+        client_repo: Some(format!(
+            "baseurl={base} (full file: {})",
+            repo.join(crate::publish::REPO_FILE).display()
+        )),
         repo,
         detail: serde_json::to_value(&report)?,
     })

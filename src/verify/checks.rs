@@ -539,8 +539,7 @@ pub fn check_rpm_payload(rpm: &Path, module: &Path) -> Check {
 
 fn last_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or("")
         .trim()
         .to_string()

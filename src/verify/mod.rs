@@ -161,7 +161,10 @@ pub fn verify(inp: &VerifyInputs) -> Result<VerifyReport> {
     let mut console_log = None;
     let static_ok = checks.iter().all(|c| c.outcome != Outcome::Fail);
     if inp.boot && !static_ok {
-        checks.push(Check::skip("boot", "not booted: the static checks above failed"));
+        checks.push(Check::skip(
+            "boot",
+            "not booted: the static checks above failed",
+        ));
     } else if inp.boot {
         let loaded_name = info
             .as_ref()
