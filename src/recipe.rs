@@ -684,7 +684,8 @@ impl Recipe {
                     t.name.get_ref()
                 ),
             ),
-            Backend::Kbuild => {
+            // Nodes only have the recipe, not the module source.
+            Backend::Kbuild if !c.for_node => {
                 if let (Some(dir), Some(m)) = (&module_source, &t.module_source) {
                     if let Err(msg) = check_module_source(dir) {
                         c.at(m.span(), format!("module_source {:?}: {msg}", m.get_ref()));
