@@ -64,8 +64,7 @@ dmesg > /tmp/dmesg.loaded 2>/dev/null
 r call_traces "$(grep -c 'Call Trace' /tmp/dmesg.loaded)"
 r bugs "$(grep -c 'BUG' /tmp/dmesg.loaded)"
 grep -E 'Call Trace|BUG' /tmp/dmesg.loaded | head -n 3 | while read -r line; do r bad_line "$line"; done
-echo 0 > "$L/enabled"
-r disable $?
+if echo 0 > "$L/enabled"; then r disable 0; else r disable 1; fi
 wait_transition
 if [ -d "$L" ]; then r disabled_transition "$(cat "$L/transition" 2>/dev/null)"; else r disabled_transition 0; fi
 rmmod "$M"
@@ -74,7 +73,7 @@ if [ -d "/sys/module/$M" ]; then r unloaded 0; else r unloaded 1; fi
 dmesg > /tmp/dmesg.after 2>/dev/null
 r call_traces_after "$(grep -c 'Call Trace' /tmp/dmesg.after)"
 r bugs_after "$(grep -c 'BUG' /tmp/dmesg.after)"
-r done 1
+r "done" 1
 "#
     )
 }
