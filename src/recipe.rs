@@ -305,7 +305,7 @@ impl Checker<'_> {
             file: self.file.clone(),
             line,
             col,
-            message: message.into(),
+            message: one_line(message.into()),
         });
     }
 
@@ -441,6 +441,24 @@ pub fn recipe_dir(path: &Path) -> PathBuf {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Diagnostics are one line each: control characters that came from the
+/// recipe (e.g. a newline inside a quoted path) are shown escaped.
+fn one_line(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    message
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// 1-based line and column of a byte offset.

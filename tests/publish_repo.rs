@@ -416,7 +416,12 @@ fn dnf_installs_from_signed_repo_over_http() {
         (Some(1), Some(2))
     );
     rpms.push(more);
-    let q = dnf(&http.url(""), &cache, &["repoquery", "--qf", "%{name}"]);
+    // --refresh: dnf's cached metadata would otherwise still count as fresh.
+    let q = dnf(
+        &http.url(""),
+        &cache,
+        &["repoquery", "--refresh", "--qf", "%{name}"],
+    );
     assert_eq!(
         stdout(&q).lines().count(),
         3,
