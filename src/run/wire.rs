@@ -194,10 +194,13 @@ impl Stage for BuildStage {
         } else {
             "module built"
         };
-        Ok(StageOutput::new()
-            .artifact(artifact::UNSIGNED_MODULE, &out.module)
-            .artifact("log", &out.log)
-            .summary(format!("{summary} ({})", out.image))
+        let mut o = StageOutput::new().artifact(artifact::UNSIGNED_MODULE, &out.module);
+        // A build-cache hit compiles nothing and writes no log; the runner
+        // checks that every artifact exists, so only a written log is one.
+        if out.log.is_file() {
+            o = o.artifact("log", &out.log);
+        }
+        Ok(o.summary(format!("{summary} ({})", out.image))
             .detail(serde_json::to_value(&out)?))
     }
 }
