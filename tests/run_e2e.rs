@@ -477,3 +477,274 @@ fn debian12_run_boot_verifies_and_installs_with_dnf() {
         "%post did not call `kpatch install -k {kver}`: {log:?}"
     );
 }
+
+// ---- 2. a patch that does not apply fails its job alone --------------------
+
+/// Kernel release of the stand-in CentOS 7 mirror.
+const EL7_VERSION: &str = "3.10.0";
+const EL7_RELEASE: &str = "1062.el7";
+
+/// The stand-in vendor mirror's packages: a source RPM shaped like RHEL's
+/// (kernel.spec plus a `linux-<ver>-<rel>.tar.xz` with the files the test
+/// needs) and kernel, kernel-devel, kernel-debuginfo and
+/// kernel-debuginfo-common-x86_64 with placeholder contents. No RPM here is a
+/// kernel; the test only needs fetch to find and verify them and prepare to
+/// read the tree.
+const EL7_SPEC: &str = r#"%global debug_package %{nil}
+%global __os_install_post %{nil}
+%define _build_id_links none
+Name: kernel
+Version: %{kver}
+Release: %{krel}
+Summary: khotfix end-to-end test stand-in for a CentOS 7 kernel package set
+License: GPLv2
+Source0: linux-%{kver}-%{krel}.tar.xz
+
+%description
+Not a kernel: a stand-in vendor mirror's package set shaped like one.
+
+%package devel
+Summary: stand-in kernel-devel
+%description devel
+stand-in
+
+%package debuginfo
+Summary: stand-in kernel-debuginfo
+%description debuginfo
+stand-in
+
+%package -n kernel-debuginfo-common-x86_64
+Summary: stand-in kernel-debuginfo-common
+%description -n kernel-debuginfo-common-x86_64
+stand-in
+
+%prep
+%build
+%install
+K=%{version}-%{release}.x86_64
+mkdir -p %{buildroot}/boot %{buildroot}/usr/src/kernels/$K %{buildroot}/usr/lib/debug/lib/modules/$K %{buildroot}/usr/src/debug/kernel-$K
+echo "vmlinuz $K" > %{buildroot}/boot/vmlinuz-$K
+echo "Makefile $K" > %{buildroot}/usr/src/kernels/$K/Makefile
+echo "vmlinux $K" > %{buildroot}/usr/lib/debug/lib/modules/$K/vmlinux
+echo "stand-in debug sources" > %{buildroot}/usr/src/debug/kernel-$K/README
+
+%files
+/boot/vmlinuz-%{version}-%{release}.x86_64
+
+%files devel
+/usr/src/kernels/%{version}-%{release}.x86_64
+
+%files debuginfo
+/usr/lib/debug/lib/modules/%{version}-%{release}.x86_64
+
+%files -n kernel-debuginfo-common-x86_64
+/usr/src/debug/kernel-%{version}-%{release}.x86_64
+"#;
+
+/// The stand-in tree's net/netfilter/ipvs/ip_vs_est.c: the first hunk of
+/// the recipe's patch finds its context at line 55, but estimation_timer
+/// has the newer timer API (as in a tree the patch was not written for), so
+/// hunk #2 cannot apply.
+fn stand_in_ip_vs_est_c() -> String {
+    let mut s = String::new();
+    for i in 1..55 {
+        s.push_str(&format!("/* stand-in ip_vs_est.c line {i} */\n"));
+    }
+    s.push_str(
+        "/*\n * Make a summary from each cpu\n */\n\
+         static void ip_vs_read_cpu_stats(struct ip_vs_stats_user *sum,\n\
+         \t\t\t\t struct ip_vs_cpu_stats __percpu *stats)\n{\n\tint i;\n",
+    );
+    while s.lines().count() < 90 {
+        s.push_str("\t/* stand-in */\n");
+    }
+    s.push_str(
+        "}\n\nstatic void estimation_timer(struct timer_list *t)\n{\n\
+         \tstruct netns_ipvs *ipvs = from_timer(ipvs, t, est_timer);\n\n\
+         \tip_vs_walk_estimators(ipvs);\n\
+         \tmod_timer(&ipvs->est_timer, jiffies + 2*HZ);\n}\n",
+    );
+    s
+}
+
+/// Build the stand-in mirror in `dir` (flat, indexed by createrepo_c).
+fn el7_stand_in_mirror(work: &Path, dir: &Path) {
+    let top = work.join("el7-rpmbuild");
+    let sources = top.join("SOURCES");
+    let tree_name = format!("linux-{EL7_VERSION}-{EL7_RELEASE}");
+    let staging = work.join("el7-tree");
+    let ipvs = staging.join(&tree_name).join("net/netfilter/ipvs");
+    std::fs::create_dir_all(&ipvs).unwrap();
+    std::fs::create_dir_all(&sources).unwrap();
+    std::fs::write(ipvs.join("ip_vs_est.c"), stand_in_ip_vs_est_c()).unwrap();
+    std::fs::write(
+        staging.join(&tree_name).join("Makefile"),
+        "VERSION = 3\nPATCHLEVEL = 10\nSUBLEVEL = 0\nEXTRAVERSION =\n",
+    )
+    .unwrap();
+    ok(Command::new("tar")
+        .arg("-cJf")
+        .arg(sources.join(format!("{tree_name}.tar.xz")))
+        .arg("-C")
+        .arg(&staging)
+        .arg(&tree_name));
+    let spec = work.join("kernel.spec");
+    std::fs::write(&spec, EL7_SPEC).unwrap();
+    ok(Command::new("rpmbuild")
+        .args(["-ba", "--nodeps", "--target", "x86_64", "--quiet"])
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .args(["--define", &format!("kver {EL7_VERSION}")])
+        .args(["--define", &format!("krel {EL7_RELEASE}")])
+        .args(["--define", "_binary_payload w1.gzdio"])
+        .args(["--define", "_source_payload w1.gzdio"])
+        .arg(&spec));
+    std::fs::create_dir_all(dir).unwrap();
+    for e in walkdir::WalkDir::new(&top).into_iter().flatten() {
+        if e.path().extension().is_some_and(|x| x == "rpm") {
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+    }
+    ok(Command::new("createrepo_c")
+        .args(["--quiet", "--no-database"])
+        .arg(dir));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        assert!(e.file_type().unwrap().is_file(), "{:?}", e.path());
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+const TWO_TARGET_RECIPE: &str = r#"
+[hotfix]
+id = 30001
+name = "ipvs-estimation-timer"
+summary = "Stop IPVS estimation_timer from walking all services in softirq"
+description = "End-to-end test: one target's patch does not apply."
+version = "1.0"
+backend = "kpatch"
+
+[[hotfix.changelog]]
+date = "2026-11-23"
+author = "khotfix kernel team <kernel-team@example.com>"
+text = "Skip the est_list walk in IPVS estimation_timer; keep the timer armed."
+
+# Stand-in CentOS 7 mirror: its tree's estimation_timer is not the one the
+# patch was written for.
+[[target]]
+name = "centos7"
+distro = "centos7"
+backend = "kpatch"
+ranges = [{ from = "3.10.0-1062", to = "3.10.0-1062.99" }]
+patches = ["patches/0001-ipvs-estimation_timer-skip-est_list-walk.patch"]
+
+[[target]]
+name = "debian12"
+distro = "debian12"
+backend = "kbuild"
+select = "newest"
+ranges = [{ from = "6.1.0-1", to = "6.1.0-9999" }]
+module_source = "debian12"
+"#;
+
+#[test]
+fn a_patch_that_does_not_apply_fails_its_job_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // Fixtures: the recipe, the real centos7 patch, the real debian12 module.
+    let fx = w.join("recipe");
+    let patch_name = "0001-ipvs-estimation_timer-skip-est_list-walk.patch";
+    std::fs::create_dir_all(fx.join("patches")).unwrap();
+    std::fs::copy(
+        root()
+            .join("patches/ipvs-estimation-timer/centos7")
+            .join(patch_name),
+        fx.join("patches").join(patch_name),
+    )
+    .unwrap();
+    copy_dir(
+        &root().join("patches/ipvs-estimation-timer/debian12"),
+        &fx.join("debian12"),
+    );
+    let recipe = fx.join("ipvs.toml");
+    std::fs::write(&recipe, TWO_TARGET_RECIPE).unwrap();
+
+    // The stand-in vendor mirror, for every CentOS 7 repository.
+    let mirror = w.join("mirror");
+    el7_stand_in_mirror(w, &mirror);
+    let http = Http::serve(&mirror);
+    let mirrors = ["os-source", "updates-source", "debuginfo", "os", "updates"]
+        .iter()
+        .map(|r| format!("{r}={}", http.url()))
+        .collect::<Vec<_>>()
+        .join(" ");
+
+    let out = w.join("out");
+    let o = khotfix_run(
+        &[recipe.to_str().unwrap(), "--from-repos"],
+        &out,
+        &[("KHOTFIX_MIRRORS", mirrors)],
+    );
+    let stderr = text(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "khotfix run: {}\n{stderr}",
+        text(&o.stdout)
+    );
+    let r = report(&o);
+    assert_eq!(
+        (r["passed"].as_u64(), r["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{r:#}"
+    );
+
+    // The centos7 job failed at prepare, naming the patch, file and hunk,
+    // and never reached build.
+    let bad = job(&r, &format!("30001-centos7-{EL7_VERSION}-{EL7_RELEASE}"));
+    assert_eq!(bad["status"], "failed", "{bad:#}");
+    assert_eq!(stage(bad, "fetch").unwrap()["status"], "done", "{bad:#}");
+    let prep = stage(bad, "prepare").expect("prepare stage in the report");
+    assert_eq!(prep["status"], "failed", "{bad:#}");
+    assert_eq!(bad["failed_stage"], "prepare", "{bad:#}");
+    let err = bad["error"].as_str().expect("failed job has an error");
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    for want in [
+        format!("patches/{patch_name}:33:"),
+        "hunk #2 of net/netfilter/ipvs/ip_vs_est.c does not apply".to_string(),
+    ] {
+        assert!(err.contains(&want), "error lacks {want:?}: {err}");
+    }
+    assert!(
+        ["build", "sign", "package", "verify"]
+            .iter()
+            .all(|s| stage(bad, s).is_none_or(|st| st["status"] != "done")),
+        "the failed job went past prepare: {bad:#}"
+    );
+    let bad_id = bad["id"].as_str().unwrap();
+    assert!(
+        !out.join("jobs").join(bad_id).join("build").exists(),
+        "the failed job has a build directory"
+    );
+    assert!(!out.join("verified").join(bad_id).exists());
+
+    // The debian12 job passed and is published.
+    let good = job(&r, "30001-debian12-");
+    assert_eq!(good["status"], "passed", "{good:#}");
+    let repo = out.join("repo");
+    assert_eq!(
+        repo_packages(&repo),
+        vec![good["package"].as_str().unwrap().to_string()]
+    );
+    let v = run(Command::new(bin()).args(["repo", "verify"]).arg(&repo));
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "repo verify: {}\n{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+}
