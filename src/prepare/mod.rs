@@ -92,3 +92,105 @@ pub fn finish_rpm_tree(
         patch_check,
     })
 }
+
+/// Check the recipe's patches against the kernel tree a RHEL-family source
+/// RPM carries, on the host, before any build: `khotfix run` hands kpatch
+/// targets on `-r SRPM` distros straight to kpatch-build, which would only
+/// find a patch that does not apply minutes into its own `rpmbuild -bp`.
+///
+/// The SRPM is laid out in `<work>/topdir` (replaced if there) and only the
+/// files the patches touch are extracted from its `linux-*.tar.*` (the
+/// vendor's tarball already carries the vendor's changes) into
+/// `<work>/patch-check`, then [`apply::check`] runs there. A file the
+/// tarball lacks is reported by the check as a missing file.
+pub fn check_patches_against_srpm(
+    srpm: &Path,
+    work: &Path,
+    patches: &[PathBuf],
+) -> Result<apply::ApplyReport> {
+    let topdir = work.join("topdir");
+    let tree = work.join("patch-check");
+    for d in [&topdir, &tree] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
+        }
+    }
+    let t = srpm::layout_topdir(srpm, &topdir)?;
+    let tarballs: Vec<&String> = t
+        .sources
+        .iter()
+        .filter(|s| s.starts_with("linux-") && s.contains(".tar") && !s.contains('/'))
+        .collect();
+    let tarball = match tarballs.as_slice() {
+        [one] => topdir.join("SOURCES").join(one),
+        [] => anyhow::bail!("{}: no linux-*.tar.* kernel tarball", srpm.display()),
+        many => anyhow::bail!(
+            "{}: more than one kernel tarball: {}",
+            srpm.display(),
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut members = std::collections::BTreeSet::new();
+    for p in patches {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let parsed = crate::patchfile::Patch::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {}", p.display(), e.line, e.message))?;
+        for f in parsed.files {
+            // Also keeps tar's wildcard characters out of the member patterns.
+            crate::util::validate::host_path("patched file", &format!("/{}", f.path))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            members.insert(f.path);
+        }
+    }
+    std::fs::create_dir_all(&tree).with_context(|| format!("creating {}", tree.display()))?;
+    extract_members(&tarball, &tree, &members)?;
+    Ok(apply::check(&tree, patches)?)
+}
+
+/// Extract `members` (paths below the tarball's one top directory) from a
+/// kernel tarball into `dest` with GNU tar. Members the tarball lacks are
+/// not an error here: the patch check names them with the patch line.
+fn extract_members(
+    tarball: &Path,
+    dest: &Path,
+    members: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    if members.is_empty() {
+        return Ok(());
+    }
+    let out = std::process::Command::new("tar")
+        .env("LC_ALL", "C")
+        .arg("-x")
+        .arg("-f")
+        .arg(tarball)
+        .arg("-C")
+        .arg(dest)
+        .args([
+            "--strip-components=1",
+            "--no-same-owner",
+            "--wildcards",
+            "--no-wildcards-match-slash",
+        ])
+        .args(members.iter().map(|m| format!("*/{m}")))
+        .output()
+        .with_context(|| format!("running tar on {}", tarball.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let real: Vec<&str> = stderr
+        .lines()
+        .filter(|l| {
+            !l.contains("Not found in archive")
+                && !l.contains("Exiting with failure status due to previous errors")
+        })
+        .collect();
+    if real.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!("{}: tar: {}", tarball.display(), real.join("; "))
+}

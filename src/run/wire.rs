@@ -54,9 +54,25 @@ fn key_file(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The built-in distro with the `$KHOTFIX_MIRRORS` entries that name one of
+/// its repositories applied: `khotfix run --from-repos` plans with them, so
+/// the fetch stage must download from the same mirrors.
+fn distro_with_env_mirrors(name: &str) -> Result<Distro> {
+    let mut d = Distro::builtin(name)?;
+    let mine: Vec<String> = crate::fetch::env_mirror_overrides()
+        .into_iter()
+        .filter(|e| {
+            e.split_once('=')
+                .is_some_and(|(r, _)| d.repos.iter().any(|x| x.name == r.trim()))
+        })
+        .collect();
+    crate::fetch::apply_mirror_overrides(&mut d, &mine)?;
+    Ok(d)
+}
+
 /// fetch: the kernel packages, verified and cached.
 fn fetch(cx: &JobContext) -> Result<StageOutput> {
-    let distro = Distro::builtin(&cx.job.distro)?;
+    let distro = distro_with_env_mirrors(&cx.job.distro)?;
     let mut opts = crate::fetch::FetchOptions::from_env()?;
     opts.progress = crate::fetch::ProgressMode::Quiet;
     cx.note("downloading kernel packages");
@@ -113,13 +129,20 @@ fn prepare(cx: &JobContext) -> Result<StageOutput> {
             if distro.kpatch_mode != crate::distro::KpatchMode::Srpm {
                 bail!("prepare: a kpatch source tree for {} ({:?} mode) is not wired into `khotfix run` yet", distro.name, distro.kpatch_mode);
             }
+            let srpm = cx.artifact(StageKind::Fetch, "source_rpm")?;
+            cx.note("checking the patches against the source RPM's tree");
+            let check =
+                crate::prepare::check_patches_against_srpm(srpm, &cx.work_dir, &cx.target.patches)?;
             let debuginfo = cx.artifact(StageKind::Fetch, "debuginfo_rpm")?;
             let member = crate::prepare::srpm::debuginfo_vmlinux_path(&cx.job.kernel);
             let vmlinux = cx.work_dir.join("vmlinux");
             cx.note("extracting vmlinux from kernel-debuginfo");
             crate::prepare::srpm::extract_member(debuginfo, &member, &vmlinux)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Ok(StageOutput::new().artifact("vmlinux", vmlinux))
+            Ok(StageOutput::new()
+                .artifact("vmlinux", vmlinux)
+                .summary("patches apply to the source RPM's tree")
+                .detail(serde_json::to_value(&check)?))
         }
     }
 }
@@ -194,10 +217,13 @@ impl Stage for BuildStage {
         } else {
             "module built"
         };
-        Ok(StageOutput::new()
-            .artifact(artifact::UNSIGNED_MODULE, &out.module)
-            .artifact("log", &out.log)
-            .summary(format!("{summary} ({})", out.image))
+        let mut o = StageOutput::new().artifact(artifact::UNSIGNED_MODULE, &out.module);
+        // A build-cache hit compiles nothing and writes no log; the runner
+        // checks that every artifact exists, so only a written log is one.
+        if out.log.is_file() {
+            o = o.artifact("log", &out.log);
+        }
+        Ok(o.summary(format!("{summary} ({})", out.image))
             .detail(serde_json::to_value(&out)?))
     }
 }

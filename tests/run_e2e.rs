@@ -1,0 +1,750 @@
+//! End-to-end `khotfix run` through the real binary (issue 8's tests):
+//!
+//! * the full debian12 run (Debian's headers and image via apt, the kbuild
+//!   livepatch built in the podman builder, signed, packaged, boot-verified
+//!   under qemu, published) and a dnf install from the published repository
+//!   over HTTP with gpgcheck=1 and repo_gpgcheck=1;
+//! * a run with two targets where one target's patch does not apply: that job
+//!   fails alone at prepare, the debian12 job still publishes.
+//!
+//! Tools: podman (via `.ci/env` settings), qemu-system-x86_64, apt, rpm,
+//! rpmbuild, rpmsign, gpg, dnf, createrepo_c, python3 (HTTP server),
+//! busybox-static (the installroot's /bin/sh). KHOTFIX_CACHE_DIR is left as
+//! the machine's default so Debian's packages and the builder image are
+//! reused between runs.
+//!
+//! Stand-ins (things that cannot exist on this machine): the CentOS 7 vendor
+//! mirror is a local yum repository of small kernel-like packages built here
+//! with rpmbuild, served on 127.0.0.1 and selected with KHOTFIX_MIRRORS; the
+//! `kpatch` runtime package the hotfix requires is a tiny noarch RPM whose
+//! `kpatch` script only records how it was called.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_khotfix")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+fn ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The repository root (recipes/ and patches/ live there).
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `khotfix run` with the container settings CI uses (`.ci/env`'s values
+/// unless the environment already sets them) and the default cache.
+fn khotfix_run(args: &[&str], out: &Path, extra_env: &[(&str, String)]) -> Output {
+    let mut c = Command::new(bin());
+    c.arg("run").args(args).arg("--out").arg(out).arg("--json");
+    for (k, v) in [
+        ("KHOTFIX_CONTAINER_ENGINE", "podman"),
+        ("KHOTFIX_CONTAINER_ENGINE_OPTS", "--runtime runc"),
+        (
+            "KHOTFIX_CONTAINER_RUN_OPTS",
+            "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024",
+        ),
+        (
+            "KHOTFIX_CONTAINER_BUILD_OPTS",
+            "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024",
+        ),
+    ] {
+        if std::env::var_os(k).is_none() {
+            c.env(k, v);
+        }
+    }
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.current_dir(root());
+    run(&mut c)
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "run --json printed no report ({e}): {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+/// The job of `report` whose id starts with `prefix`.
+fn job<'a>(report: &'a serde_json::Value, prefix: &str) -> &'a serde_json::Value {
+    report["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"].as_str().unwrap().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no job {prefix}* in {report:#}"))
+}
+
+fn stage<'a>(job: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    job["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+}
+
+/// The outcome and message of the verify check `name`.
+fn check<'a>(verify: &'a serde_json::Value, name: &str) -> (&'a str, &'a str) {
+    let c = verify["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("verify has no check {name}: {verify:#}"));
+    (
+        c["outcome"].as_str().unwrap(),
+        c["message"].as_str().unwrap(),
+    )
+}
+
+// ---- HTTP and dnf ----------------------------------------------------------
+
+/// python3 -m http.server on 127.0.0.1, an ephemeral port, killed on drop.
+struct Http {
+    child: Child,
+    port: u16,
+}
+
+impl Http {
+    fn serve(dir: &Path) -> Http {
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("cannot parse http.server banner {line:?}"));
+        Http { child, port }
+    }
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// dnf with only the published repository, gpgcheck and repo_gpgcheck on, a
+/// private cache, the key imported from the repository (-y).
+fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new("dnf");
+    c.args([
+        "-y",
+        "--setopt=reposdir=/dev/null",
+        "--releasever=1",
+        "--disableplugin=*",
+    ])
+    .arg(format!("--setopt=cachedir={}", cache.display()))
+    .arg(format!("--repofrompath=khf,{url}"))
+    .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
+    .arg(format!("--setopt=khf.gpgkey={url}RPM-GPG-KEY-khotfix"))
+    // Debian's dnf.conf sets skip_if_unavailable=True, which would turn
+    // every metadata failure into a silent success.
+    .args([
+        "--setopt=khf.metadata_expire=0",
+        "--setopt=skip_if_unavailable=False",
+    ])
+    .args(args);
+    run(&mut c)
+}
+
+// ---- the kpatch runtime stand-in -------------------------------------------
+
+/// The hotfix package requires `kpatch >= 0.8`. This stand-in provides it;
+/// its `kpatch` only appends its arguments to /var/log/kpatch-stand-in.log
+/// (inside the installroot) so the test can see what %post asked for.
+const KPATCH_SPEC: &str = r#"
+Name: kpatch
+Version: 0.9.9
+Release: 1
+Summary: stand-in kpatch runtime for the end-to-end test repository
+License: GPL-2.0
+BuildArch: noarch
+AutoReqProv: no
+%description
+Stand-in for the kpatch runtime: records its arguments, loads nothing.
+%install
+mkdir -p %{buildroot}/usr/sbin %{buildroot}/var/log
+printf '#!/bin/sh\necho "$*" >> /var/log/kpatch-stand-in.log\n' > %{buildroot}/usr/sbin/kpatch
+chmod 755 %{buildroot}/usr/sbin/kpatch
+%files
+/usr/sbin/kpatch
+%dir /var/log
+"#;
+
+/// The hotfix's scriptlets need `/bin/sh` (rpm adds `Requires: /bin/sh`);
+/// an empty installroot has none. This stand-in for the distro's shell
+/// package ships busybox-static as `/bin/sh`.
+const SH_SPEC: &str = r#"
+%global debug_package %{nil}
+%global __os_install_post %{nil}
+Name: busybox-sh
+Version: 1.0
+Release: 1
+Summary: stand-in /bin/sh (busybox-static) for the end-to-end test installroot
+License: GPL-2.0
+AutoReqProv: no
+Provides: /bin/sh
+%description
+Stand-in for the distro's shell package: busybox-static as /bin/sh.
+%install
+mkdir -p %{buildroot}/bin
+cp /bin/busybox %{buildroot}/bin/sh
+%files
+/bin/sh
+"#;
+
+fn rpmbuild_binary(name: &str, spec: &str, work: &Path) -> PathBuf {
+    let top = work.join("rpmbuild");
+    let out = work.join("rpms").join(name);
+    std::fs::create_dir_all(&top).unwrap();
+    let spec_path = work.join(format!("{name}.spec"));
+    std::fs::write(&spec_path, spec).unwrap();
+    ok(Command::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .arg("--define")
+        .arg(format!("_rpmdir {}", out.display()))
+        .args(["--define", "_build_id_links none", "--quiet"])
+        .arg(&spec_path));
+    walkdir::WalkDir::new(&out)
+        .into_iter()
+        .flatten()
+        .map(|e| e.path().to_path_buf())
+        .find(|p| p.extension().is_some_and(|x| x == "rpm"))
+        .expect("rpmbuild produced no package")
+}
+
+/// Sign `rpm` with rpmsign through a GnuPG home that imported `secret` (the
+/// run's package-signing key), so dnf's gpgcheck=1 covers it too.
+fn rpmsign_with(secret: &Path, rpm: &Path, work: &Path) {
+    let home = work.join("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    ok(Command::new("gpg")
+        .env("GNUPGHOME", &home)
+        .args(["--batch", "--import"])
+        .arg(secret));
+    let out = ok(Command::new("gpg").env("GNUPGHOME", &home).args([
+        "--batch",
+        "--with-colons",
+        "--list-secret-keys",
+    ]));
+    let fpr = text(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .expect("imported key has no fingerprint")
+        .to_string();
+    ok(Command::new("rpmsign")
+        .env("GNUPGHOME", &home)
+        .args(["--define", "__gpg /usr/bin/gpg"])
+        .arg("--define")
+        .arg(format!("_gpg_name {fpr}"))
+        .arg("--define")
+        .arg(format!("_gpg_path {}", home.display()))
+        .arg("--addsign")
+        .arg(rpm)
+        .stdin(Stdio::null()));
+}
+
+/// Names (`name-version-release.arch`) the repository's primary.xml lists.
+fn repo_packages(repo: &Path) -> Vec<String> {
+    let repomd = std::fs::read_to_string(repo.join("repodata/repomd.xml")).unwrap();
+    let href = repomd
+        .split("<data type=\"primary\">")
+        .nth(1)
+        .and_then(|s| s.split("href=\"").nth(1))
+        .and_then(|s| s.split('"').next())
+        .expect("repomd.xml has no primary");
+    let gz = std::fs::read(repo.join(href)).unwrap();
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut xml).unwrap();
+    xml.split("<package ")
+        .skip(1)
+        .map(|p| {
+            let tag = |t: &str| {
+                p.split(&format!("<{t}>"))
+                    .nth(1)
+                    .and_then(|s| s.split(&format!("</{t}>")).next())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            tag("name")
+        })
+        .collect()
+}
+
+// ---- 1. the full debian12 run, installed with dnf --------------------------
+
+#[test]
+fn debian12_run_boot_verifies_and_installs_with_dnf() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let o = khotfix_run(
+        &[
+            "recipes/ipvs-estimation-timer.toml",
+            "--target",
+            "debian12",
+            "--from-repos",
+        ],
+        &out,
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "khotfix run: {}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let r = report(&o);
+    assert_eq!(
+        (r["passed"].as_u64(), r["failed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let j = job(&r, "30001-debian12-");
+    assert_eq!(j["status"], "passed");
+    let kver = j["kernel"].as_str().unwrap().to_string();
+    let package = j["package"].as_str().unwrap().to_string();
+
+    // The verify stage's own report on disk agrees with the run report and
+    // shows the qemu boot checks.
+    let job_id = j["id"].as_str().unwrap();
+    let vpath = out.join("jobs").join(job_id).join("verify/verify.json");
+    let verify: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&vpath).unwrap()).unwrap();
+    assert_eq!(
+        stage(j, "verify").unwrap()["detail"],
+        verify,
+        "run report and {} differ",
+        vpath.display()
+    );
+    for (name, want) in [
+        ("boot", "booted under qemu"),
+        ("boot-load", "insmod kpatch_30001 succeeded"),
+        ("livepatch-enabled", "/enabled = 1"),
+        ("livepatch-transition", "/transition = 0"),
+        ("livepatch-patched", "ip_vs=1"),
+        ("dmesg", "no \"Call Trace\""),
+    ] {
+        let (outcome, msg) = check(&verify, name);
+        assert_eq!(outcome, "pass", "{name}: {msg}");
+        assert!(msg.contains(want), "{name}: {msg:?} lacks {want:?}");
+    }
+    assert!(
+        verify["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"] == "pass"),
+        "a verify check did not pass: {verify:#}"
+    );
+    let verified_ko = PathBuf::from(verify["module"].as_str().unwrap());
+    let verified_bytes = std::fs::read(&verified_ko).unwrap();
+
+    // Publish the kpatch runtime stand-in into the same repository, signed
+    // by the same package key (rpmsign) and the repodata re-signed by
+    // `khotfix publish`.
+    let repo = out.join("repo");
+    let secret = out.join("keys").join(khotfix::keys::PGP_SECRET_FILE);
+    let kpatch = rpmbuild_binary("kpatch", KPATCH_SPEC, work.path());
+    let sh = rpmbuild_binary("busybox-sh", SH_SPEC, work.path());
+    rpmsign_with(&secret, &kpatch, work.path());
+    rpmsign_with(&secret, &sh, work.path());
+    ok(Command::new(bin())
+        .args(["publish", "--repo"])
+        .arg(&repo)
+        .arg("--gpg-key")
+        .arg(&secret)
+        .arg(&kpatch)
+        .arg(&sh));
+    let mut listed = repo_packages(&repo);
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            "busybox-sh".to_string(),
+            package.clone(),
+            "kpatch".to_string(),
+        ],
+        "repodata"
+    );
+    let v = run(Command::new(bin()).args(["repo", "verify"]).arg(&repo));
+    assert!(v.status.success(), "repo verify: {}", text(&v.stdout));
+
+    // dnf into an empty installroot over HTTP: it pulls in kpatch and
+    // /bin/sh, and the scriptlets run chrooted there. %pre's kernel check
+    // passes because this is another root.
+    let http = Http::serve(&repo);
+    let inst_root = work.path().join("root");
+    let cache = work.path().join("dnf-cache");
+    let inst = dnf(
+        &http.url(),
+        &cache,
+        &[
+            "--installroot",
+            inst_root.to_str().unwrap(),
+            "install",
+            &package,
+        ],
+    );
+    assert!(
+        inst.status.success(),
+        "dnf install {package}: {}\n{}",
+        text(&inst.stdout),
+        text(&inst.stderr)
+    );
+    let installed = inst_root.join(format!("var/khotfix/{kver}/30001/kpatch-30001.ko"));
+    let bytes =
+        std::fs::read(&installed).unwrap_or_else(|e| panic!("{}: {e}", installed.display()));
+    assert!(
+        bytes == verified_bytes,
+        "{} differs from the module verify checked ({})",
+        installed.display(),
+        verified_ko.display()
+    );
+    // The package's signature was checked against the imported key: rpm in
+    // the installroot knows it, and the package is installed there.
+    let q = ok(Command::new("rpm")
+        .arg("--root")
+        .arg(&inst_root)
+        .args([
+            "-q",
+            "--qf",
+            "%{NAME} %{RSAHEADER:pgpsig} %{SIGPGP:pgpsig}\n",
+        ])
+        .arg(&package));
+    let line = text(&q.stdout);
+    assert!(
+        line.starts_with(&package) && line.contains("RSA"),
+        "installed package is not signed: {line:?}"
+    );
+    // %post asked kpatch to install the module for the target kernel.
+    let log =
+        std::fs::read_to_string(inst_root.join("var/log/kpatch-stand-in.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("install -k {kver}")),
+        "%post did not call `kpatch install -k {kver}`: {log:?}"
+    );
+}
+
+// ---- 2. a patch that does not apply fails its job alone --------------------
+
+/// Kernel release of the stand-in CentOS 7 mirror.
+const EL7_VERSION: &str = "3.10.0";
+const EL7_RELEASE: &str = "1062.el7";
+
+/// The stand-in vendor mirror's packages: a source RPM shaped like RHEL's
+/// (kernel.spec plus a `linux-<ver>-<rel>.tar.xz` with the files the test
+/// needs) and kernel, kernel-devel, kernel-debuginfo and
+/// kernel-debuginfo-common-x86_64 with placeholder contents. No RPM here is a
+/// kernel; the test only needs fetch to find and verify them and prepare to
+/// read the tree.
+const EL7_SPEC: &str = r#"%global debug_package %{nil}
+%global __os_install_post %{nil}
+%define _build_id_links none
+Name: kernel
+Version: %{kver}
+Release: %{krel}
+Summary: khotfix end-to-end test stand-in for a CentOS 7 kernel package set
+License: GPLv2
+Source0: linux-%{kver}-%{krel}.tar.xz
+
+%description
+Not a kernel: a stand-in vendor mirror's package set shaped like one.
+
+%package devel
+Summary: stand-in kernel-devel
+%description devel
+stand-in
+
+%package debuginfo
+Summary: stand-in kernel-debuginfo
+%description debuginfo
+stand-in
+
+%package -n kernel-debuginfo-common-x86_64
+Summary: stand-in kernel-debuginfo-common
+%description -n kernel-debuginfo-common-x86_64
+stand-in
+
+%prep
+%build
+%install
+K=%{version}-%{release}.x86_64
+mkdir -p %{buildroot}/boot %{buildroot}/usr/src/kernels/$K %{buildroot}/usr/lib/debug/lib/modules/$K %{buildroot}/usr/src/debug/kernel-$K
+echo "vmlinuz $K" > %{buildroot}/boot/vmlinuz-$K
+echo "Makefile $K" > %{buildroot}/usr/src/kernels/$K/Makefile
+echo "vmlinux $K" > %{buildroot}/usr/lib/debug/lib/modules/$K/vmlinux
+echo "stand-in debug sources" > %{buildroot}/usr/src/debug/kernel-$K/README
+
+%files
+/boot/vmlinuz-%{version}-%{release}.x86_64
+
+%files devel
+/usr/src/kernels/%{version}-%{release}.x86_64
+
+%files debuginfo
+/usr/lib/debug/lib/modules/%{version}-%{release}.x86_64
+
+%files -n kernel-debuginfo-common-x86_64
+/usr/src/debug/kernel-%{version}-%{release}.x86_64
+"#;
+
+/// The stand-in tree's net/netfilter/ipvs/ip_vs_est.c: the first hunk of
+/// the recipe's patch finds its context at line 55, but estimation_timer
+/// has the newer timer API (as in a tree the patch was not written for), so
+/// hunk #2 cannot apply.
+fn stand_in_ip_vs_est_c() -> String {
+    let mut s = String::new();
+    for i in 1..55 {
+        s.push_str(&format!("/* stand-in ip_vs_est.c line {i} */\n"));
+    }
+    s.push_str(
+        "/*\n * Make a summary from each cpu\n */\n\
+         static void ip_vs_read_cpu_stats(struct ip_vs_stats_user *sum,\n\
+         \t\t\t\t struct ip_vs_cpu_stats __percpu *stats)\n{\n\tint i;\n",
+    );
+    while s.lines().count() < 90 {
+        s.push_str("\t/* stand-in */\n");
+    }
+    s.push_str(
+        "}\n\nstatic void estimation_timer(struct timer_list *t)\n{\n\
+         \tstruct netns_ipvs *ipvs = from_timer(ipvs, t, est_timer);\n\n\
+         \tip_vs_walk_estimators(ipvs);\n\
+         \tmod_timer(&ipvs->est_timer, jiffies + 2*HZ);\n}\n",
+    );
+    s
+}
+
+/// Build the stand-in mirror in `dir` (flat, indexed by createrepo_c).
+fn el7_stand_in_mirror(work: &Path, dir: &Path) {
+    let top = work.join("el7-rpmbuild");
+    let sources = top.join("SOURCES");
+    let tree_name = format!("linux-{EL7_VERSION}-{EL7_RELEASE}");
+    let staging = work.join("el7-tree");
+    let ipvs = staging.join(&tree_name).join("net/netfilter/ipvs");
+    std::fs::create_dir_all(&ipvs).unwrap();
+    std::fs::create_dir_all(&sources).unwrap();
+    std::fs::write(ipvs.join("ip_vs_est.c"), stand_in_ip_vs_est_c()).unwrap();
+    std::fs::write(
+        staging.join(&tree_name).join("Makefile"),
+        "VERSION = 3\nPATCHLEVEL = 10\nSUBLEVEL = 0\nEXTRAVERSION =\n",
+    )
+    .unwrap();
+    ok(Command::new("tar")
+        .arg("-cJf")
+        .arg(sources.join(format!("{tree_name}.tar.xz")))
+        .arg("-C")
+        .arg(&staging)
+        .arg(&tree_name));
+    let spec = work.join("kernel.spec");
+    std::fs::write(&spec, EL7_SPEC).unwrap();
+    ok(Command::new("rpmbuild")
+        .args(["-ba", "--nodeps", "--target", "x86_64", "--quiet"])
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .args(["--define", &format!("kver {EL7_VERSION}")])
+        .args(["--define", &format!("krel {EL7_RELEASE}")])
+        .args(["--define", "_binary_payload w1.gzdio"])
+        .args(["--define", "_source_payload w1.gzdio"])
+        .arg(&spec));
+    std::fs::create_dir_all(dir).unwrap();
+    for e in walkdir::WalkDir::new(&top).into_iter().flatten() {
+        if e.path().extension().is_some_and(|x| x == "rpm") {
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+    }
+    ok(Command::new("createrepo_c")
+        .args(["--quiet", "--no-database"])
+        .arg(dir));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        assert!(e.file_type().unwrap().is_file(), "{:?}", e.path());
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+const TWO_TARGET_RECIPE: &str = r#"
+[hotfix]
+id = 30001
+name = "ipvs-estimation-timer"
+summary = "Stop IPVS estimation_timer from walking all services in softirq"
+description = "End-to-end test: one target's patch does not apply."
+version = "1.0"
+backend = "kpatch"
+
+[[hotfix.changelog]]
+date = "2026-11-23"
+author = "khotfix kernel team <kernel-team@example.com>"
+text = "Skip the est_list walk in IPVS estimation_timer; keep the timer armed."
+
+# Stand-in CentOS 7 mirror: its tree's estimation_timer is not the one the
+# patch was written for.
+[[target]]
+name = "centos7"
+distro = "centos7"
+backend = "kpatch"
+ranges = [{ from = "3.10.0-1062", to = "3.10.0-1062.99" }]
+patches = ["patches/0001-ipvs-estimation_timer-skip-est_list-walk.patch"]
+
+[[target]]
+name = "debian12"
+distro = "debian12"
+backend = "kbuild"
+select = "newest"
+ranges = [{ from = "6.1.0-1", to = "6.1.0-9999" }]
+module_source = "debian12"
+"#;
+
+#[test]
+fn a_patch_that_does_not_apply_fails_its_job_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // Fixtures: the recipe, the real centos7 patch, the real debian12 module.
+    let fx = w.join("recipe");
+    let patch_name = "0001-ipvs-estimation_timer-skip-est_list-walk.patch";
+    std::fs::create_dir_all(fx.join("patches")).unwrap();
+    std::fs::copy(
+        root()
+            .join("patches/ipvs-estimation-timer/centos7")
+            .join(patch_name),
+        fx.join("patches").join(patch_name),
+    )
+    .unwrap();
+    copy_dir(
+        &root().join("patches/ipvs-estimation-timer/debian12"),
+        &fx.join("debian12"),
+    );
+    let recipe = fx.join("ipvs.toml");
+    std::fs::write(&recipe, TWO_TARGET_RECIPE).unwrap();
+
+    // The stand-in vendor mirror, for every CentOS 7 repository.
+    let mirror = w.join("mirror");
+    el7_stand_in_mirror(w, &mirror);
+    let http = Http::serve(&mirror);
+    let mirrors = ["os-source", "updates-source", "debuginfo", "os", "updates"]
+        .iter()
+        .map(|r| format!("{r}={}", http.url()))
+        .collect::<Vec<_>>()
+        .join(" ");
+
+    let out = w.join("out");
+    let o = khotfix_run(
+        &[recipe.to_str().unwrap(), "--from-repos"],
+        &out,
+        &[("KHOTFIX_MIRRORS", mirrors)],
+    );
+    let stderr = text(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "khotfix run: {}\n{stderr}",
+        text(&o.stdout)
+    );
+    let r = report(&o);
+    assert_eq!(
+        (r["passed"].as_u64(), r["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{r:#}"
+    );
+
+    // The centos7 job failed at prepare, naming the patch, file and hunk,
+    // and never reached build.
+    let bad = job(&r, &format!("30001-centos7-{EL7_VERSION}-{EL7_RELEASE}"));
+    assert_eq!(bad["status"], "failed", "{bad:#}");
+    assert_eq!(stage(bad, "fetch").unwrap()["status"], "done", "{bad:#}");
+    let prep = stage(bad, "prepare").expect("prepare stage in the report");
+    assert_eq!(prep["status"], "failed", "{bad:#}");
+    assert_eq!(bad["failed_stage"], "prepare", "{bad:#}");
+    let err = bad["error"].as_str().expect("failed job has an error");
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    for want in [
+        format!("patches/{patch_name}:33:"),
+        "hunk #2 of net/netfilter/ipvs/ip_vs_est.c does not apply".to_string(),
+    ] {
+        assert!(err.contains(&want), "error lacks {want:?}: {err}");
+    }
+    assert!(
+        ["build", "sign", "package", "verify"]
+            .iter()
+            .all(|s| stage(bad, s).is_none_or(|st| st["status"] != "done")),
+        "the failed job went past prepare: {bad:#}"
+    );
+    let bad_id = bad["id"].as_str().unwrap();
+    assert!(
+        !out.join("jobs").join(bad_id).join("build").exists(),
+        "the failed job has a build directory"
+    );
+    assert!(!out.join("verified").join(bad_id).exists());
+
+    // The debian12 job passed and is published.
+    let good = job(&r, "30001-debian12-");
+    assert_eq!(good["status"], "passed", "{good:#}");
+    let repo = out.join("repo");
+    assert_eq!(
+        repo_packages(&repo),
+        vec![good["package"].as_str().unwrap().to_string()]
+    );
+    let v = run(Command::new(bin()).args(["repo", "verify"]).arg(&repo));
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "repo verify: {}\n{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+}
