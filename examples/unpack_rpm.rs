@@ -6,7 +6,10 @@ fn main() {
         eprintln!("usage: unpack_rpm RPM DEST");
         std::process::exit(2);
     }
-    match khotfix::prepare::srpm::unpack_rpm(std::path::Path::new(&args[1]), std::path::Path::new(&args[2])) {
+    match khotfix::prepare::srpm::unpack_rpm(
+        std::path::Path::new(&args[1]),
+        std::path::Path::new(&args[2]),
+    ) {
         Ok(u) => println!("{} entries", u.entries.len()),
         Err(e) => {
             eprintln!("unpack_rpm: {e}");

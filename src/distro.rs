@@ -83,7 +83,10 @@ impl Distro {
     /// Load a built-in distro definition by name.
     pub fn builtin(name: &str) -> Result<Distro> {
         let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) else {
-            bail!("unknown distro {name:?} (known: {})", Self::names().join(", "));
+            bail!(
+                "unknown distro {name:?} (known: {})",
+                Self::names().join(", ")
+            );
         };
         let d: Distro = toml::from_str(text).with_context(|| format!("built-in distro {name}"))?;
         Ok(d)

@@ -10,9 +10,32 @@ use std::cmp::Ordering;
 use std::fmt;
 
 /// Architectures that may end an rpm-style kernel release.
-const RPM_ARCHES: &[&str] = &["x86_64", "aarch64", "i686", "i386", "ppc64le", "s390x", "noarch", "loongarch64", "riscv64"];
+const RPM_ARCHES: &[&str] = &[
+    "x86_64",
+    "aarch64",
+    "i686",
+    "i386",
+    "ppc64le",
+    "s390x",
+    "noarch",
+    "loongarch64",
+    "riscv64",
+];
 /// Architectures (kernel flavours) that end a Debian-style kernel release.
-const DEB_ARCHES: &[&str] = &["amd64", "arm64", "armmp", "armmp-lpae", "686", "686-pae", "powerpc64le", "s390x", "marvell", "rpi", "loong64", "riscv64"];
+const DEB_ARCHES: &[&str] = &[
+    "amd64",
+    "arm64",
+    "armmp",
+    "armmp-lpae",
+    "686",
+    "686-pae",
+    "powerpc64le",
+    "s390x",
+    "marvell",
+    "rpi",
+    "loong64",
+    "riscv64",
+];
 
 /// A parsed kernel release such as `3.10.0-1062.9.1.el7.x86_64` or `6.1.0-56-amd64`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -94,25 +117,38 @@ impl KernelRelease {
     /// Parse a full release (`uname -r`), or a bare `version-release` bound
     /// such as `5.10.134-19.1`.
     pub fn parse(input: &str) -> Result<Self, ParseKernelError> {
-        let err = |reason: &str| ParseKernelError { input: input.to_string(), reason: reason.to_string() };
+        let err = |reason: &str| ParseKernelError {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
         if input.is_empty() || input.len() > 128 {
             return Err(err("must be 1 to 128 characters"));
         }
-        if let Some(c) = input.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '~'))) {
+        if let Some(c) = input
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '~')))
+        {
             return Err(err(&format!("contains {c:?}")));
         }
-        let (version, rest) = input.split_once('-').ok_or_else(|| err("no '-' between version and release"))?;
-        if version.is_empty() || !version.split('.').all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())) {
+        let (version, rest) = input
+            .split_once('-')
+            .ok_or_else(|| err("no '-' between version and release"))?;
+        if version.is_empty()
+            || !version
+                .split('.')
+                .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Err(err("version must be dot-separated numbers, e.g. 5.10.134"));
         }
         if version.split('.').count() < 2 {
             return Err(err("version needs at least major.minor"));
         }
-        let mut k = if rest.contains('-') || DEB_ARCHES.iter().any(|a| rest.ends_with(&format!("-{a}"))) {
-            Self::parse_debian(rest).map_err(|r| err(&r))?
-        } else {
-            Self::parse_rpm(rest).map_err(|r| err(&r))?
-        };
+        let mut k =
+            if rest.contains('-') || DEB_ARCHES.iter().any(|a| rest.ends_with(&format!("-{a}"))) {
+                Self::parse_debian(rest).map_err(|r| err(&r))?
+            } else {
+                Self::parse_rpm(rest).map_err(|r| err(&r))?
+            };
         k.raw = input.to_string();
         k.version = version.to_string();
         Ok(k)
@@ -132,13 +168,22 @@ impl KernelRelease {
 
     /// `56-amd64`, `56-cloud-amd64`.
     fn parse_debian(rest: &str) -> Result<Self, String> {
-        let (release, tail) = rest.split_once('-').ok_or("Debian release needs an ABI number and an arch")?;
+        let (release, tail) = rest
+            .split_once('-')
+            .ok_or("Debian release needs an ABI number and an arch")?;
         if release.is_empty() || !release.bytes().all(|b| b.is_ascii_digit()) {
             return Err("Debian ABI number must be digits, e.g. 6.1.0-56-amd64".into());
         }
-        let (variant, arch) = match DEB_ARCHES.iter().filter(|a| tail == **a || tail.ends_with(&format!("-{a}"))).max_by_key(|a| a.len()) {
+        let (variant, arch) = match DEB_ARCHES
+            .iter()
+            .filter(|a| tail == **a || tail.ends_with(&format!("-{a}")))
+            .max_by_key(|a| a.len())
+        {
             Some(a) if tail == *a => (None, a.to_string()),
-            Some(a) => (Some(tail[..tail.len() - a.len() - 1].to_string()), a.to_string()),
+            Some(a) => (
+                Some(tail[..tail.len() - a.len() - 1].to_string()),
+                a.to_string(),
+            ),
             None => return Err(format!("unknown Debian kernel arch in {tail:?}")),
         };
         if let Some(v) = &variant {
@@ -146,7 +191,13 @@ impl KernelRelease {
                 return Err(format!("bad Debian featureset {v:?}"));
             }
         }
-        Ok(KernelRelease { release: release.into(), arch: Some(arch), variant, flavor: Flavor::Debian, ..Self::empty() })
+        Ok(KernelRelease {
+            release: release.into(),
+            arch: Some(arch),
+            variant,
+            flavor: Flavor::Debian,
+            ..Self::empty()
+        })
     }
 
     /// `1062.9.1.el7.x86_64`, `18.0.1.lifsea8.x86_64`, `19.1` (bare bound).
@@ -156,11 +207,15 @@ impl KernelRelease {
             return Err("empty component between dots".into());
         }
         let arch = match tokens.last() {
-            Some(last) if RPM_ARCHES.contains(last) && tokens.len() > 1 => tokens.pop().map(str::to_string),
+            Some(last) if RPM_ARCHES.contains(last) && tokens.len() > 1 => {
+                tokens.pop().map(str::to_string)
+            }
             _ => None,
         };
         // The dist tag is the first token that starts with a letter (el7, al8, el8_5).
-        let dist_at = tokens.iter().position(|t| t.starts_with(|c: char| c.is_ascii_alphabetic()));
+        let dist_at = tokens
+            .iter()
+            .position(|t| t.starts_with(|c: char| c.is_ascii_alphabetic()));
         let (release, dist) = match dist_at {
             Some(0) => return Err("release must start with a number".into()),
             Some(i) => (tokens[..i].join("."), Some(tokens[i..].join("."))),
@@ -169,8 +224,17 @@ impl KernelRelease {
         if release.is_empty() {
             return Err("empty release".into());
         }
-        let flavor = dist.as_deref().map(Flavor::from_dist).unwrap_or(Flavor::Unknown);
-        Ok(KernelRelease { release, dist, arch, flavor, ..Self::empty() })
+        let flavor = dist
+            .as_deref()
+            .map(Flavor::from_dist)
+            .unwrap_or(Flavor::Unknown);
+        Ok(KernelRelease {
+            release,
+            dist,
+            arch,
+            flavor,
+            ..Self::empty()
+        })
     }
 
     /// The string as given (`uname -r`).
@@ -198,7 +262,8 @@ impl KernelRelease {
     /// This is how inclusive ranges such as `5.10.134-15 ..= 5.10.134-19.1`
     /// are evaluated.
     pub fn cmp_version_release(&self, other: &KernelRelease) -> Ordering {
-        rpmvercmp(&self.version, &other.version).then_with(|| rpmvercmp(&self.release, &other.release))
+        rpmvercmp(&self.version, &other.version)
+            .then_with(|| rpmvercmp(&self.release, &other.release))
     }
 }
 
@@ -238,7 +303,8 @@ impl PartialOrd for KernelRelease {
 /// distinct releases never compare equal.
 impl Ord for KernelRelease {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.cmp_version_release(other).then_with(|| self.raw.cmp(&other.raw))
+        self.cmp_version_release(other)
+            .then_with(|| self.raw.cmp(&other.raw))
     }
 }
 
@@ -293,7 +359,13 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
             break;
         }
         let numeric = a[i].is_ascii_digit();
-        let class = |c: u8| if numeric { c.is_ascii_digit() } else { c.is_ascii_alphabetic() };
+        let class = |c: u8| {
+            if numeric {
+                c.is_ascii_digit()
+            } else {
+                c.is_ascii_alphabetic()
+            }
+        };
         let (si, sj) = (i, j);
         while i < a.len() && class(a[i]) {
             i += 1;
@@ -303,7 +375,11 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
         }
         if sj == j {
             // Segments of different kinds: numeric is newer than alphabetic.
-            return if numeric { Ordering::Greater } else { Ordering::Less };
+            return if numeric {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
         }
         let (mut sa, mut sb) = (&a[si..i], &b[sj..j]);
         if numeric {
@@ -363,7 +439,10 @@ mod tests {
         let r = k("5.10.134-18.al8.x86_64");
         assert_eq!((r.release.as_str(), r.flavor.clone()), ("18", Flavor::Al8));
         let r = k("5.10.134-18.0.1.lifsea8.x86_64");
-        assert_eq!(r.release, "18.0.1", "the seed script's regex cut this to 18.0");
+        assert_eq!(
+            r.release, "18.0.1",
+            "the seed script's regex cut this to 18.0"
+        );
         assert_eq!(r.flavor, Flavor::Lifsea8);
         assert_eq!(r.version_release(), "5.10.134-18.0.1");
         let r = k("5.10.134-19.1.al8.x86_64");
@@ -392,8 +471,21 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "5.10.134", "x.y-1", "5.10.134-", "5.10.134-18..al8", "5.10.134-18 al8", "5.10.134-$(id)", "5-1", "5.10.134-al8"] {
-            assert!(KernelRelease::parse(bad).is_err(), "{bad:?} should be refused");
+        for bad in [
+            "",
+            "5.10.134",
+            "x.y-1",
+            "5.10.134-",
+            "5.10.134-18..al8",
+            "5.10.134-18 al8",
+            "5.10.134-$(id)",
+            "5-1",
+            "5.10.134-al8",
+        ] {
+            assert!(
+                KernelRelease::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 
@@ -403,7 +495,8 @@ mod tests {
         let hi = k("5.10.134-19.1");
         let inside = |s: &str| {
             let x = k(s);
-            x.cmp_version_release(&lo) != Ordering::Less && x.cmp_version_release(&hi) != Ordering::Greater
+            x.cmp_version_release(&lo) != Ordering::Less
+                && x.cmp_version_release(&hi) != Ordering::Greater
         };
         assert!(inside("5.10.134-15.al8.x86_64"));
         assert!(inside("5.10.134-18.0.1.lifsea8.x86_64"));

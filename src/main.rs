@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use khotfix::util::exit;
 
 #[derive(Parser)]
-#[command(name = "khotfix", version, about = "Kernel source fix → signed livepatch hotfix RPMs → signed yum repository → node agent")]
+#[command(
+    name = "khotfix",
+    version,
+    about = "Kernel source fix → signed livepatch hotfix RPMs → signed yum repository → node agent"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -38,7 +38,8 @@ pub struct Plan {
 /// Read a kernel list: one release per line; blank lines and `#` comments
 /// are skipped. Errors name the file and line.
 pub fn read_kernel_list(path: &Path) -> Result<Vec<KernelRelease>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading kernel list {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading kernel list {}", path.display()))?;
     parse_kernel_list(&path.display().to_string(), &text)
 }
 
@@ -67,7 +68,11 @@ impl Plan {
                 let distro = Distro::builtin(&t.distro)?;
                 let mut chosen: BTreeSet<KernelRelease> = BTreeSet::new();
                 for k in t.kernels.iter().filter(|k| !k.is_bare()) {
-                    if !t.exclude.iter().any(|e| e == k || (e.is_bare() && e.cmp_version_release(k).is_eq())) {
+                    if !t
+                        .exclude
+                        .iter()
+                        .any(|e| e == k || (e.is_bare() && e.cmp_version_release(k).is_eq()))
+                    {
                         chosen.insert(k.clone());
                     }
                 }
@@ -110,7 +115,15 @@ impl Plan {
         let rows: Vec<[String; 5]> = self
             .jobs
             .iter()
-            .map(|j| [j.id.clone(), j.distro.clone(), j.backend.to_string(), j.kernel.to_string(), j.package.clone()])
+            .map(|j| {
+                [
+                    j.id.clone(),
+                    j.distro.clone(),
+                    j.backend.to_string(),
+                    j.kernel.to_string(),
+                    j.package.clone(),
+                ]
+            })
             .collect();
         let mut widths = headers.map(str::len);
         for r in &rows {
@@ -120,7 +133,11 @@ impl Plan {
         }
         let mut out = String::new();
         let mut line = |cells: &[&str]| {
-            let l: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let l: Vec<String> = cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
             out.push_str(l.join("  ").trim_end());
             out.push('\n');
         };

@@ -43,7 +43,11 @@ fn recipe(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("mod")).unwrap();
     // A minimal kbuild module source: recipe validation wants Kbuild and a .c file.
     std::fs::write(dir.join("mod/Kbuild"), "obj-m := livepatch.o\n").unwrap();
-    std::fs::write(dir.join("mod/livepatch.c"), "/* not compiled by the fetch tests */\n").unwrap();
+    std::fs::write(
+        dir.join("mod/livepatch.c"),
+        "/* not compiled by the fetch tests */\n",
+    )
+    .unwrap();
     let p = dir.join("r.toml");
     std::fs::write(
         &p,

@@ -390,7 +390,11 @@ fn unreadable_or_bad_kernel_release_is_an_error() {
     .unwrap();
     std::fs::write(empty.path().join(CT4.trim_start_matches('/')), "").unwrap();
     assert_eq!(check(empty.path()).code, 2);
-    let j = khotfix().args(["node", "check", "--json", "--recipe", RECIPE, "--root"]).arg(empty.path()).output().unwrap();
+    let j = khotfix()
+        .args(["node", "check", "--json", "--recipe", RECIPE, "--root"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
     assert_eq!(j.status.code(), Some(2));
     let v: Value = serde_json::from_slice(&j.stdout).unwrap();
     assert_eq!(v["verdict"], "error");

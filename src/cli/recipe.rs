@@ -76,8 +76,15 @@ pub fn recipe(cmd: RecipeCmd) -> Result<i32> {
 
 /// Load recipes, or `recipes/*.toml` when none are given.
 pub fn load_recipes(paths: &[PathBuf]) -> Result<Vec<Recipe>> {
-    let paths = if paths.is_empty() { default_recipes()? } else { paths.to_vec() };
-    paths.iter().map(|p| Recipe::load(p).map_err(anyhow::Error::from)).collect()
+    let paths = if paths.is_empty() {
+        default_recipes()?
+    } else {
+        paths.to_vec()
+    };
+    paths
+        .iter()
+        .map(|p| Recipe::load(p).map_err(anyhow::Error::from))
+        .collect()
 }
 
 fn default_recipes() -> Result<Vec<PathBuf>> {

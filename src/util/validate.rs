@@ -36,7 +36,9 @@ pub fn identifier(what: &str, value: &str) -> Result<(), String> {
         return Err(format!("{what} is longer than 64 characters"));
     }
     if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!("{what} {value:?} must start with a letter or digit"));
+        return Err(format!(
+            "{what} {value:?} must start with a letter or digit"
+        ));
     }
     if let Some(c) = value
         .chars()
@@ -66,7 +68,9 @@ pub fn relative_path(what: &str, value: &str) -> Result<(), String> {
                 return Err(format!("{what} {value:?} contains '..' (path traversal)"))
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("{what} {value:?} is absolute; use a path relative to the recipe"))
+                return Err(format!(
+                    "{what} {value:?} is absolute; use a path relative to the recipe"
+                ))
             }
         }
     }
@@ -82,11 +86,12 @@ pub fn host_path(what: &str, value: &str) -> Result<(), String> {
     if value.split('/').any(|c| c == "..") {
         return Err(format!("{what} {value:?} contains '..'"));
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | '@')))
-    {
-        return Err(format!("{what} {value:?} contains {c:?}, which is not allowed in a host path"));
+    if let Some(c) = value.chars().find(|c| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | '@'))
+    }) {
+        return Err(format!(
+            "{what} {value:?} contains {c:?}, which is not allowed in a host path"
+        ));
     }
     Ok(())
 }
@@ -107,9 +112,10 @@ pub fn message(what: &str, value: &str) -> Result<(), String> {
 /// written as `'\''`. Safe for any input, including newlines.
 pub fn sh_quote(value: &str) -> String {
     if !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | '=' | '@' | ','))
+        && value.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | '=' | '@' | ',')
+        })
     {
         return value.to_string();
     }
