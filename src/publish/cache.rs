@@ -1,17 +1,22 @@
 //! Per-package metadata cache, so a publish neither reads nor re-renders
 //! packages that are unchanged.
 //!
-//! Stored as one compact binary file, `DIR/.khotfix-cache/packages.bin`,
-//! replaced atomically after each commit. Each entry holds the stat key, the
+//! Stored as one compact binary file, `DIR/.khotfix-cache/packages.bin`: a
+//! magic line, then length-prefixed records. A publish that only adds
+//! packages appends their records (cutting off any torn tail first); one
+//! that removes packages, or finds the file mostly superseded records,
+//! rewrites it atomically (temporary file + rename). Each entry holds the stat key, the
 //! few fields ordering and retention need (name, EVR, arch, location), and
 //! the package's already rendered `<package>` fragments of primary.xml,
 //! filelists.xml and other.xml, so an unchanged package costs one stat and a
 //! memcpy. An entry is reused only when the file's name, size, mtime (to the
 //! nanosecond) and inode all still match; its sha256 is then trusted (that is
 //! the point: not re-reading the file). A missing, stale, truncated or
-//! unreadable cache only costs time, never correctness: the file ends with an
-//! entry count and a trailer, and anything that does not parse exactly is
-//! discarded as a whole.
+//! unreadable cache only costs time, never correctness: a record that does
+//! not parse exactly ends the file (a publish killed while appending leaves
+//! at most a torn last record, which is ignored and cut off), a later record
+//! for the same name supersedes an earlier one, and a bad magic discards the
+//! whole file.
 
 use super::repodata;
 use super::rpmmeta::PackageMeta;
@@ -20,8 +25,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Magic at the start; bump the digit when the layout or the renderers change.
-const MAGIC: &[u8; 8] = b"KHFXC02\n";
-const TRAILER: &[u8; 8] = b"KHFXEND\n";
+const MAGIC: &[u8; 8] = b"KHFXC03\n";
 
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +98,10 @@ impl Entry {
 pub struct Cache {
     /// Keyed by file name inside `Packages/`.
     pub entries: HashMap<String, Entry>,
+    /// Records in the file (more than entries when some were superseded).
+    records: usize,
+    /// Length of the file's valid prefix (0: no usable file).
+    valid_len: usize,
 }
 
 pub fn path(repo: &Path) -> PathBuf {
@@ -136,75 +144,104 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn encode(entries: &HashMap<String, Entry>) -> Vec<u8> {
-    let total: usize = entries
-        .values()
-        .map(|e| 160 + e.primary.len() + e.filelists.len() + e.other.len())
-        .sum();
-    let mut out = Vec::with_capacity(total + 32);
-    out.extend_from_slice(MAGIC);
-    for (name, e) in entries {
-        put_str(&mut out, name);
-        put_u64(&mut out, e.stat.size);
-        out.extend_from_slice(&e.stat.mtime_ns.to_le_bytes());
-        put_u64(&mut out, e.stat.ino);
-        put_str(&mut out, &e.name);
-        put_str(&mut out, &e.arch);
-        put_u64(&mut out, u64::from(e.epoch));
-        put_str(&mut out, &e.version);
-        put_str(&mut out, &e.release);
-        put_str(&mut out, &e.location);
-        put_u64(&mut out, e.size_package);
-        put_str(&mut out, &e.primary);
-        put_str(&mut out, &e.filelists);
-        put_str(&mut out, &e.other);
+fn encode_record(out: &mut Vec<u8>, name: &str, e: &Entry) {
+    let at = out.len();
+    put_u64(out, 0); // length, patched below
+    put_str(out, name);
+    put_u64(out, e.stat.size);
+    out.extend_from_slice(&e.stat.mtime_ns.to_le_bytes());
+    put_u64(out, e.stat.ino);
+    put_str(out, &e.name);
+    put_str(out, &e.arch);
+    put_u64(out, u64::from(e.epoch));
+    put_str(out, &e.version);
+    put_str(out, &e.release);
+    put_str(out, &e.location);
+    put_u64(out, e.size_package);
+    put_str(out, &e.primary);
+    put_str(out, &e.filelists);
+    put_str(out, &e.other);
+    let len = (out.len() - at - 8) as u64;
+    out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+}
+
+fn decode_record(rec: &[u8]) -> Option<(String, Entry)> {
+    let mut r = Reader { buf: rec };
+    let key = r.str()?;
+    let size = r.u64()?;
+    let mtime_ns = i128::from_le_bytes(r.take(16)?.try_into().ok()?);
+    let ino = r.u64()?;
+    let e = Entry {
+        stat: StatKey {
+            size,
+            mtime_ns,
+            ino,
+        },
+        name: r.str()?,
+        arch: r.str()?,
+        epoch: u32::try_from(r.u64()?).ok()?,
+        version: r.str()?,
+        release: r.str()?,
+        location: r.str()?,
+        size_package: r.u64()?,
+        primary: r.str()?,
+        filelists: r.str()?,
+        other: r.str()?,
+    };
+    r.buf.is_empty().then_some((key, e))
+}
+
+fn encode<'a>(
+    entries: impl IntoIterator<Item = (&'a String, &'a Entry)>,
+    with_magic: bool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    if with_magic {
+        out.extend_from_slice(MAGIC);
     }
-    put_u64(&mut out, entries.len() as u64);
-    out.extend_from_slice(TRAILER);
+    for (name, e) in entries {
+        out.reserve(200 + e.primary.len() + e.filelists.len() + e.other.len());
+        encode_record(&mut out, name, e);
+    }
     out
 }
 
-fn decode(bytes: &[u8]) -> Option<HashMap<String, Entry>> {
-    let body = bytes.strip_prefix(MAGIC)?.strip_suffix(TRAILER)?;
-    let (body, count) = body.split_at(body.len().checked_sub(8)?);
-    let count = usize::try_from(u64::from_le_bytes(count.try_into().ok()?)).ok()?;
-    let mut r = Reader { buf: body };
-    let mut entries = HashMap::with_capacity(count.min(1 << 20));
-    while !r.buf.is_empty() {
-        let key = r.str()?;
-        let size = r.u64()?;
-        let mtime_ns = i128::from_le_bytes(r.take(16)?.try_into().ok()?);
-        let ino = r.u64()?;
-        let e = Entry {
-            stat: StatKey {
-                size,
-                mtime_ns,
-                ino,
-            },
-            name: r.str()?,
-            arch: r.str()?,
-            epoch: u32::try_from(r.u64()?).ok()?,
-            version: r.str()?,
-            release: r.str()?,
-            location: r.str()?,
-            size_package: r.u64()?,
-            primary: r.str()?,
-            filelists: r.str()?,
-            other: r.str()?,
+/// Parse the file: entries (later records win), the number of records, and
+/// the length of the valid prefix.
+fn decode(bytes: &[u8]) -> Option<(HashMap<String, Entry>, usize, usize)> {
+    let mut rest = bytes.strip_prefix(MAGIC)?;
+    let mut entries = HashMap::new();
+    let mut records = 0usize;
+    loop {
+        let valid = bytes.len() - rest.len();
+        let mut r = Reader { buf: rest };
+        let Some(rec) = r
+            .u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .and_then(|n| r.take(n))
+        else {
+            return Some((entries, records, valid));
+        };
+        let Some((key, e)) = decode_record(rec) else {
+            return Some((entries, records, valid));
         };
         entries.insert(key, e);
+        records += 1;
+        rest = r.buf;
     }
-    (entries.len() == count).then_some(entries)
 }
 
 impl Cache {
     /// Load the cache; anything unreadable yields an empty cache.
     pub fn load(repo: &Path) -> Self {
-        let entries = std::fs::read(path(repo))
-            .ok()
-            .and_then(|b| decode(&b))
-            .unwrap_or_default();
-        Cache { entries }
+        match std::fs::read(path(repo)).ok().as_deref().and_then(decode) {
+            Some((entries, records, valid_len)) => Cache {
+                entries,
+                records,
+                valid_len,
+            },
+            None => Cache::default(),
+        }
     }
 
     /// Take the cached entry for `name` if the file is unchanged.
@@ -215,17 +252,41 @@ impl Cache {
         }
     }
 
-    /// Replace the cache file. Not fsynced: it is written after the commit,
-    /// the rename makes it all-or-nothing against a killed process, and the
-    /// trailer check turns a torn file after a power loss into an empty
-    /// cache (a slower next publish, never wrong metadata).
-    pub fn save(repo: &Path, entries: &HashMap<String, Entry>) -> Result<()> {
+    /// Bring the file up to date with `live` (every package now in the
+    /// metadata), after the caller has [`take`](Self::take)n every reused
+    /// entry (`cached` of them). Appends `fresh` (names just read) when that
+    /// is all that changed; rewrites the file otherwise. Not fsynced: it runs after the
+    /// commit, and a lost or torn write only makes the next publish slower.
+    pub fn save(
+        self,
+        repo: &Path,
+        live: &HashMap<String, Entry>,
+        fresh: &[String],
+        cached: usize,
+    ) -> Result<()> {
         use anyhow::Context;
-        use std::io::Write;
+        use std::io::{Seek, Write};
         let p = path(repo);
         let dir = p.parent().unwrap_or(repo);
+        let appendable = self.valid_len > 0
+            && self.entries.is_empty() // nothing removed or changed
+            && self.records <= 2 * live.len().max(1)
+            && cached + fresh.len() == live.len(); // retention removed nothing
+        if appendable {
+            let records = encode(fresh.iter().filter_map(|n| live.get_key_value(n)), false);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("opening {}", p.display()))?;
+            f.set_len(self.valid_len as u64)
+                .with_context(|| format!("truncating {}", p.display()))?;
+            f.seek(std::io::SeekFrom::Start(self.valid_len as u64))?;
+            f.write_all(&records)
+                .with_context(|| format!("appending to {}", p.display()))?;
+            return Ok(());
+        }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let bytes = encode(entries);
+        let bytes = encode(live, true);
         let mut tmp = tempfile::Builder::new()
             .prefix(".khotfix-tmp-")
             .tempfile_in(dir)
@@ -265,17 +326,30 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_and_truncation() {
+    fn round_trip_append_and_torn_tail() {
         let mut m = HashMap::new();
         m.insert("a.rpm".to_string(), entry("a"));
         m.insert("b.rpm".to_string(), entry("b"));
-        let bytes = encode(&m);
-        assert_eq!(decode(&bytes), Some(m));
-        for cut in [0, 8, bytes.len() / 2, bytes.len() - 1] {
-            assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
-        }
-        let mut flipped = bytes.clone();
-        flipped[9] ^= 0xff;
-        assert_eq!(decode(&flipped), None);
+        let mut bytes = encode(&m, true);
+        let (got, records, valid) = decode(&bytes).unwrap();
+        assert_eq!((got, records, valid), (m.clone(), 2, bytes.len()));
+        // A torn appended record is ignored and marks where to cut.
+        let whole = bytes.len();
+        let mut c = entry("c");
+        c.primary = "x".repeat(100);
+        let mut extra = HashMap::new();
+        extra.insert("c.rpm".to_string(), c.clone());
+        let rec = encode(&extra, false);
+        bytes.extend_from_slice(&rec[..rec.len() - 3]);
+        let (got, records, valid) = decode(&bytes).unwrap();
+        assert_eq!((got, records, valid), (m.clone(), 2, whole));
+        // A complete appended record supersedes nothing and adds one.
+        bytes.truncate(whole);
+        bytes.extend_from_slice(&rec);
+        let (got, records, _) = decode(&bytes).unwrap();
+        assert_eq!(records, 3);
+        assert_eq!(got.get("c.rpm"), Some(&c));
+        // Wrong magic: nothing.
+        assert!(decode(&bytes[1..]).is_none());
     }
 }

@@ -319,6 +319,12 @@ pub fn repo_file(base_url: Option<&str>) -> String {
 /// Publish: copy `opts.rpms` in, apply retention, regenerate and sign the
 /// metadata, and swap it in atomically.
 pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| {
+        if std::env::var_os("KHOTFIX_PHASES").is_some() {
+            eprintln!("phase {what}: {:?}", t0.elapsed());
+        }
+    };
     let repo = &opts.repo;
     if let Some(u) = &opts.base_url {
         check_base_url(u)?;
@@ -337,6 +343,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
     let pkgdir = repo.join("Packages");
     std::fs::create_dir_all(&pkgdir).with_context(|| format!("creating {}", pkgdir.display()))?;
 
+    phase("checked");
     let _lock = lock::RepoLock::acquire(repo)?;
     // From here on we see the state every earlier publisher committed.
     cleanup_temporaries(repo, &pkgdir);
@@ -352,6 +359,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
         crate::util::fsx::sync_dir(&pkgdir)?;
     }
 
+    phase("copied");
     // Scan Packages/: reuse cached metadata of unchanged files.
     let mut old_cache = cache::Cache::load(repo);
     let mut entries: HashMap<String, cache::Entry> = HashMap::new();
@@ -377,14 +385,17 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
             None => todo.push((name, md)),
         }
     }
-    drop(old_cache);
+    phase("scanned");
     let cached = entries.len();
     let read = todo.len();
+    let mut fresh = Vec::with_capacity(read);
     for e in read_many(&pkgdir, todo)? {
         let name = e.file_name().to_string();
+        fresh.push(name.clone());
         entries.insert(name, e);
     }
 
+    phase("read");
     // Retention.
     let all: Vec<cache::Entry> = entries.into_values().collect();
     let (mut kept, removed) = match opts.keep {
@@ -400,6 +411,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
     });
     let removed_names: Vec<String> = removed.iter().map(|e| e.file_name().to_string()).collect();
 
+    phase("sorted");
     // Write the new generation.
     let revision = now_secs();
     let gen_tmp = repo.join(format!(
@@ -409,12 +421,14 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
     ));
     std::fs::create_dir(&gen_tmp).with_context(|| format!("creating {}", gen_tmp.display()))?;
     let records = write_generation(&gen_tmp, &kept, opts.compress, revision)?;
+    phase("datafiles");
     let repomd_xml = repomd::render(revision, &records);
     let signature = opts.key.sign(repomd_xml.as_bytes())?;
     write_synced(&gen_tmp.join("repomd.xml"), repomd_xml.as_bytes())?;
     write_synced(&gen_tmp.join("repomd.xml.asc"), signature.as_bytes())?;
     crate::util::fsx::sync_dir(&gen_tmp)?;
 
+    phase("signed");
     // Key and client file first: the new repomd may be the first one clients see.
     let public = opts.key.public_armored()?;
     write_if_changed(&repo.join(KEY_FILE), public.as_bytes())?;
@@ -428,15 +442,17 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
         .with_context(|| format!("renaming {} into place", gen_tmp.display()))?;
     let previous = swap_repodata(repo, &gen_name)?;
 
+    phase("swapped");
     // Committed. Now the bookkeeping that a crash may skip safely.
     let packages = kept.len();
     let new_entries: HashMap<String, cache::Entry> = kept
         .into_iter()
         .map(|e| (e.file_name().to_string(), e))
         .collect();
-    if let Err(e) = cache::Cache::save(repo, &new_entries) {
+    if let Err(e) = old_cache.save(repo, &new_entries, &fresh, cached) {
         eprintln!("khotfix: warning: {e:#} (the next publish re-reads the headers)");
     }
+    phase("cachesaved");
     for name in &removed_names {
         let p = pkgdir.join(name);
         if let Err(e) = std::fs::remove_file(&p) {
