@@ -362,6 +362,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
     phase("copied");
     // Scan Packages/: reuse cached metadata of unchanged files.
     let mut old_cache = cache::Cache::load(repo);
+    phase("cache loaded");
     let mut entries: HashMap<String, cache::Entry> = HashMap::new();
     let mut todo = Vec::new();
     for de in std::fs::read_dir(&pkgdir).with_context(|| format!("listing {}", pkgdir.display()))? {
