@@ -23,6 +23,7 @@ use super::rpmmeta::PackageMeta;
 use anyhow::Result;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Magic at the start; bump the digit when the layout or the renderers change.
 const MAGIC: &[u8; 8] = b"KHFXC03\n";
@@ -46,6 +47,44 @@ impl StatKey {
     }
 }
 
+/// A rendered XML fragment: its own buffer, or a slice of the loaded cache
+/// file (so loading 10,000 entries does not copy or re-validate them).
+#[derive(Clone)]
+pub struct Frag {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Frag {
+    pub fn owned(s: String) -> Self {
+        let end = s.len();
+        Frag {
+            buf: Arc::new(s.into_bytes()),
+            start: 0,
+            end,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl PartialEq for Frag {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Frag {}
+
+impl std::fmt::Debug for Frag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
 /// One package as the metadata writer needs it: sort/retention keys and the
 /// three rendered XML fragments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,9 +98,9 @@ pub struct Entry {
     /// Relative to the repository root, e.g. `Packages/foo-1-1.x86_64.rpm`.
     pub location: String,
     pub size_package: u64,
-    pub primary: String,
-    pub filelists: String,
-    pub other: String,
+    pub primary: Frag,
+    pub filelists: Frag,
+    pub other: Frag,
 }
 
 impl Entry {
@@ -82,9 +121,9 @@ impl Entry {
             release: meta.release.clone(),
             location: meta.location.clone(),
             size_package: meta.size_package,
-            primary,
-            filelists,
-            other,
+            primary: Frag::owned(primary),
+            filelists: Frag::owned(filelists),
+            other: Frag::owned(other),
         }
     }
 
@@ -118,12 +157,52 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u64(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
+    put_bytes(out, s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u64(out, b.len() as u64);
+    out.extend_from_slice(b);
 }
 
 struct Reader<'a> {
     buf: &'a [u8],
+}
+
+/// Reads fragments of the shared file buffer as [`Frag`]s.
+struct FragReader<'a> {
+    file: &'a Arc<Vec<u8>>,
+    pos: usize,
+    end: usize,
+}
+
+impl FragReader<'_> {
+    fn take(&mut self, n: usize) -> Option<(usize, usize)> {
+        let start = self.pos;
+        let end = start.checked_add(n).filter(|&e| e <= self.end)?;
+        self.pos = end;
+        Some((start, end))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let (a, b) = self.take(8)?;
+        Some(u64::from_le_bytes(self.file[a..b].try_into().ok()?))
+    }
+    fn str(&mut self) -> Option<String> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        let (a, b) = self.take(n)?;
+        String::from_utf8(self.file[a..b].to_vec()).ok()
+    }
+    /// A fragment; checked to be UTF-8 like the String it was written from.
+    fn frag(&mut self) -> Option<Frag> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        let (start, end) = self.take(n)?;
+        std::str::from_utf8(&self.file[start..end]).ok()?;
+        Some(Frag {
+            buf: Arc::clone(self.file),
+            start,
+            end,
+        })
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -137,10 +216,6 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn str(&mut self) -> Option<String> {
-        let n = usize::try_from(self.u64()?).ok()?;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
     }
 }
 
@@ -158,18 +233,23 @@ fn encode_record(out: &mut Vec<u8>, name: &str, e: &Entry) {
     put_str(out, &e.release);
     put_str(out, &e.location);
     put_u64(out, e.size_package);
-    put_str(out, &e.primary);
-    put_str(out, &e.filelists);
-    put_str(out, &e.other);
+    put_bytes(out, e.primary.as_bytes());
+    put_bytes(out, e.filelists.as_bytes());
+    put_bytes(out, e.other.as_bytes());
     let len = (out.len() - at - 8) as u64;
     out[at..at + 8].copy_from_slice(&len.to_le_bytes());
 }
 
-fn decode_record(rec: &[u8]) -> Option<(String, Entry)> {
-    let mut r = Reader { buf: rec };
+fn decode_record(file: &Arc<Vec<u8>>, start: usize, end: usize) -> Option<(String, Entry)> {
+    let mut r = FragReader {
+        file,
+        pos: start,
+        end,
+    };
     let key = r.str()?;
     let size = r.u64()?;
-    let mtime_ns = i128::from_le_bytes(r.take(16)?.try_into().ok()?);
+    let (a, b) = r.take(16)?;
+    let mtime_ns = i128::from_le_bytes(file[a..b].try_into().ok()?);
     let ino = r.u64()?;
     let e = Entry {
         stat: StatKey {
@@ -184,11 +264,11 @@ fn decode_record(rec: &[u8]) -> Option<(String, Entry)> {
         release: r.str()?,
         location: r.str()?,
         size_package: r.u64()?,
-        primary: r.str()?,
-        filelists: r.str()?,
-        other: r.str()?,
+        primary: r.frag()?,
+        filelists: r.frag()?,
+        other: r.frag()?,
     };
-    r.buf.is_empty().then_some((key, e))
+    (r.pos == end).then_some((key, e))
 }
 
 fn encode<'a>(
@@ -200,7 +280,11 @@ fn encode<'a>(
         out.extend_from_slice(MAGIC);
     }
     for (name, e) in entries {
-        out.reserve(200 + e.primary.len() + e.filelists.len() + e.other.len());
+        out.reserve(
+            200 + e.primary.as_bytes().len()
+                + e.filelists.as_bytes().len()
+                + e.other.as_bytes().len(),
+        );
         encode_record(&mut out, name, e);
     }
     out
@@ -208,7 +292,8 @@ fn encode<'a>(
 
 /// Parse the file: entries (later records win), the number of records, and
 /// the length of the valid prefix.
-fn decode(bytes: &[u8]) -> Option<(HashMap<String, Entry>, usize, usize)> {
+fn decode(file: &Arc<Vec<u8>>) -> Option<(HashMap<String, Entry>, usize, usize)> {
+    let bytes = &file[..];
     let mut rest = bytes.strip_prefix(MAGIC)?;
     let mut entries = HashMap::new();
     let mut records = 0usize;
@@ -222,7 +307,8 @@ fn decode(bytes: &[u8]) -> Option<(HashMap<String, Entry>, usize, usize)> {
         else {
             return Some((entries, records, valid));
         };
-        let Some((key, e)) = decode_record(rec) else {
+        let start = valid + 8;
+        let Some((key, e)) = decode_record(file, start, start + rec.len()) else {
             return Some((entries, records, valid));
         };
         entries.insert(key, e);
@@ -234,7 +320,8 @@ fn decode(bytes: &[u8]) -> Option<(HashMap<String, Entry>, usize, usize)> {
 impl Cache {
     /// Load the cache; anything unreadable yields an empty cache.
     pub fn load(repo: &Path) -> Self {
-        match std::fs::read(path(repo)).ok().as_deref().and_then(decode) {
+        let file = std::fs::read(path(repo)).ok().map(Arc::new);
+        match file.as_ref().and_then(decode) {
             Some((entries, records, valid_len)) => Cache {
                 entries,
                 records,
@@ -319,9 +406,9 @@ mod tests {
             release: "2".into(),
             location: format!("Packages/{n}-1.0-2.x86_64.rpm"),
             size_package: 10,
-            primary: "<package>p</package>\n".into(),
-            filelists: "<package>f</package>\n".into(),
-            other: "<package>ö</package>\n".into(),
+            primary: Frag::owned("<package>p</package>\n".into()),
+            filelists: Frag::owned("<package>f</package>\n".into()),
+            other: Frag::owned("<package>ö</package>\n".into()),
         }
     }
 
@@ -331,25 +418,25 @@ mod tests {
         m.insert("a.rpm".to_string(), entry("a"));
         m.insert("b.rpm".to_string(), entry("b"));
         let mut bytes = encode(&m, true);
-        let (got, records, valid) = decode(&bytes).unwrap();
+        let (got, records, valid) = decode(&Arc::new(bytes.clone())).unwrap();
         assert_eq!((got, records, valid), (m.clone(), 2, bytes.len()));
         // A torn appended record is ignored and marks where to cut.
         let whole = bytes.len();
         let mut c = entry("c");
-        c.primary = "x".repeat(100);
+        c.primary = Frag::owned("x".repeat(100));
         let mut extra = HashMap::new();
         extra.insert("c.rpm".to_string(), c.clone());
         let rec = encode(&extra, false);
         bytes.extend_from_slice(&rec[..rec.len() - 3]);
-        let (got, records, valid) = decode(&bytes).unwrap();
+        let (got, records, valid) = decode(&Arc::new(bytes.clone())).unwrap();
         assert_eq!((got, records, valid), (m.clone(), 2, whole));
         // A complete appended record supersedes nothing and adds one.
         bytes.truncate(whole);
         bytes.extend_from_slice(&rec);
-        let (got, records, _) = decode(&bytes).unwrap();
+        let (got, records, _) = decode(&Arc::new(bytes.clone())).unwrap();
         assert_eq!(records, 3);
         assert_eq!(got.get("c.rpm"), Some(&c));
         // Wrong magic: nothing.
-        assert!(decode(&bytes[1..]).is_none());
+        assert!(decode(&Arc::new(bytes[1..].to_vec())).is_none());
     }
 }

@@ -522,24 +522,24 @@ fn write_generation(
     comp: Compression,
     timestamp: u64,
 ) -> Result<Vec<DataRecord>> {
-    type Fragment = fn(&cache::Entry) -> &str;
+    type Fragment = fn(&cache::Entry) -> &[u8];
     let jobs: [(&str, String, Fragment, &str); 3] = [
         (
             "primary",
             repodata::primary_header(pkgs.len()),
-            |e| e.primary.as_str(),
+            |e| e.primary.as_bytes(),
             repodata::PRIMARY_FOOTER,
         ),
         (
             "filelists",
             repodata::filelists_header(pkgs.len()),
-            |e| e.filelists.as_str(),
+            |e| e.filelists.as_bytes(),
             repodata::FILELISTS_FOOTER,
         ),
         (
             "other",
             repodata::other_header(pkgs.len()),
-            |e| e.other.as_str(),
+            |e| e.other.as_bytes(),
             repodata::OTHER_FOOTER,
         ),
     ];
@@ -550,7 +550,7 @@ fn write_generation(
                 s.spawn(move || {
                     let mut parts: Vec<&[u8]> = Vec::with_capacity(pkgs.len() + 2);
                     parts.push(header.as_bytes());
-                    parts.extend(pkgs.iter().map(|p| fragment(p).as_bytes()));
+                    parts.extend(pkgs.iter().map(fragment));
                     parts.push(footer.as_bytes());
                     repomd::write_data_file(dir, kind, &parts, comp, timestamp)
                 })
