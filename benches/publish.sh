@@ -104,8 +104,12 @@ ak=$(median <"$WORK/a_k"); ac=$(median <"$WORK/a_c")
 fi
 
 printf '\nkhotfix publish benchmark (%s runs each, median wall seconds, %s cores)\n' "$RUNS" "$(nproc)"
+if [ "$ONLY" != add ]; then
 printf '  full index of %s RPMs:  khotfix %.3f   createrepo_c %.3f   ratio %.2fx\n' "$FULL" "$k" "$c" "$(echo "$k / $c" | bc -l)"
 printf '                          createrepo_c --no-database %.3f   ratio %.2fx\n' "$cn" "$(echo "$k / $cn" | bc -l)"
+fi
+if [ "$ONLY" != full ]; then
 printf '  initial index of %s:   khotfix %.3f   createrepo_c %.3f\n' "$BIG" "$big_k" "$big_c"
 printf '  add one to %s RPMs:    khotfix %.3f   createrepo_c --update %.3f   ratio %.3fx\n' "$BIG" "$ak" "$ac" "$(echo "$ak / $ac" | bc -l)"
+fi
 printf '  goals: full <= 1.0x, add-one <= 0.1x; work dir %s (reused if WORK is set)\n' "$WORK"
