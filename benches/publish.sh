@@ -1,7 +1,8 @@
 #!/bin/sh
 # Benchmark `khotfix publish` against createrepo_c on the same packages.
 #
-#   benches/publish.sh            (env: FULL=2000 BIG=10000 RUNS=5 WORK=dir)
+#   benches/publish.sh            (env: FULL=2000 BIG=10000 RUNS=5 WORK=dir
+#                                  ONLY=full|add to run one case)
 #
 # 1. Full index of $FULL generated RPMs: khotfix (cold: no cache, no old
 #    metadata) vs createrepo_c (default options, i.e. with sqlite databases,
@@ -15,6 +16,8 @@ set -eu
 FULL=${FULL:-2000}
 BIG=${BIG:-10000}
 RUNS=${RUNS:-5}
+ONLY=${ONLY:-}
+case "$ONLY" in ''|full|add) ;; *) echo "publish.sh: ONLY must be full or add" >&2; exit 2 ;; esac
 here=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/khotfix-bench.XXXXXX)}
 mkdir -p "$WORK"
@@ -51,6 +54,8 @@ now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # ---- 1. full index -------------------------------------------------------
+k=0; c=1; cn=1; ak=0; ac=1; big_k=0; big_c=0
+if [ "$ONLY" != add ]; then
 full=$WORK/full
 rm -rf "$full" && mkdir -p "$full/Packages"
 find "$WORK/pool" -name '*.rpm' | sort | head -n "$FULL" | while read -r f; do ln "$f" "$full/Packages/"; done
@@ -70,6 +75,9 @@ while [ "$i" -lt "$RUNS" ]; do
 done
 k=$(median <"$WORK/t_k"); c=$(median <"$WORK/t_c"); cn=$(median <"$WORK/t_cn")
 "$khotfix" repo verify "$full" >/dev/null 2>&1 || true
+fi
+
+if [ "$ONLY" != full ]; then
 
 # ---- 2. add one package to a BIG repository ------------------------------
 ours=$WORK/big-khotfix
@@ -93,10 +101,15 @@ for f in "$WORK"/extra/*.rpm; do
     echo "$t1 - $t0" | bc -l >>"$WORK/a_k"
 done
 ak=$(median <"$WORK/a_k"); ac=$(median <"$WORK/a_c")
+fi
 
 printf '\nkhotfix publish benchmark (%s runs each, median wall seconds, %s cores)\n' "$RUNS" "$(nproc)"
+if [ "$ONLY" != add ]; then
 printf '  full index of %s RPMs:  khotfix %.3f   createrepo_c %.3f   ratio %.2fx\n' "$FULL" "$k" "$c" "$(echo "$k / $c" | bc -l)"
 printf '                          createrepo_c --no-database %.3f   ratio %.2fx\n' "$cn" "$(echo "$k / $cn" | bc -l)"
+fi
+if [ "$ONLY" != full ]; then
 printf '  initial index of %s:   khotfix %.3f   createrepo_c %.3f\n' "$BIG" "$big_k" "$big_c"
 printf '  add one to %s RPMs:    khotfix %.3f   createrepo_c --update %.3f   ratio %.3fx\n' "$BIG" "$ak" "$ac" "$(echo "$ak / $ac" | bc -l)"
+fi
 printf '  goals: full <= 1.0x, add-one <= 0.1x; work dir %s (reused if WORK is set)\n' "$WORK"

@@ -1,22 +1,35 @@
-//! Per-package metadata cache, so a publish only reads the headers of
-//! packages that are new or changed.
+//! Per-package metadata cache, so a publish neither reads nor re-renders
+//! packages that are unchanged.
 //!
-//! Stored as one JSON file, `DIR/.khotfix-cache/packages.json`, written
-//! atomically after each commit. An entry is reused only when the file's
-//! name, size, mtime (to the nanosecond) and inode all still match; its
-//! sha256 is then trusted (that is the point: not re-reading the file). A
-//! missing, stale or unreadable cache only costs time, never correctness.
+//! Stored as one compact binary file, `DIR/.khotfix-cache/packages.bin`: a
+//! magic line, then length-prefixed records. A publish that only adds
+//! packages appends their records (cutting off any torn tail first); one
+//! that removes packages, or finds the file mostly superseded records,
+//! rewrites it atomically (temporary file + rename). Each entry holds the stat key, the
+//! few fields ordering and retention need (name, EVR, arch, location), and
+//! the package's already rendered `<package>` fragments of primary.xml,
+//! filelists.xml and other.xml, so an unchanged package costs one stat and a
+//! memcpy. An entry is reused only when the file's name, size, mtime (to the
+//! nanosecond) and inode all still match; its sha256 is then trusted (that is
+//! the point: not re-reading the file). A missing, stale, truncated or
+//! unreadable cache only costs time, never correctness: a record that does
+//! not parse exactly ends the file (a publish killed while appending leaves
+//! at most a torn last record, which is ignored and cut off), a later record
+//! for the same name supersedes an earlier one, and a bad magic discards the
+//! whole file.
 
+use super::repodata;
 use super::rpmmeta::PackageMeta;
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::Result;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-const VERSION: u32 = 1;
+/// Magic at the start; bump the digit when the layout or the renderers change.
+const MAGIC: &[u8; 8] = b"KHFXC03\n";
 
 /// What identifies one version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatKey {
     pub size: u64,
     pub mtime_ns: i128,
@@ -34,56 +47,396 @@ impl StatKey {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Entry {
-    pub stat: StatKey,
-    pub meta: PackageMeta,
+/// A rendered XML fragment: its own buffer, or a slice of the loaded cache
+/// file (so loading 10,000 entries does not copy or re-validate them).
+#[derive(Clone)]
+pub struct Frag {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+impl Frag {
+    pub fn owned(s: String) -> Self {
+        let end = s.len();
+        Frag {
+            buf: Arc::new(s.into_bytes()),
+            start: 0,
+            end,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl PartialEq for Frag {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Frag {}
+
+impl std::fmt::Debug for Frag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// One package as the metadata writer needs it: sort/retention keys and the
+/// three rendered XML fragments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub stat: StatKey,
+    pub name: String,
+    pub arch: String,
+    pub epoch: u32,
+    pub version: String,
+    pub release: String,
+    /// Relative to the repository root, e.g. `Packages/foo-1-1.x86_64.rpm`.
+    pub location: String,
+    pub size_package: u64,
+    pub primary: Frag,
+    pub filelists: Frag,
+    pub other: Frag,
+}
+
+impl Entry {
+    /// Render the fragments of a freshly read package.
+    pub fn from_meta(stat: StatKey, meta: &PackageMeta) -> Self {
+        let mut primary = String::with_capacity(2048);
+        repodata::primary_package(&mut primary, meta);
+        let mut filelists = String::with_capacity(512);
+        repodata::filelists_package(&mut filelists, meta);
+        let mut other = String::with_capacity(512);
+        repodata::other_package(&mut other, meta);
+        Entry {
+            stat,
+            name: meta.name.clone(),
+            arch: meta.arch.clone(),
+            epoch: meta.epoch,
+            version: meta.version.clone(),
+            release: meta.release.clone(),
+            location: meta.location.clone(),
+            size_package: meta.size_package,
+            primary: Frag::owned(primary),
+            filelists: Frag::owned(filelists),
+            other: Frag::owned(other),
+        }
+    }
+
+    /// File name inside `Packages/`.
+    pub fn file_name(&self) -> &str {
+        self.location.trim_start_matches("Packages/")
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct Cache {
-    version: u32,
     /// Keyed by file name inside `Packages/`.
     pub entries: HashMap<String, Entry>,
+    /// Records in the file (more than entries when some were superseded).
+    records: usize,
+    /// Length of the file's valid prefix (0: no usable file).
+    valid_len: usize,
 }
 
 pub fn path(repo: &Path) -> PathBuf {
+    repo.join(".khotfix-cache").join("packages.bin")
+}
+
+/// The JSON cache of earlier versions; removed when the new one is written.
+fn legacy_path(repo: &Path) -> PathBuf {
     repo.join(".khotfix-cache").join("packages.json")
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u64(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+/// Reads fragments of the shared file buffer as [`Frag`]s.
+struct FragReader<'a> {
+    file: &'a Arc<Vec<u8>>,
+    pos: usize,
+    end: usize,
+}
+
+impl FragReader<'_> {
+    fn take(&mut self, n: usize) -> Option<(usize, usize)> {
+        let start = self.pos;
+        let end = start.checked_add(n).filter(|&e| e <= self.end)?;
+        self.pos = end;
+        Some((start, end))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let (a, b) = self.take(8)?;
+        Some(u64::from_le_bytes(self.file[a..b].try_into().ok()?))
+    }
+    fn str(&mut self) -> Option<String> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        let (a, b) = self.take(n)?;
+        String::from_utf8(self.file[a..b].to_vec()).ok()
+    }
+    /// A fragment; checked to be UTF-8 like the String it was written from.
+    fn frag(&mut self) -> Option<Frag> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        let (start, end) = self.take(n)?;
+        std::str::from_utf8(&self.file[start..end]).ok()?;
+        Some(Frag {
+            buf: Arc::clone(self.file),
+            start,
+            end,
+        })
+    }
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.buf.len() < n {
+            return None;
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Some(a)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+fn encode_record(out: &mut Vec<u8>, name: &str, e: &Entry) {
+    let at = out.len();
+    put_u64(out, 0); // length, patched below
+    put_str(out, name);
+    put_u64(out, e.stat.size);
+    out.extend_from_slice(&e.stat.mtime_ns.to_le_bytes());
+    put_u64(out, e.stat.ino);
+    put_str(out, &e.name);
+    put_str(out, &e.arch);
+    put_u64(out, u64::from(e.epoch));
+    put_str(out, &e.version);
+    put_str(out, &e.release);
+    put_str(out, &e.location);
+    put_u64(out, e.size_package);
+    put_bytes(out, e.primary.as_bytes());
+    put_bytes(out, e.filelists.as_bytes());
+    put_bytes(out, e.other.as_bytes());
+    let len = (out.len() - at - 8) as u64;
+    out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+}
+
+fn decode_record(file: &Arc<Vec<u8>>, start: usize, end: usize) -> Option<(String, Entry)> {
+    let mut r = FragReader {
+        file,
+        pos: start,
+        end,
+    };
+    let key = r.str()?;
+    let size = r.u64()?;
+    let (a, b) = r.take(16)?;
+    let mtime_ns = i128::from_le_bytes(file[a..b].try_into().ok()?);
+    let ino = r.u64()?;
+    let e = Entry {
+        stat: StatKey {
+            size,
+            mtime_ns,
+            ino,
+        },
+        name: r.str()?,
+        arch: r.str()?,
+        epoch: u32::try_from(r.u64()?).ok()?,
+        version: r.str()?,
+        release: r.str()?,
+        location: r.str()?,
+        size_package: r.u64()?,
+        primary: r.frag()?,
+        filelists: r.frag()?,
+        other: r.frag()?,
+    };
+    (r.pos == end).then_some((key, e))
+}
+
+fn encode<'a>(
+    entries: impl IntoIterator<Item = (&'a String, &'a Entry)>,
+    with_magic: bool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    if with_magic {
+        out.extend_from_slice(MAGIC);
+    }
+    for (name, e) in entries {
+        out.reserve(
+            200 + e.primary.as_bytes().len()
+                + e.filelists.as_bytes().len()
+                + e.other.as_bytes().len(),
+        );
+        encode_record(&mut out, name, e);
+    }
+    out
+}
+
+/// Parse the file: entries (later records win), the number of records, and
+/// the length of the valid prefix.
+fn decode(file: &Arc<Vec<u8>>) -> Option<(HashMap<String, Entry>, usize, usize)> {
+    let bytes = &file[..];
+    let mut rest = bytes.strip_prefix(MAGIC)?;
+    let mut entries = HashMap::new();
+    let mut records = 0usize;
+    loop {
+        let valid = bytes.len() - rest.len();
+        let mut r = Reader { buf: rest };
+        let Some(rec) = r
+            .u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .and_then(|n| r.take(n))
+        else {
+            return Some((entries, records, valid));
+        };
+        let start = valid + 8;
+        let Some((key, e)) = decode_record(file, start, start + rec.len()) else {
+            return Some((entries, records, valid));
+        };
+        entries.insert(key, e);
+        records += 1;
+        rest = r.buf;
+    }
 }
 
 impl Cache {
     /// Load the cache; anything unreadable yields an empty cache.
     pub fn load(repo: &Path) -> Self {
-        let p = path(repo);
-        let Ok(bytes) = std::fs::read(&p) else {
-            return Cache {
-                version: VERSION,
-                entries: HashMap::new(),
-            };
-        };
-        match serde_json::from_slice::<Cache>(&bytes) {
-            Ok(c) if c.version == VERSION => c,
-            _ => Cache {
-                version: VERSION,
-                entries: HashMap::new(),
+        let file = std::fs::read(path(repo)).ok().map(Arc::new);
+        match file.as_ref().and_then(decode) {
+            Some((entries, records, valid_len)) => Cache {
+                entries,
+                records,
+                valid_len,
             },
+            None => Cache::default(),
         }
     }
 
-    /// The cached metadata for `name` if the file is unchanged.
-    pub fn lookup(&self, name: &str, stat: &StatKey) -> Option<&PackageMeta> {
-        self.entries
-            .get(name)
-            .filter(|e| e.stat == *stat && e.meta.size_package == stat.size)
-            .map(|e| &e.meta)
+    /// Take the cached entry for `name` if the file is unchanged.
+    pub fn take(&mut self, name: &str, stat: &StatKey) -> Option<Entry> {
+        match self.entries.get(name) {
+            Some(e) if e.stat == *stat && e.size_package == stat.size => self.entries.remove(name),
+            _ => None,
+        }
     }
 
-    pub fn save(repo: &Path, entries: HashMap<String, Entry>) -> Result<()> {
-        let c = Cache {
-            version: VERSION,
-            entries,
-        };
-        let bytes = serde_json::to_vec(&c).context("serialising the package cache")?;
-        crate::util::fsx::write_atomic(&path(repo), &bytes)
+    /// Bring the file up to date with `live` (every package now in the
+    /// metadata), after the caller has [`take`](Self::take)n every reused
+    /// entry (`cached` of them). Appends `fresh` (names just read) when that
+    /// is all that changed; rewrites the file otherwise. Not fsynced: it runs after the
+    /// commit, and a lost or torn write only makes the next publish slower.
+    pub fn save(
+        self,
+        repo: &Path,
+        live: &HashMap<String, Entry>,
+        fresh: &[String],
+        cached: usize,
+    ) -> Result<()> {
+        use anyhow::Context;
+        use std::io::{Seek, Write};
+        let p = path(repo);
+        let dir = p.parent().unwrap_or(repo);
+        let appendable = self.valid_len > 0
+            && self.entries.is_empty() // nothing removed or changed
+            && self.records <= 2 * live.len().max(1)
+            && cached + fresh.len() == live.len(); // retention removed nothing
+        if appendable {
+            let records = encode(fresh.iter().filter_map(|n| live.get_key_value(n)), false);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("opening {}", p.display()))?;
+            f.set_len(self.valid_len as u64)
+                .with_context(|| format!("truncating {}", p.display()))?;
+            f.seek(std::io::SeekFrom::Start(self.valid_len as u64))?;
+            f.write_all(&records)
+                .with_context(|| format!("appending to {}", p.display()))?;
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let bytes = encode(live, true);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".khotfix-tmp-")
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        tmp.write_all(&bytes)
+            .with_context(|| format!("writing {}", p.display()))?;
+        tmp.persist(&p)
+            .map_err(|e| e.error)
+            .with_context(|| format!("renaming into {}", p.display()))?;
+        let _ = std::fs::remove_file(legacy_path(repo));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: &str) -> Entry {
+        Entry {
+            stat: StatKey {
+                size: 10,
+                mtime_ns: -5,
+                ino: 7,
+            },
+            name: n.into(),
+            arch: "x86_64".into(),
+            epoch: 1,
+            version: "1.0".into(),
+            release: "2".into(),
+            location: format!("Packages/{n}-1.0-2.x86_64.rpm"),
+            size_package: 10,
+            primary: Frag::owned("<package>p</package>\n".into()),
+            filelists: Frag::owned("<package>f</package>\n".into()),
+            other: Frag::owned("<package>ö</package>\n".into()),
+        }
+    }
+
+    #[test]
+    fn round_trip_append_and_torn_tail() {
+        let mut m = HashMap::new();
+        m.insert("a.rpm".to_string(), entry("a"));
+        m.insert("b.rpm".to_string(), entry("b"));
+        let mut bytes = encode(&m, true);
+        let (got, records, valid) = decode(&Arc::new(bytes.clone())).unwrap();
+        assert_eq!((got, records, valid), (m.clone(), 2, bytes.len()));
+        // A torn appended record is ignored and marks where to cut.
+        let whole = bytes.len();
+        let mut c = entry("c");
+        c.primary = Frag::owned("x".repeat(100));
+        let mut extra = HashMap::new();
+        extra.insert("c.rpm".to_string(), c.clone());
+        let rec = encode(&extra, false);
+        bytes.extend_from_slice(&rec[..rec.len() - 3]);
+        let (got, records, valid) = decode(&Arc::new(bytes.clone())).unwrap();
+        assert_eq!((got, records, valid), (m.clone(), 2, whole));
+        // A complete appended record supersedes nothing and adds one.
+        bytes.truncate(whole);
+        bytes.extend_from_slice(&rec);
+        let (got, records, _) = decode(&Arc::new(bytes.clone())).unwrap();
+        assert_eq!(records, 3);
+        assert_eq!(got.get("c.rpm"), Some(&c));
+        // Wrong magic: nothing.
+        assert!(decode(&Arc::new(bytes[1..].to_vec())).is_none());
     }
 }

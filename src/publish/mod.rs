@@ -222,19 +222,30 @@ fn read_one(pkgdir: &Path, name: &str, md: &std::fs::Metadata) -> Result<cache::
     };
     let meta =
         rpmmeta::from_metadata(&parsed, &facts).with_context(|| path.display().to_string())?;
-    Ok(cache::Entry {
-        stat: cache::StatKey::of(md),
-        meta,
-    })
+    // Render here, on the reader threads; the cache keeps the fragments.
+    Ok(cache::Entry::from_meta(cache::StatKey::of(md), &meta))
 }
 
 /// rpm EVR order.
 pub fn evr_cmp(a: &PackageMeta, b: &PackageMeta) -> std::cmp::Ordering {
+    evr_cmp_parts(
+        (a.epoch, &a.version, &a.release),
+        (b.epoch, &b.version, &b.release),
+    )
+}
+
+fn evr_cmp_parts(a: (u32, &str, &str), b: (u32, &str, &str)) -> std::cmp::Ordering {
     use crate::kernel::rpmvercmp;
-    a.epoch
-        .cmp(&b.epoch)
-        .then_with(|| rpmvercmp(&a.version, &b.version))
-        .then_with(|| rpmvercmp(&a.release, &b.release))
+    a.0.cmp(&b.0)
+        .then_with(|| rpmvercmp(a.1, b.1))
+        .then_with(|| rpmvercmp(a.2, b.2))
+}
+
+fn entry_evr_cmp(a: &cache::Entry, b: &cache::Entry) -> std::cmp::Ordering {
+    evr_cmp_parts(
+        (a.epoch, &a.version, &a.release),
+        (b.epoch, &b.version, &b.release),
+    )
 }
 
 /// Split `pkgs` into (kept, removed): for each name, the packages whose EVR
@@ -243,25 +254,33 @@ pub fn apply_retention(
     pkgs: Vec<PackageMeta>,
     keep: usize,
 ) -> (Vec<PackageMeta>, Vec<PackageMeta>) {
-    let mut by_name: BTreeMap<String, Vec<PackageMeta>> = BTreeMap::new();
+    retention(pkgs, keep, |p| p.name.as_str(), evr_cmp)
+}
+
+/// [`apply_retention`] for any record with a name and an EVR order.
+fn retention<T>(
+    pkgs: Vec<T>,
+    keep: usize,
+    name: impl Fn(&T) -> &str,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> (Vec<T>, Vec<T>) {
+    let mut by_name: BTreeMap<String, Vec<T>> = BTreeMap::new();
     for p in pkgs {
-        by_name.entry(p.name.clone()).or_default().push(p);
+        by_name.entry(name(&p).to_string()).or_default().push(p);
     }
     let (mut kept, mut removed) = (Vec::new(), Vec::new());
     for (_, mut group) in by_name {
-        group.sort_by(|a, b| evr_cmp(b, a));
+        group.sort_by(|a, b| cmp(b, a));
         let mut distinct = 0usize;
-        let mut last: Option<PackageMeta> = None;
-        for p in group {
-            let new_evr = match &last {
-                None => true,
-                Some(l) => evr_cmp(l, &p) != std::cmp::Ordering::Equal,
-            };
-            if new_evr {
+        let mut keep_flags = Vec::with_capacity(group.len());
+        for i in 0..group.len() {
+            if i == 0 || cmp(&group[i - 1], &group[i]) != std::cmp::Ordering::Equal {
                 distinct += 1;
-                last = Some(p.clone());
             }
-            if distinct <= keep {
+            keep_flags.push(distinct <= keep);
+        }
+        for (p, k) in group.into_iter().zip(keep_flags) {
+            if k {
                 kept.push(p);
             } else {
                 removed.push(p);
@@ -300,6 +319,12 @@ pub fn repo_file(base_url: Option<&str>) -> String {
 /// Publish: copy `opts.rpms` in, apply retention, regenerate and sign the
 /// metadata, and swap it in atomically.
 pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| {
+        if std::env::var_os("KHOTFIX_PHASES").is_some() {
+            eprintln!("phase {what}: {:?}", t0.elapsed());
+        }
+    };
     let repo = &opts.repo;
     if let Some(u) = &opts.base_url {
         check_base_url(u)?;
@@ -318,6 +343,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
     let pkgdir = repo.join("Packages");
     std::fs::create_dir_all(&pkgdir).with_context(|| format!("creating {}", pkgdir.display()))?;
 
+    phase("checked");
     let _lock = lock::RepoLock::acquire(repo)?;
     // From here on we see the state every earlier publisher committed.
     cleanup_temporaries(repo, &pkgdir);
@@ -333,8 +359,10 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
         crate::util::fsx::sync_dir(&pkgdir)?;
     }
 
+    phase("copied");
     // Scan Packages/: reuse cached metadata of unchanged files.
-    let old_cache = cache::Cache::load(repo);
+    let mut old_cache = cache::Cache::load(repo);
+    phase("cache loaded");
     let mut entries: HashMap<String, cache::Entry> = HashMap::new();
     let mut todo = Vec::new();
     for de in std::fs::read_dir(&pkgdir).with_context(|| format!("listing {}", pkgdir.display()))? {
@@ -351,45 +379,40 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
             bail!("{}: not a regular file", de.path().display());
         }
         let key = cache::StatKey::of(&md);
-        match old_cache.lookup(&name, &key) {
-            Some(meta) => {
-                entries.insert(
-                    name,
-                    cache::Entry {
-                        stat: key,
-                        meta: meta.clone(),
-                    },
-                );
+        match old_cache.take(&name, &key) {
+            Some(e) => {
+                entries.insert(name, e);
             }
             None => todo.push((name, md)),
         }
     }
-    drop(old_cache);
+    phase("scanned");
     let cached = entries.len();
     let read = todo.len();
+    let mut fresh = Vec::with_capacity(read);
     for e in read_many(&pkgdir, todo)? {
-        let name = e.meta.location.trim_start_matches("Packages/").to_string();
+        let name = e.file_name().to_string();
+        fresh.push(name.clone());
         entries.insert(name, e);
     }
 
+    phase("read");
     // Retention.
-    let all: Vec<PackageMeta> = entries.values().map(|e| e.meta.clone()).collect();
+    let all: Vec<cache::Entry> = entries.into_values().collect();
     let (mut kept, removed) = match opts.keep {
-        Some(n) => apply_retention(all, n),
+        Some(n) => retention(all, n, |e| e.name.as_str(), entry_evr_cmp),
         None => (all, Vec::new()),
     };
     kept.sort_by(|a, b| {
         a.name
             .cmp(&b.name)
-            .then_with(|| evr_cmp(a, b))
+            .then_with(|| entry_evr_cmp(a, b))
             .then_with(|| a.arch.cmp(&b.arch))
             .then_with(|| a.location.cmp(&b.location))
     });
-    let removed_names: Vec<String> = removed
-        .iter()
-        .map(|p| p.location.trim_start_matches("Packages/").to_string())
-        .collect();
+    let removed_names: Vec<String> = removed.iter().map(|e| e.file_name().to_string()).collect();
 
+    phase("sorted");
     // Write the new generation.
     let revision = now_secs();
     let gen_tmp = repo.join(format!(
@@ -399,12 +422,14 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
     ));
     std::fs::create_dir(&gen_tmp).with_context(|| format!("creating {}", gen_tmp.display()))?;
     let records = write_generation(&gen_tmp, &kept, opts.compress, revision)?;
+    phase("datafiles");
     let repomd_xml = repomd::render(revision, &records);
     let signature = opts.key.sign(repomd_xml.as_bytes())?;
     write_synced(&gen_tmp.join("repomd.xml"), repomd_xml.as_bytes())?;
     write_synced(&gen_tmp.join("repomd.xml.asc"), signature.as_bytes())?;
     crate::util::fsx::sync_dir(&gen_tmp)?;
 
+    phase("signed");
     // Key and client file first: the new repomd may be the first one clients see.
     let public = opts.key.public_armored()?;
     write_if_changed(&repo.join(KEY_FILE), public.as_bytes())?;
@@ -418,16 +443,17 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
         .with_context(|| format!("renaming {} into place", gen_tmp.display()))?;
     let previous = swap_repodata(repo, &gen_name)?;
 
+    phase("swapped");
     // Committed. Now the bookkeeping that a crash may skip safely.
-    let mut new_entries: HashMap<String, cache::Entry> = HashMap::new();
-    for (name, e) in entries {
-        if !removed_names.contains(&name) {
-            new_entries.insert(name, e);
-        }
-    }
-    if let Err(e) = cache::Cache::save(repo, new_entries) {
+    let packages = kept.len();
+    let new_entries: HashMap<String, cache::Entry> = kept
+        .into_iter()
+        .map(|e| (e.file_name().to_string(), e))
+        .collect();
+    if let Err(e) = old_cache.save(repo, &new_entries, &fresh, cached) {
         eprintln!("khotfix: warning: {e:#} (the next publish re-reads the headers)");
     }
+    phase("cachesaved");
     for name in &removed_names {
         let p = pkgdir.join(name);
         if let Err(e) = std::fs::remove_file(&p) {
@@ -441,7 +467,7 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
         revision,
         added,
         removed: removed_names,
-        packages: kept.len(),
+        packages,
         cached,
         read,
         metadata: records,
@@ -488,50 +514,45 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::util::fsx::sync_dir(dir)
 }
 
-/// Render and compress primary, filelists and other in parallel.
+/// Compress primary, filelists and other in parallel from the packages'
+/// rendered fragments (nothing is rendered again here).
 fn write_generation(
     dir: &Path,
-    pkgs: &[PackageMeta],
+    pkgs: &[cache::Entry],
     comp: Compression,
     timestamp: u64,
 ) -> Result<Vec<DataRecord>> {
-    type Render = fn(&mut String, &PackageMeta);
-    let jobs: [(&str, String, Render, &str); 3] = [
+    type Fragment = fn(&cache::Entry) -> &[u8];
+    let jobs: [(&str, String, Fragment, &str); 3] = [
         (
             "primary",
             repodata::primary_header(pkgs.len()),
-            repodata::primary_package,
+            |e| e.primary.as_bytes(),
             repodata::PRIMARY_FOOTER,
         ),
         (
             "filelists",
             repodata::filelists_header(pkgs.len()),
-            repodata::filelists_package,
+            |e| e.filelists.as_bytes(),
             repodata::FILELISTS_FOOTER,
         ),
         (
             "other",
             repodata::other_header(pkgs.len()),
-            repodata::other_package,
+            |e| e.other.as_bytes(),
             repodata::OTHER_FOOTER,
         ),
     ];
     let results: Vec<Result<DataRecord>> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .into_iter()
-            .map(|(kind, header, render, footer)| {
+            .map(|(kind, header, fragment, footer)| {
                 s.spawn(move || {
-                    let mut body = String::with_capacity(pkgs.len() * 1024);
-                    for p in pkgs {
-                        render(&mut body, p);
-                    }
-                    repomd::write_data_file(
-                        dir,
-                        kind,
-                        &[header.as_bytes(), body.as_bytes(), footer.as_bytes()],
-                        comp,
-                        timestamp,
-                    )
+                    let mut parts: Vec<&[u8]> = Vec::with_capacity(pkgs.len() + 2);
+                    parts.push(header.as_bytes());
+                    parts.extend(pkgs.iter().map(fragment));
+                    parts.push(footer.as_bytes());
+                    repomd::write_data_file(dir, kind, &parts, comp, timestamp)
                 })
             })
             .collect();

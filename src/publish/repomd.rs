@@ -33,6 +33,12 @@ impl Compression {
     }
 }
 
+/// gzip level of the data files. Level 1 compresses several times faster
+/// than createrepo_c's default (6) for files about a quarter larger; the
+/// XML inside is the same byte for byte, and every gzip reader accepts it.
+/// Republishing a large repository is dominated by this compression.
+const GZIP_LEVEL: u32 = 1;
+
 /// One `<data>` record of repomd.xml.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DataRecord {
@@ -93,7 +99,8 @@ pub fn write_data_file(
         };
         match comp {
             Compression::Gz => {
-                let mut enc = flate2::write::GzEncoder::new(&mut sink, flate2::Compression::new(6));
+                let mut enc =
+                    flate2::write::GzEncoder::new(&mut sink, flate2::Compression::new(GZIP_LEVEL));
                 for p in parts {
                     enc.write_all(p)?;
                 }
