@@ -81,35 +81,42 @@ if [ ! -f "$TREE/Makefile" ]; then
 fi
 
 # --- configuration --------------------------------------------------------------
+# Built-in: what livepatch and kpatch-build need (ftrace with regs, kallsyms,
+# DWARF, ORC, BUG: kpatch-build reads struct bug_entry's size from vmlinux),
+# what IPVS needs, and what a busybox initramfs on a qemu serial console needs.
+ENABLE="64BIT DEVTMPFS DEVTMPFS_MOUNT BLK_DEV_INITRD RD_GZIP PRINTK EARLY_PRINTK
+TTY SERIAL_8250 SERIAL_8250_CONSOLE PROC_FS SYSFS BINFMT_ELF BINFMT_SCRIPT
+MODULES MODULE_UNLOAD NET INET NETFILTER NETFILTER_ADVANCED LIVEPATCH FTRACE
+FUNCTION_TRACER DYNAMIC_FTRACE KALLSYMS KALLSYMS_ALL DEBUG_KERNEL DEBUG_INFO
+DEBUG_INFO_DWARF4 UNWINDER_ORC BUG MULTIUSER FUTEX EPOLL SHMEM TMPFS MAGIC_SYSRQ"
+DISABLE="DEBUG_INFO_NONE DEBUG_INFO_REDUCED DEBUG_INFO_SPLIT DEBUG_INFO_BTF
+MODULE_SIG TRIM_UNUSED_KSYMS UNWINDER_FRAME_POINTER UNWINDER_GUESS"
+REQUIRED="LIVEPATCH DEBUG_INFO KALLSYMS_ALL UNWINDER_ORC DYNAMIC_FTRACE BUG
+MODULES SERIAL_8250_CONSOLE BLK_DEV_INITRD RD_GZIP DEVTMPFS PROC_FS SYSFS
+BINFMT_ELF 64BIT"
+
+config_missing() {
+	m=
+	for o in $REQUIRED; do
+		grep -qx "CONFIG_$o=y" .config 2>/dev/null || m="$m $o"
+	done
+	grep -qx "CONFIG_IP_VS=m" .config 2>/dev/null || m="$m IP_VS(=m)"
+	echo "$m"
+}
+
 cd "$TREE"
-if [ ! -f .config ]; then
+if [ -n "$(config_missing)" ]; then
 	log "configuring (tinyconfig + livepatch/kpatch/IPVS/qemu options)"
-	make ARCH=x86_64 tinyconfig >/dev/null
-	# Enabled as built-in: what livepatch and kpatch-build need (ftrace with
-	# regs, kallsyms, DWARF, ORC), what IPVS needs, and what a busybox
-	# initramfs on a qemu serial console needs.
-	for o in 64BIT DEVTMPFS DEVTMPFS_MOUNT BLK_DEV_INITRD RD_GZIP PRINTK \
-		EARLY_PRINTK TTY SERIAL_8250 SERIAL_8250_CONSOLE PROC_FS SYSFS \
-		BINFMT_ELF BINFMT_SCRIPT MODULES MODULE_UNLOAD NET INET NETFILTER \
-		NETFILTER_ADVANCED LIVEPATCH FTRACE FUNCTION_TRACER DYNAMIC_FTRACE \
-		KALLSYMS KALLSYMS_ALL DEBUG_KERNEL DEBUG_INFO DEBUG_INFO_DWARF4 \
-		UNWINDER_ORC MULTIUSER FUTEX EPOLL SHMEM TMPFS MAGIC_SYSRQ; do
+	[ -f .config ] || make ARCH=x86_64 tinyconfig >/dev/null
+	for o in $ENABLE; do
 		./scripts/config --enable "$o"
 	done
 	./scripts/config --module IP_VS
-	for o in DEBUG_INFO_NONE DEBUG_INFO_REDUCED DEBUG_INFO_SPLIT \
-		DEBUG_INFO_BTF MODULE_SIG TRIM_UNUSED_KSYMS UNWINDER_FRAME_POINTER \
-		UNWINDER_GUESS; do
+	for o in $DISABLE; do
 		./scripts/config --disable "$o"
 	done
 	make ARCH=x86_64 olddefconfig >/dev/null
-	missing=
-	for o in LIVEPATCH DEBUG_INFO KALLSYMS_ALL UNWINDER_ORC DYNAMIC_FTRACE \
-		MODULES SERIAL_8250_CONSOLE BLK_DEV_INITRD RD_GZIP DEVTMPFS PROC_FS \
-		SYSFS BINFMT_ELF 64BIT; do
-		grep -qx "CONFIG_$o=y" .config || missing="$missing $o"
-	done
-	grep -qx "CONFIG_IP_VS=m" .config || missing="$missing IP_VS(=m)"
+	missing=$(config_missing)
 	if [ -n "$missing" ]; then
 		mv .config .config.rejected
 		die "olddefconfig dropped:$missing (see $TREE/.config.rejected)"
@@ -117,28 +124,27 @@ if [ ! -f .config ]; then
 fi
 
 # --- build ----------------------------------------------------------------------
+# make decides what is stale (nothing, on a second run of an unchanged tree;
+# everything, after kpatch-build rebuilt the tree with its own flags).
 KREL=$(make -s kernelrelease)
-if [ ! -f vmlinux ] || [ ! -f arch/x86/boot/bzImage ] || [ ! -f Module.symvers ]; then
-	log "building $KREL: bzImage vmlinux modules (make -j$JOBS, nice $NICE)"
-	nice -n "$NICE" make -j"$JOBS" bzImage vmlinux modules >"$WORK/kernel-make.log" 2>&1 ||
-		die "kernel build failed; see $WORK/kernel-make.log"
-fi
+log "building $KREL: bzImage vmlinux modules (make -j$JOBS, nice $NICE)"
+nice -n "$NICE" make -j"$JOBS" bzImage vmlinux modules >"$WORK/kernel-make.log" 2>&1 ||
+	die "kernel build failed; see $WORK/kernel-make.log"
+
 # kpatch-build rebuilds vmlinux in the tree with its own flags; keep the
 # kernel as built (what qemu boots and what -v and -c must describe) aside,
 # the way khotfix's prepare stage hands vmlinux and config to the builder.
 PRISTINE=$TREE/khotfix-pristine
-if [ ! -f "$PRISTINE/bzImage" ]; then
-	rm -rf "$PRISTINE"
+if [ ! -f "$PRISTINE/vmlinux" ] || [ -n "$(find vmlinux -newer "$PRISTINE/vmlinux")" ]; then
+	log "saving the kernel as built in $PRISTINE"
+	rm -rf "$PRISTINE" "$PRISTINE.tmp"
 	mkdir -p "$PRISTINE.tmp"
 	cp vmlinux "$PRISTINE.tmp/vmlinux"
 	cp .config "$PRISTINE.tmp/config"
 	cp arch/x86/boot/bzImage "$PRISTINE.tmp/bzImage"
-	mv "$PRISTINE.tmp" "$PRISTINE"
-fi
-MODROOT=$PRISTINE
-if [ ! -f "$MODROOT/lib/modules/$KREL/modules.dep" ]; then
-	make -s INSTALL_MOD_PATH="$MODROOT" DEPMOD=/sbin/depmod modules_install >/dev/null ||
+	make -s INSTALL_MOD_PATH="$PRISTINE.tmp" DEPMOD=/sbin/depmod modules_install >/dev/null ||
 		die "modules_install failed"
+	mv "$PRISTINE.tmp" "$PRISTINE"
 fi
 log "done: tree $TREE ($KREL), kpatch-build $KPATCH_BUILD"
 echo "export KHOTFIX_REAL_KPATCH_BUILD=$KPATCH_BUILD"
