@@ -237,6 +237,8 @@ fn real_kpatch_build_livepatches_estimation_timer() {
         tail(&cachedir.join("build.log"))
     );
 
+    eprintln!("kpatch-build output:\n{}", tail(&log));
+
     // The module: kpatch-<id>.ko, a livepatch module for the tree's kernel.
     let ko = out.join(format!("kpatch-{HOTFIX}.ko"));
     assert!(
