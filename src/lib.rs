@@ -14,6 +14,7 @@ pub mod distro;
 pub mod fetch;
 pub mod kernel;
 pub mod keys;
+pub mod modinfo;
 pub mod node;
 pub mod package;
 pub mod patchfile;

@@ -18,7 +18,8 @@ pub mod container;
 pub mod debian;
 pub mod kbuild;
 pub mod kpatch;
-pub mod modinfo;
+/// The `.modinfo` reader shared by build, verify and node.
+pub use crate::modinfo;
 
 use crate::distro::Distro;
 use crate::plan::Job;

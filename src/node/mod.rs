@@ -11,7 +11,8 @@
 pub mod apply;
 pub mod check;
 pub mod daemonset;
-pub mod modinfo;
+/// The `.modinfo` reader shared by build, verify and node.
+pub use crate::modinfo;
 pub mod root;
 pub mod script;
 

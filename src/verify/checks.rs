@@ -17,29 +17,8 @@ pub const SIG_MAGIC: &[u8] = b"~Module signature appended~\n";
 /// `PKEY_ID_PKCS7` in `struct module_signature`.
 pub const PKEY_ID_PKCS7: u8 = 2;
 
-/// The `.modinfo` key/value pairs of a module (keys may repeat: `alias`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ModInfo {
-    pub fields: Vec<(String, String)>,
-}
-
-impl ModInfo {
-    /// The first value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-    /// All values of `key`.
-    pub fn all(&self, key: &str) -> Vec<&str> {
-        self.fields
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
+/// The `.modinfo` key/value pairs of a module: the reader shared by every stage.
+pub use crate::modinfo::ModInfo;
 
 /// The appended module signature (`struct module_signature` + PKCS#7).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,18 +167,7 @@ pub fn elf_sections(data: &[u8]) -> Result<BTreeMap<String, &[u8]>> {
 
 /// Parse the `.modinfo` section of a module's bytes.
 pub fn parse_modinfo(data: &[u8]) -> Result<ModInfo> {
-    let sections = elf_sections(data)?;
-    let sec = sections
-        .get(".modinfo")
-        .context("the module has no .modinfo section")?;
-    let mut fields = Vec::new();
-    for entry in sec.split(|&b| b == 0).filter(|e| !e.is_empty()) {
-        let s = String::from_utf8_lossy(entry);
-        if let Some((k, v)) = s.split_once('=') {
-            fields.push((k.to_string(), v.to_string()));
-        }
-    }
-    Ok(ModInfo { fields })
+    crate::modinfo::parse(data)
 }
 
 /// NUL-terminated printable strings in a module's string/data sections: the

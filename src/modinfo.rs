@@ -24,6 +24,15 @@ impl ModInfo {
             .map(|(_, v)| v.as_str())
     }
 
+    /// All values of `key` (keys may repeat: `alias`, `depends`).
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// `vermagic`, as written.
     pub fn vermagic(&self) -> Option<&str> {
         self.get("vermagic")
