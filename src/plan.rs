@@ -125,27 +125,7 @@ impl Plan {
                 ]
             })
             .collect();
-        let mut widths = headers.map(str::len);
-        for r in &rows {
-            for (w, c) in widths.iter_mut().zip(r) {
-                *w = (*w).max(c.len());
-            }
-        }
-        let mut out = String::new();
-        let mut line = |cells: &[&str]| {
-            let l: Vec<String> = cells
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            out.push_str(l.join("  ").trim_end());
-            out.push('\n');
-        };
-        line(&headers);
-        for r in &rows {
-            line(&r.iter().map(String::as_str).collect::<Vec<_>>());
-        }
-        out
+        crate::util::table::render(&headers, &rows)
     }
 
     /// GitHub Actions: the JSON for `strategy.matrix` (`{"include": [...]}`).

@@ -252,27 +252,7 @@ fn table(reports: &[JobReport]) -> String {
             ]
         })
         .collect();
-    let mut widths = headers.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let l: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(l.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(headers.to_vec());
-    for r in &rows {
-        line(r.iter().map(String::as_str).collect());
-    }
-    out
+    khotfix::util::table::render(&headers, &rows)
 }
 
 pub fn builder(c: BuilderCmd) -> anyhow::Result<i32> {

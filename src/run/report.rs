@@ -290,26 +290,7 @@ impl RunReport {
                 ]
             })
             .collect();
-        let mut widths = headers.map(str::len);
-        for r in &rows {
-            for (w, c) in widths.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let mut out = String::new();
-        let mut line = |cells: &[&str]| {
-            let l: Vec<String> = cells
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            out.push_str(l.join("  ").trim_end());
-            out.push('\n');
-        };
-        line(&headers);
-        for r in &rows {
-            line(&r.iter().map(String::as_str).collect::<Vec<_>>());
-        }
+        let mut out = crate::util::table::render(&headers, &rows);
         out.push_str(&format!(
             "{} passed, {} failed in {:.1}s",
             self.passed, self.failed, self.seconds

@@ -2,6 +2,7 @@
 //! shell scripts or package names; atomic file writes; process exit codes.
 
 pub mod fsx;
+pub mod table;
 pub mod validate;
 
 /// Process exit codes, documented in the README.
