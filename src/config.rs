@@ -17,6 +17,7 @@
 //! [build]
 //! timeout = "2h"                         # per job: 90s, 30m, 2h, or seconds
 //! cache_dir = "/var/cache/khotfix"
+//! kpatch_source = "/srv/vendor/kpatch-0.9.11.tar.gz"  # offline image builds
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -40,6 +41,8 @@ pub mod env {
     pub const BUILD_TIMEOUT: &str = "KHOTFIX_BUILD_TIMEOUT";
     /// Root of khotfix's caches (build cache under `build/`).
     pub const CACHE_DIR: &str = "KHOTFIX_CACHE_DIR";
+    /// A local kpatch release tarball for builder images (offline machines).
+    pub const KPATCH_SOURCE: &str = crate::build::kpatch_source::ENV_KPATCH_SOURCE;
 }
 
 /// Default per-job timeout: a full kpatch-build of a distro kernel on a
@@ -56,6 +59,9 @@ pub struct Config {
     pub build_options: Vec<String>,
     pub build_timeout: Duration,
     pub cache_dir: PathBuf,
+    /// `[build] kpatch_source`: the kpatch release tarball builder images
+    /// compile kpatch-build from (else `$KHOTFIX_KPATCH_SOURCE`, else a download).
+    pub kpatch_source: Option<PathBuf>,
     /// Where the values came from, for error messages.
     pub source: Option<PathBuf>,
 }
@@ -86,6 +92,7 @@ struct RawContainer {
 struct RawBuild {
     timeout: Option<toml::Value>,
     cache_dir: Option<PathBuf>,
+    kpatch_source: Option<PathBuf>,
 }
 
 impl Config {
@@ -135,6 +142,7 @@ impl Config {
                 .build
                 .cache_dir
                 .unwrap_or_else(|| default_cache_dir(var)),
+            kpatch_source: raw.build.kpatch_source,
             source,
         };
         if let Some(e) = nonempty(var(env::ENGINE)) {
@@ -172,6 +180,22 @@ impl Config {
             }
         }
         Ok(c)
+    }
+
+    /// Options for building a builder image with this configuration.
+    pub fn image_options(
+        &self,
+        log_dir: PathBuf,
+        kpatch_source: Option<PathBuf>,
+    ) -> crate::build::builder::BuildImageOptions {
+        crate::build::builder::BuildImageOptions {
+            base: None,
+            force: false,
+            log_dir,
+            kpatch_source,
+            cache_dir: self.cache_dir.clone(),
+            config_kpatch_source: self.kpatch_source.clone(),
+        }
     }
 
     /// The build cache directory (`<cache_dir>/build`).

@@ -31,7 +31,20 @@ pub struct BuilderDef {
     pub base: Base,
     /// (path relative to the build context, contents); the first is the Containerfile.
     pub files: &'static [(&'static str, &'static str)],
+    /// Whether the image compiles kpatch-build: its context then also holds
+    /// the pinned kpatch source tarball and [`KPATCH_PATCHES`].
+    pub kpatch: bool,
 }
+
+/// khotfix's patches to the pinned kpatch release, applied in order by every
+/// builder that compiles kpatch-build (`containers/kpatch-patches/`; each
+/// file's header says why it is carried).
+pub const KPATCH_PATCHES: &[(&str, &str)] = &[(
+    "kpatch-patches/0001-kpatch-build-undefined-symbols-of-module-only-builds.patch",
+    include_str!(
+        "../../containers/kpatch-patches/0001-kpatch-build-undefined-symbols-of-module-only-builds.patch"
+    ),
+)];
 
 const BUILDERS: &[BuilderDef] = &[
     BuilderDef {
@@ -41,6 +54,7 @@ const BUILDERS: &[BuilderDef] = &[
             "Containerfile",
             include_str!("../../containers/debian12/Containerfile"),
         )],
+        kpatch: true,
     },
     BuilderDef {
         name: "centos7",
@@ -55,6 +69,7 @@ const BUILDERS: &[BuilderDef] = &[
                 include_str!("../../containers/centos7/vault.repo.in"),
             ),
         ],
+        kpatch: true,
     },
     BuilderDef {
         name: "alinux3",
@@ -63,6 +78,7 @@ const BUILDERS: &[BuilderDef] = &[
             "Containerfile",
             include_str!("../../containers/alinux3/Containerfile"),
         )],
+        kpatch: true,
     },
 ];
 
@@ -100,13 +116,25 @@ impl BuilderDef {
         BUILDERS.iter().map(|b| b.name).collect()
     }
 
-    /// sha256 over the builder's files. (An external base is not part of it:
-    /// rebuild with `--force` after changing `--base`.)
+    /// Every file of the build context: the builder's own, then (kpatch
+    /// builders) the carried kpatch patches.
+    pub fn context_files(&self) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+        let kpatch: &'static [(&str, &str)] = if self.kpatch { KPATCH_PATCHES } else { &[] };
+        self.files.iter().chain(kpatch)
+    }
+
+    /// sha256 over the builder's context files and, for kpatch builders, the
+    /// pinned kpatch release (the tarball itself is verified against that
+    /// pin). An external base is not part of it: rebuild with `--force`
+    /// after changing `--base`.
     pub fn content_hash(&self) -> String {
         let mut h = Sha256::new();
-        h.update(b"khotfix-builder-v1\0");
+        h.update(b"khotfix-builder-v2\0");
         h.update(self.name.as_bytes());
-        for (p, c) in self.files {
+        if self.kpatch {
+            h.update(super::kpatch_source::PINNED.tar_sha256.as_bytes());
+        }
+        for (p, c) in self.context_files() {
             h.update((p.len() as u64).to_le_bytes());
             h.update(p.as_bytes());
             h.update((c.len() as u64).to_le_bytes());
@@ -145,6 +173,13 @@ pub struct BuildImageOptions {
     pub force: bool,
     /// Where `builder-<name>.log` goes.
     pub log_dir: PathBuf,
+    /// A local kpatch source tarball (`--kpatch-source`); see
+    /// [`super::kpatch_source`] for the other ways it is found.
+    pub kpatch_source: Option<PathBuf>,
+    /// The cache root (downloaded kpatch release).
+    pub cache_dir: PathBuf,
+    /// `kpatch_source` from the config file.
+    pub config_kpatch_source: Option<PathBuf>,
 }
 
 /// The existing image for a builder, or a one-line error saying how to build it.
@@ -208,9 +243,30 @@ pub fn ensure(
         .prefix("khotfix-builder-")
         .tempdir()
         .context("creating a build context")?;
-    for (p, c) in def.files {
-        std::fs::write(ctx.path().join(p), c)
-            .with_context(|| format!("writing build context file {p}"))?;
+    for (p, c) in def.context_files() {
+        let dest = ctx.path().join(p);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&dest, c).with_context(|| format!("writing build context file {p}"))?;
+    }
+    if def.kpatch {
+        if let Some(p) = progress {
+            p.set_message(format!(
+                "checking kpatch {}",
+                super::kpatch_source::PINNED.tag
+            ));
+        }
+        let src = super::kpatch_source::resolve(
+            opts.kpatch_source.as_deref(),
+            opts.config_kpatch_source.as_deref(),
+            &opts.cache_dir,
+        )?;
+        std::fs::copy(
+            &src.path,
+            ctx.path().join(super::kpatch_source::CONTEXT_FILE),
+        )
+        .with_context(|| format!("copying {} into the build context", src.path.display()))?;
     }
     if let Some(p) = progress {
         p.set_message(format!("building {tag}"));

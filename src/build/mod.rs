@@ -18,6 +18,7 @@ pub mod container;
 pub mod debian;
 pub mod kbuild;
 pub mod kpatch;
+pub mod kpatch_source;
 /// The `.modinfo` reader shared by build, verify and node.
 pub use crate::modinfo;
 

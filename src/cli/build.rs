@@ -45,6 +45,11 @@ pub enum BuilderCmd {
         /// Rebuild even when an image with the same content exists.
         #[arg(long)]
         force: bool,
+        /// The kpatch release tarball (offline machines); checked against the
+        /// pinned release. Default: $KHOTFIX_KPATCH_SOURCE, the config file's
+        /// `kpatch_source`, else a download.
+        #[arg(long, value_name = "FILE")]
+        kpatch_source: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -261,6 +266,7 @@ pub fn builder(c: BuilderCmd) -> anyhow::Result<i32> {
             name,
             base,
             force,
+            kpatch_source,
             json,
         } => {
             let config = Config::load()?;
@@ -269,7 +275,7 @@ pub fn builder(c: BuilderCmd) -> anyhow::Result<i32> {
             let opts = builder::BuildImageOptions {
                 base,
                 force,
-                log_dir,
+                ..config.image_options(log_dir, kpatch_source)
             };
             let mp = MultiProgress::new();
             let pb = (std::io::stderr().is_terminal() && !json)

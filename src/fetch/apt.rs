@@ -157,6 +157,103 @@ pub fn kernel_packages(kernel: &KernelRelease, with_image: bool) -> Result<Vec<(
     Ok(v)
 }
 
+/// The extra Debian packages a kpatch build needs, with their roles: the
+/// kernel source (`linux-source-<mm>`, one tarball per upload) and the
+/// debug image (`linux-image-<abi>-<flavour>-dbg`, vmlinux with DWARF).
+/// Both must be the same source upload as the headers.
+pub fn kpatch_packages(kernel: &KernelRelease) -> Result<Vec<(Role, String)>> {
+    let image = kernel_packages(kernel, true)?
+        .into_iter()
+        .find(|(r, _)| *r == Role::Image)
+        .map(|(_, n)| n)
+        .context("no linux-image package name")?;
+    let mm: Vec<&str> = kernel.version.split('.').take(2).collect();
+    let v = vec![
+        (Role::Source, format!("linux-source-{}", mm.join("."))),
+        (Role::Debuginfo, format!("{image}-dbg")),
+    ];
+    for (_, n) in &v {
+        validate::package_token("package", n).map_err(|e| anyhow!(e))?;
+    }
+    Ok(v)
+}
+
+/// Where a Debian -dbg package keeps the kernel's vmlinux.
+pub fn dbg_vmlinux_member(kernel: &KernelRelease) -> String {
+    format!("./usr/lib/debug/boot/vmlinux-{kernel}")
+}
+
+/// Stream one regular file out of a verified .deb into the cache, without
+/// unpacking the rest: `dpkg-deb --fsys-tarfile` (whatever the data
+/// compression) read as a tar until `member` is found. The -dbg package is
+/// 5.6 GB unpacked; vmlinux is near its start. Keyed by the package digest
+/// and member name; the file appears by rename once complete.
+pub fn extract_member(cache: &Cache, deb: &FetchedFile, member: &str) -> Result<PathBuf> {
+    let key = super::digest::digest(
+        Algo::Sha256,
+        format!("{}\0{member}", deb.checksum).as_bytes(),
+    )
+    .hex;
+    let name = member.rsplit('/').next().unwrap_or(member).to_string();
+    validate::package_token("member", &name).map_err(|e| anyhow!(e))?;
+    let dest_dir = cache.unpacked_dir(&key);
+    let dest = dest_dir.join(&name);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    let scratch = cache.scratch_dir()?;
+    let tmp = scratch.path().join(&name);
+    let mut child = std::process::Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(&deb.path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("running dpkg-deb (is dpkg installed?)")?;
+    let found = copy_tar_member(
+        child.stdout.take().context("dpkg-deb stdout")?,
+        member,
+        &tmp,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    if !found.with_context(|| format!("reading {} from {}", member, deb.package))? {
+        bail!("{} has no {member}", deb.package);
+    }
+    std::fs::create_dir_all(&dest_dir)?;
+    std::fs::rename(&tmp, &dest)
+        .with_context(|| format!("moving {} into the cache", dest.display()))?;
+    crate::util::fsx::sync_dir(&dest_dir)?;
+    Ok(dest)
+}
+
+/// Copy `member` of the tar stream to `dest`; false when it is not there.
+fn copy_tar_member(r: impl std::io::Read, member: &str, dest: &Path) -> Result<bool> {
+    let want = member.trim_start_matches("./");
+    let mut ar = tar::Archive::new(r);
+    for e in ar.entries()? {
+        let mut e = e?;
+        let path = e
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        if path != want {
+            continue;
+        }
+        if e.header().entry_type() != tar::EntryType::Regular {
+            bail!("{member} is not a regular file");
+        }
+        let mut f =
+            std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+        std::io::copy(&mut e, &mut f)?;
+        f.sync_all()?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Download one package with `apt-get download` into the cache (or find it
 /// there), verified against apt's SHA256 and size.
 pub fn fetch_deb(

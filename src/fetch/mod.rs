@@ -48,6 +48,9 @@ pub struct FetchOptions {
     pub parallel: usize,
     /// Debian: also fetch and unpack linux-image (for vmlinuz). On by default.
     pub deb_image: bool,
+    /// Debian: also fetch what kpatch-build needs (linux-source, and vmlinux
+    /// streamed out of the -dbg package). Off by default.
+    pub deb_kpatch: bool,
 }
 
 impl Default for FetchOptions {
@@ -58,6 +61,7 @@ impl Default for FetchOptions {
             progress: ProgressMode::Auto,
             parallel: 4,
             deb_image: true,
+            deb_kpatch: false,
         }
     }
 }
@@ -119,7 +123,22 @@ pub struct DebKernel {
     pub headers_dir: PathBuf,
     /// `root/boot/vmlinuz-<kernel>` when the image was fetched.
     pub vmlinuz: Option<PathBuf>,
+    /// `root/lib/modules/<kernel>` when the image was fetched (what verify
+    /// boots with, instead of the host's /lib/modules).
+    pub modules_dir: Option<PathBuf>,
+    /// kpatch builds: the verified `linux-source-<mm>` package and the
+    /// vmlinux with debug info streamed out of `linux-image-<abi>-dbg`.
+    pub kpatch: Option<DebKpatchInputs>,
     pub files: Vec<FetchedFile>,
+}
+
+/// What a Debian kpatch build needs beyond the headers.
+#[derive(Debug, Clone, Serialize)]
+pub struct DebKpatchInputs {
+    pub source_deb: PathBuf,
+    /// `linux-source-<mm>=<version>`.
+    pub source_package: String,
+    pub vmlinux: PathBuf,
 }
 
 /// The result of fetching one kernel's packages.
@@ -344,7 +363,10 @@ fn fetch_deb(
     cache: &Cache,
     progress: &Progress,
 ) -> Result<FetchedKernel> {
-    let names = apt::kernel_packages(kernel, opts.deb_image)?;
+    let mut names = apt::kernel_packages(kernel, opts.deb_image)?;
+    if opts.deb_kpatch {
+        names.extend(apt::kpatch_packages(kernel)?);
+    }
     let mut pkgs = Vec::new();
     let mut headers_version = None;
     for (role, name) in &names {
@@ -352,6 +374,15 @@ fn fetch_deb(
             // linux-kbuild must come from the same source upload as the headers.
             Role::Kbuild => {
                 apt::show(name, headers_version.as_deref()).or_else(|_| apt::show(name, None))?
+            }
+            // The tree and vmlinux must be exactly the headers' upload.
+            Role::Source | Role::Debuginfo => {
+                let v = headers_version
+                    .as_deref()
+                    .context("internal: headers before kpatch packages")?;
+                apt::show(name, Some(v)).with_context(|| {
+                    format!("{name} at the headers' version {v} (kpatch builds need it)")
+                })?
             }
             _ => apt::show(name, None)?,
         };
@@ -367,7 +398,8 @@ fn fetch_deb(
         files.push(apt::fetch_deb(cache, p, *role, &progress)?);
     }
     progress.finish();
-    let refs: Vec<&FetchedFile> = files.iter().collect();
+    let merged = |f: &&FetchedFile| !matches!(f.role, Role::Source | Role::Debuginfo);
+    let refs: Vec<&FetchedFile> = files.iter().filter(merged).collect();
     let root = apt::unpack_merged(cache, &refs)?;
     let headers_dir = root.join("usr/src").join(format!("linux-headers-{kernel}"));
     if !headers_dir.is_dir() {
@@ -381,13 +413,47 @@ fn fetch_deb(
             bail!("unpacked linux-image lacks {}", v.display());
         }
     }
+    let modules_dir = opts
+        .deb_image
+        .then(|| root.join("lib/modules").join(kernel.as_str()))
+        .filter(|d| d.is_dir());
+    let kpatch = match opts.deb_kpatch {
+        false => None,
+        true => Some(deb_kpatch_inputs(kernel, cache, &files)?),
+    };
     Ok(FetchedKernel::Deb(DebKernel {
         kernel: kernel.clone(),
         root,
         headers_dir,
         vmlinuz,
+        modules_dir,
+        kpatch,
         files,
     }))
+}
+
+fn deb_kpatch_inputs(
+    kernel: &KernelRelease,
+    cache: &Cache,
+    files: &[FetchedFile],
+) -> Result<DebKpatchInputs> {
+    let file = |role: Role| {
+        files
+            .iter()
+            .find(|f| f.role == role)
+            .ok_or_else(|| anyhow!("internal: no {role:?} package"))
+    };
+    let source = file(Role::Source)?;
+    let vmlinux = apt::extract_member(
+        cache,
+        file(Role::Debuginfo)?,
+        &apt::dbg_vmlinux_member(kernel),
+    )?;
+    Ok(DebKpatchInputs {
+        source_deb: source.path.clone(),
+        source_package: source.package.clone(),
+        vmlinux,
+    })
 }
 
 /// Download one URL into the cache, verified against `checksum` (the

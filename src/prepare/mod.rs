@@ -9,6 +9,8 @@
 //! - [`preflight`]: read the patches for what kpatch cannot handle.
 
 pub mod apply;
+pub mod kbuild_targets;
+pub mod kernel_tree;
 pub mod preflight;
 pub mod srpm;
 
