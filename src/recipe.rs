@@ -116,6 +116,11 @@ pub struct Target {
     /// Directory holding the livepatch module source (kbuild backend), absolute.
     pub module_source: Option<PathBuf>,
     pub skip_compiler_check: bool,
+    /// Whether `run` publishes this target's packages (default true). A
+    /// verify-only target (`publish = false`) is built, signed, packaged and
+    /// boot-checked like any other, e.g. as a cross-check of another
+    /// target that ships the same hotfix for the same kernels.
+    pub publish: bool,
 }
 
 impl Target {
@@ -127,6 +132,23 @@ impl Target {
         let ranged = self.ranges.iter().any(|r| r.contains(k));
         !excluded && (listed || ranged)
     }
+}
+
+/// Two published targets of one recipe that can match the same kernel
+/// would ship two different packages under one name.
+fn publish_clash(a: &Target, b: &Target) -> bool {
+    use std::cmp::Ordering::Greater;
+    if !(a.publish && b.publish) || a.distro != b.distro {
+        return false;
+    }
+    let ranges_meet = a.ranges.iter().any(|x| {
+        b.ranges.iter().any(|y| {
+            x.from.cmp_version_release(&y.to) != Greater
+                && y.from.cmp_version_release(&x.to) != Greater
+        })
+    });
+    let listed = a.kernels.iter().any(|k| b.matches(k)) || b.kernels.iter().any(|k| a.matches(k));
+    ranges_meet || listed
 }
 
 /// A bare `version-release` matches any dist/arch; a full release matches exactly.
@@ -257,6 +279,8 @@ struct RawTarget {
     module_source: Option<Spanned<String>>,
     #[serde(default)]
     skip_compiler_check: bool,
+    #[serde(default)]
+    publish: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -603,6 +627,14 @@ impl Recipe {
                         second_name_span(&raw.target, &t.name),
                         format!("duplicate target name {:?}", t.name),
                     );
+                } else if let Some(o) = targets.iter().find(|o: &&Target| publish_clash(o, &t)) {
+                    c.at(
+                        second_name_span(&raw.target, &t.name),
+                        format!(
+                            "targets {:?} and {:?} would both publish kernel-hotfix-{id} for the same {} kernels; set publish = false on one (a verify-only cross-check)",
+                            o.name, t.name, t.distro
+                        ),
+                    );
                 }
                 targets.push(t);
             }
@@ -723,6 +755,7 @@ impl Recipe {
             patches,
             module_source,
             skip_compiler_check: t.skip_compiler_check,
+            publish: t.publish.unwrap_or(true),
         })
     }
 

@@ -97,6 +97,13 @@ pub mod artifact {
     pub const MODULES_DIR: &str = "modules_dir";
     /// build: the unsigned livepatch module.
     pub const UNSIGNED_MODULE: &str = "unsigned_module";
+    /// Debian kpatch: the verified linux-source package (fetch).
+    pub const SOURCE_DEB: &str = "source_deb";
+    /// vmlinux with debug info (fetch for Debian, prepare for `-r SRPM` distros).
+    pub const VMLINUX: &str = "vmlinux";
+    /// The kernel tree kpatch-build builds in, and its config (prepare).
+    pub const TREE_SOURCE: &str = "tree_source";
+    pub const TREE_CONFIG: &str = "tree_config";
     /// sign: the signed livepatch module (`kpatch-<id>.ko`).
     pub const MODULE: &str = "module";
     /// sign (optional): the X.509 certificate (PEM or DER) the module was signed with.
@@ -467,6 +474,7 @@ fn run_job(
 ) -> JobResult {
     let started = Instant::now();
     let mut result = JobResult::new(index, job);
+    result.publish = target.publish;
     let job_dir = settings.job_dir(&job.id);
     let fail = |mut r: JobResult, stage: Option<StageKind>, msg: String| {
         progress.stage_failed(&job.id, stage, &msg);
@@ -714,7 +722,7 @@ fn copy_verified(rpm: &Path, dir: &Path) -> Result<PathBuf> {
 fn run_publish(pipeline: &Pipeline, jobs: &[JobResult], settings: &RunSettings) -> PublishResult {
     let rpms: Vec<PathBuf> = jobs
         .iter()
-        .filter(|j| j.status == JobStatus::Passed)
+        .filter(|j| j.status == JobStatus::Passed && j.publish)
         .filter_map(|j| j.rpm.clone())
         .collect();
     if rpms.is_empty() {

@@ -279,6 +279,7 @@ fn alinux3_prepared_tree_mode_through_the_container() {
     let inputs = BuildInputs {
         job: j.clone(),
         kernel: KernelInputs::PreparedTree {
+            targets: vec![],
             source: src,
             config,
             vmlinux,

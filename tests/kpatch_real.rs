@@ -162,6 +162,7 @@ fn real_kpatch_build_livepatches_estimation_timer() {
     let inputs = BuildInputs {
         job: job.clone(),
         kernel: KernelInputs::PreparedTree {
+            targets: vec![],
             source: tree.clone(),
             config: pristine.join("config"),
             vmlinux: pristine.join("vmlinux"),
@@ -186,6 +187,7 @@ fn real_kpatch_build_livepatches_estimation_timer() {
     let s = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
     let args = arguments(
         &KernelArgs::PreparedTree {
+            targets: vec![],
             source: s(&tree),
             config: s(&pristine.join("config")),
             vmlinux: s(&pristine.join("vmlinux")),

@@ -197,6 +197,61 @@ pub fn find(engine: &Engine, name: &str) -> Result<BuilderImage> {
     }
 }
 
+/// The builder image, built now if this is its first use. Concurrent jobs
+/// (`run -j N`) and processes wait on one lock per builder under the cache
+/// directory, so the image is built once; `built` is told before a build
+/// starts, so the user knows why the first job takes minutes.
+pub fn ensure_on_first_use(
+    engine: &Engine,
+    name: &str,
+    opts: &BuildImageOptions,
+    built: &dyn Fn(&str),
+) -> Result<BuilderImage> {
+    use fs2::FileExt;
+    let def = BuilderDef::get(name)?;
+    if let Some(id) = engine.image_id(&def.tag())? {
+        return Ok(BuilderImage {
+            builder: name.into(),
+            tag: def.tag(),
+            id,
+            reused: true,
+        });
+    }
+    let dir = opts.cache_dir.join("locks");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("builder-{name}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    lock.lock_exclusive()
+        .with_context(|| format!("locking {}", path.display()))?;
+    if let Some(id) = engine.image_id(&def.tag())? {
+        // Another job built it while this one waited.
+        return Ok(BuilderImage {
+            builder: name.into(),
+            tag: def.tag(),
+            id,
+            reused: true,
+        });
+    }
+    built(&format!(
+        "builder image {} not found: building it (first use; log: {})",
+        def.tag(),
+        opts.log_dir.join(format!("builder-{name}.log")).display()
+    ));
+    let started = std::time::Instant::now();
+    let img = ensure(engine, name, opts, None)?;
+    built(&format!(
+        "built builder image {} in {:.0} s",
+        img.tag,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(img)
+}
+
 /// Build (or reuse) a builder image.
 pub fn ensure(
     engine: &Engine,

@@ -31,6 +31,9 @@ pub const PATCH_DIR: &str = "/in/patches";
 pub const OUT_DIR: &str = "/out";
 pub const CACHE_DIR: &str = "/kpatch-cache";
 pub const CCACHE_DIR: &str = "/ccache";
+/// PATH inside the builder: ccache's compiler links first.
+pub const CONTAINER_PATH: &str =
+    "/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Where a host kpatch-build (the test stand-in) is mounted.
 pub const OVERRIDE_PATH: &str = "/opt/khotfix/bin/kpatch-build";
 
@@ -56,6 +59,8 @@ pub enum KernelArgs {
         source: String,
         config: String,
         vmlinux: String,
+        /// `-t` targets (module-only builds); empty: kpatch-build's default.
+        targets: Vec<String>,
     },
 }
 
@@ -75,15 +80,20 @@ pub fn arguments(
             source,
             config,
             vmlinux,
+            targets,
         } => {
-            vec![
+            let mut a: Vec<String> = vec![
                 "-s".into(),
                 source.clone(),
                 "-c".into(),
                 config.clone(),
                 "-v".into(),
                 vmlinux.clone(),
-            ]
+            ];
+            for t in targets {
+                a.extend(["-t".into(), t.clone()]);
+            }
+            a
         }
     };
     a.extend(fixed.iter().cloned());
@@ -155,6 +165,7 @@ pub fn run(
                 source,
                 config,
                 vmlinux,
+                targets,
             },
             crate::distro::KpatchMode::PreparedTree,
         ) => {
@@ -171,6 +182,7 @@ pub fn run(
                 source: SRC_DIR.into(),
                 config: c_config,
                 vmlinux: c_vmlinux,
+                targets: targets.clone(),
             }
         }
         (_, mode) => bail!(
@@ -205,6 +217,9 @@ pub fn run(
         env: vec![
             ("CACHEDIR".into(), CACHE_DIR.into()),
             ("CCACHE_DIR".into(), CCACHE_DIR.into()),
+            // kpatch-build puts ccache first only for distros it detects;
+            // a prepared tree (-s) is not one.
+            ("PATH".into(), CONTAINER_PATH.into()),
         ],
         workdir: Some(OUT_DIR.into()),
         command,
@@ -212,7 +227,23 @@ pub fn run(
         output_dirs,
         log: log.to_path_buf(),
     };
+    // A khotfix-managed tree is shared by the jobs of one kernel: build in
+    // it alone, and mark it while kpatch-build has it patched.
+    let managed = match &inp.kernel {
+        KernelInputs::PreparedTree { source, .. } => crate::prepare::kernel_tree::managed(source),
+        _ => None,
+    };
+    let _lock = managed.as_ref().map(|t| t.lock()).transpose()?;
+    if let Some(t) = &managed {
+        std::fs::write(t.building_marker(), &job.id)
+            .with_context(|| format!("marking {}", t.dir.display()))?;
+    }
     let r = engine.run(&spec, progress)?;
+    if let Some(t) = &managed {
+        // kpatch-build reverted its patches on exit (success or failure).
+        std::fs::remove_file(t.building_marker())
+            .with_context(|| format!("unmarking {}", t.dir.display()))?;
+    }
     if r.exit_code != 0 {
         // kpatch-build's own log is in CACHEDIR/build.log; point at both.
         bail!(
@@ -296,6 +327,7 @@ mod tests {
             source: "/in/src".into(),
             config: "/in/kernel/config".into(),
             vmlinux: "/in/kernel/vmlinux".into(),
+            targets: vec![],
         };
         let a = arguments(&k, &fixed_flags(&d, &j, true), "/out", 0, &[]);
         assert_eq!(

@@ -44,11 +44,15 @@ pub enum KernelInputs {
     Headers { root: PathBuf, kdir: String },
     /// kpatch-build `-r SRPM` (distros kpatch-build knows), vmlinux from kernel-debuginfo.
     Srpm { srpm: PathBuf, vmlinux: PathBuf },
-    /// kpatch-build `-s SRCDIR -c CONFIG -v VMLINUX` on a tree the prepare stage made.
+    /// kpatch-build `-s SRCDIR -c CONFIG -v VMLINUX` on a tree the prepare
+    /// stage made; `targets` are module-only kbuild targets (`-t`, see
+    /// [`crate::prepare::kbuild_targets`]); empty means `vmlinux modules`.
     PreparedTree {
         source: PathBuf,
         config: PathBuf,
         vmlinux: PathBuf,
+        #[serde(default)]
+        targets: Vec<String>,
     },
 }
 
@@ -149,8 +153,13 @@ pub fn check_inputs(inp: &BuildInputs) -> Result<()> {
                 source,
                 config,
                 vmlinux,
+                targets,
             },
         ) => {
+            for t in targets {
+                crate::util::validate::relative_path("kbuild target", t)
+                    .map_err(|e| anyhow::anyhow!("job {id}: {e}"))?;
+            }
             need_dir("prepared kernel tree", source)?;
             need_file("kernel config", config)?;
             need_file("vmlinux", vmlinux)?;
@@ -237,6 +246,7 @@ pub fn cache_key(inp: &BuildInputs, distro: &Distro, image_id: &str) -> Result<S
                 source,
                 config,
                 vmlinux,
+                ..
             } => {
                 k.tree("source", source)?
                     .file("config", config)?
@@ -247,6 +257,9 @@ pub fn cache_key(inp: &BuildInputs, distro: &Distro, image_id: &str) -> Result<S
         for (name, d) in &digests {
             k.field("package", name).field("sha256", d);
         }
+    }
+    if let KernelInputs::PreparedTree { targets, .. } = &inp.kernel {
+        k.field("targets", &targets.join("\0"));
     }
     for (i, p) in inp.patches.iter().enumerate() {
         k.file(&format!("patch{i}"), p)?;

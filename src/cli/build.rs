@@ -153,6 +153,18 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
             })),
         }
     }
+    // First use: build each missing builder image once, before any job.
+    let mut builders: Vec<String> = Vec::new();
+    for inp in &inputs {
+        let d = Distro::builtin(&inp.job.distro)?;
+        if !builders.contains(&d.builder) {
+            builders.push(d.builder);
+        }
+    }
+    for name in &builders {
+        let opts = config.image_options(config.cache_dir.join("logs"), None);
+        builder::ensure_on_first_use(&engine, name, &opts, &|m| eprintln!("khotfix: {m}"))?;
+    }
     let cache = khotfix::build::cache::BuildCache::new(config.build_cache_dir());
     let settings = BuildSettings {
         out_dir: a.out.clone(),

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// What kpatch-build should build.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum BuildTargets {
     /// Only these modules (`dir/name.ko`), sorted.
@@ -36,6 +36,19 @@ impl BuildTargets {
             BuildTargets::Full { .. } => Vec::new(),
         }
     }
+}
+
+/// What a full build costs, said before it starts. The figure is an
+/// estimate, not a measurement on this machine: a distro's amd64 config with
+/// debug info (~4,000 modules) is several hours of CPU time, and
+/// kpatch-build builds the tree twice (original and patched).
+pub fn full_build_estimate(reason: &str) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu_hours = 6.0; // two builds of ~3 CPU-hours each
+    let wall = cpu_hours / cores as f64;
+    format!(
+        "full kernel build (vmlinux modules) because {reason}: expect roughly {wall:.1} h on {cores} core(s) (about {cpu_hours:.0} CPU-hours, an estimate)"
+    )
 }
 
 /// `CONFIG_*` values of a kernel `.config` (`y`, `m`, strings as written).

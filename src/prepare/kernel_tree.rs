@@ -77,6 +77,15 @@ impl KernelTree {
     }
 }
 
+/// The managed tree whose source directory is `source`, if it is one
+/// ([`ensure`] made it: its directory holds `ready`).
+pub fn managed(source: &Path) -> Option<KernelTree> {
+    let dir = source.parent()?;
+    let key = std::fs::read_to_string(dir.join("ready")).ok()?;
+    (source.file_name()? == "src")
+        .then(|| KernelTree::at(dir.to_path_buf(), key.trim().to_string()))
+}
+
 /// Held while a job lays out or builds in a tree.
 pub struct TreeLock(#[allow(dead_code)] std::fs::File);
 

@@ -91,7 +91,15 @@ pub struct JobResult {
     /// The verified RPM under `OUT/verified/<job-id>/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<PathBuf>,
+    /// Whether a passed job's RPM goes to the repository (its target's
+    /// `publish`; a verify-only target builds and checks but never ships).
+    #[serde(default = "yes")]
+    pub publish: bool,
     pub seconds: f64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl JobResult {
@@ -106,6 +114,7 @@ impl JobResult {
             failed_stage: None,
             error: None,
             rpm: None,
+            publish: true,
             seconds: 0.0,
         }
     }

@@ -75,6 +75,7 @@ fn fetch(cx: &JobContext) -> Result<StageOutput> {
     let distro = distro_with_env_mirrors(&cx.job.distro)?;
     let mut opts = crate::fetch::FetchOptions::from_env()?;
     opts.progress = crate::fetch::ProgressMode::Quiet;
+    opts.deb_kpatch = cx.target.backend == Backend::Kpatch;
     cx.note("downloading kernel packages");
     let fetched = crate::fetch::fetch_job(cx.job, &distro, &opts)?;
     let out = match &fetched {
@@ -84,6 +85,14 @@ fn fetch(cx: &JobContext) -> Result<StageOutput> {
                 .artifact("headers_dir", &k.headers_dir);
             if let Some(v) = &k.vmlinuz {
                 o = o.artifact(artifact::KERNEL_IMAGE, v);
+            }
+            if let Some(m) = &k.modules_dir {
+                o = o.artifact(artifact::MODULES_DIR, m);
+            }
+            if let Some(kp) = &k.kpatch {
+                o = o
+                    .artifact(artifact::SOURCE_DEB, &kp.source_deb)
+                    .artifact(artifact::VMLINUX, &kp.vmlinux);
             }
             o
         }
@@ -126,6 +135,9 @@ fn prepare(cx: &JobContext) -> Result<StageOutput> {
                     serde_json::to_string(&report)?
                 );
             }
+            if distro.family == Family::Deb {
+                return prepare_deb_tree(cx);
+            }
             if distro.kpatch_mode != crate::distro::KpatchMode::Srpm {
                 bail!("prepare: a kpatch source tree for {} ({:?} mode) is not wired into `khotfix run` yet", distro.name, distro.kpatch_mode);
             }
@@ -140,11 +152,89 @@ fn prepare(cx: &JobContext) -> Result<StageOutput> {
             crate::prepare::srpm::extract_member(debuginfo, &member, &vmlinux)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(StageOutput::new()
-                .artifact("vmlinux", vmlinux)
+                .artifact(artifact::VMLINUX, vmlinux)
                 .summary("patches apply to the source RPM's tree")
                 .detail(serde_json::to_value(&check)?))
         }
     }
+}
+
+/// prepare, Debian kpatch: the kernel's shared tree (laid out once per
+/// kernel), the patches checked against it, and the kbuild targets.
+fn prepare_deb_tree(cx: &JobContext) -> Result<StageOutput> {
+    use crate::prepare::{kbuild_targets, kernel_tree};
+    let fetched = cx
+        .prior
+        .get(&StageKind::Fetch)
+        .context("prepare: no fetch output")?;
+    let digest_of = |path: &Path| -> Result<String> {
+        fetched
+            .detail
+            .as_array()
+            .and_then(|files| {
+                files.iter().find_map(|f| {
+                    (f.get("path")?.as_str()? == path.to_str()?)
+                        .then(|| f.get("checksum")?.as_str().map(str::to_string))?
+                })
+            })
+            .with_context(|| format!("prepare: no fetched digest for {}", path.display()))
+    };
+    let source_deb = cx.artifact(StageKind::Fetch, artifact::SOURCE_DEB)?;
+    let headers_dir = cx.artifact(StageKind::Fetch, "headers_dir")?;
+    let config = crate::config::Config::load()?;
+    let inputs = kernel_tree::TreeInputs {
+        kernel: &cx.job.kernel,
+        source_deb,
+        source_digest: &digest_of(source_deb)?,
+        headers_dir,
+    };
+    let tree = kernel_tree::ensure(&config.cache_dir.join("kernel-trees"), &inputs, &|m| {
+        cx.note(m)
+    })?;
+    cx.note("checking the patches against the kernel tree");
+    let check = {
+        let _lock = tree.lock()?;
+        crate::prepare::apply::check(&tree.source, &cx.target.patches)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    let changed = changed_files(&cx.target.patches)?;
+    let kconfig = kbuild_targets::KernelConfig::parse(
+        &std::fs::read_to_string(&tree.config)
+            .with_context(|| format!("reading {}", tree.config.display()))?,
+    );
+    let targets = kbuild_targets::targets_for(&tree.source, &kconfig, &changed);
+    let summary = match &targets {
+        kbuild_targets::BuildTargets::Modules { modules } => {
+            format!("module-only build: {}", modules.join(" "))
+        }
+        kbuild_targets::BuildTargets::Full { reason } => {
+            let note = kbuild_targets::full_build_estimate(reason);
+            cx.note(&note);
+            note
+        }
+    };
+    Ok(StageOutput::new()
+        .artifact(artifact::TREE_SOURCE, &tree.source)
+        .artifact(artifact::TREE_CONFIG, &tree.config)
+        .summary(summary)
+        .detail(serde_json::json!({ "apply": check, "targets": targets, "tree": tree })))
+}
+
+/// Tree-relative paths the patches change, in order, without repeats.
+fn changed_files(patches: &[PathBuf]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for p in patches {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let parsed = crate::patchfile::Patch::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        for f in parsed.files {
+            if !out.contains(&f.path) {
+                out.push(f.path);
+            }
+        }
+    }
+    Ok(out)
 }
 
 struct BuildStage;
@@ -166,9 +256,32 @@ impl Stage for BuildStage {
                     .to_string();
                 KernelInputs::Headers { root, kdir }
             }
+            (Backend::Kpatch, Family::Deb) => {
+                let targets: crate::prepare::kbuild_targets::BuildTargets = serde_json::from_value(
+                    cx.prior
+                        .get(&StageKind::Prepare)
+                        .and_then(|o| o.detail.get("targets"))
+                        .cloned()
+                        .context("build: prepare recorded no kbuild targets")?,
+                )?;
+                KernelInputs::PreparedTree {
+                    source: cx
+                        .artifact(StageKind::Prepare, artifact::TREE_SOURCE)?
+                        .to_path_buf(),
+                    config: cx
+                        .artifact(StageKind::Prepare, artifact::TREE_CONFIG)?
+                        .to_path_buf(),
+                    vmlinux: cx
+                        .artifact(StageKind::Fetch, artifact::VMLINUX)?
+                        .to_path_buf(),
+                    targets: targets.kpatch_targets(),
+                }
+            }
             (Backend::Kpatch, Family::Rpm) => KernelInputs::Srpm {
                 srpm: cx.artifact(StageKind::Fetch, "source_rpm")?.to_path_buf(),
-                vmlinux: cx.artifact(StageKind::Prepare, "vmlinux")?.to_path_buf(),
+                vmlinux: cx
+                    .artifact(StageKind::Prepare, artifact::VMLINUX)?
+                    .to_path_buf(),
             },
             (b, f) => {
                 bail!("build: {b} on a {f:?}-family distro is not wired into `khotfix run` yet")
@@ -190,6 +303,12 @@ impl Stage for BuildStage {
                     .collect()
             })
             .unwrap_or_default();
+        let image = build::builder::ensure_on_first_use(
+            &engine,
+            &distro.builder,
+            &config.image_options(config.cache_dir.join("logs"), None),
+            &|m| cx.note(m),
+        )?;
         let inputs = BuildInputs {
             job: cx.job.clone(),
             kernel,
@@ -207,7 +326,7 @@ impl Stage for BuildStage {
                 .unwrap_or(2),
             timeout: Some(config.build_timeout),
             cache: Some(build::cache::BuildCache::new(config.build_cache_dir())),
-            image: None,
+            image: Some(image.tag),
             kpatch_build: None,
         };
         cx.note("building in the builder container");

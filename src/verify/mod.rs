@@ -248,8 +248,8 @@ pub fn reference_vermagic(modules_dir: &Path) -> Option<(PathBuf, String)> {
 
 /// The verify stage for `khotfix run`: reads the sign and package stages'
 /// artifacts (`module`, `module_cert`, `rpm`, `rpm_key`) and the target
-/// kernel (`kernel_image`/`modules_dir` artifacts of fetch/prepare, else the
-/// host's `/boot/vmlinuz-<kernel>` and `/lib/modules/<kernel>`), writes
+/// kernel (`kernel_image`/`modules_dir` artifacts of fetch: the packages it
+/// downloaded, never the host's own kernel), writes
 /// `verify.json` and fails the job on any failed check.
 pub fn stage(cx: &JobContext) -> Result<StageOutput> {
     let kernel = cx.job.kernel.to_string();
@@ -267,16 +267,15 @@ pub fn stage(cx: &JobContext) -> Result<StageOutput> {
                 .map(|k| k.join("RPM-GPG-KEY-khotfix"))
                 .filter(|p| p.is_file())
         });
-    let host_image = PathBuf::from(format!("/boot/vmlinuz-{kernel}"));
-    let host_modules = PathBuf::from(format!("/lib/modules/{kernel}"));
+    // The target kernel as fetch downloaded it, never the host's own
+    // /boot and /lib/modules: the host may run another kernel, or none of
+    // this ABI.
     let kernel_image = cx
         .find_artifact(artifact::KERNEL_IMAGE)
-        .map(Path::to_path_buf)
-        .or_else(|| host_image.is_file().then_some(host_image));
+        .map(Path::to_path_buf);
     let modules_dir = cx
         .find_artifact(artifact::MODULES_DIR)
-        .map(Path::to_path_buf)
-        .or_else(|| host_modules.is_dir().then_some(host_modules));
+        .map(Path::to_path_buf);
     let inputs = VerifyInputs {
         kernel,
         module,
