@@ -333,6 +333,11 @@ fn hotfix_names(pairs: &[(u64, &str)]) -> Vec<String> {
 #[test]
 fn hosts_install_the_hotfixes_for_their_kernels() {
     let w = world();
+    let repo_file = std::fs::read_to_string(w.repo.join("khotfix.repo")).unwrap();
+    assert!(
+        repo_file.lines().any(|l| l == "skip_if_unavailable=False"),
+        "{repo_file}"
+    );
 
     // 1. The plain glob: dnf (strict, its default) refuses the whole
     //    request because two matches need kernels the host does not have;
@@ -440,7 +445,12 @@ fn hosts_install_the_hotfixes_for_their_kernels() {
     // 4. Every hotfix for the running kernel A with one command: a name
     //    glob on the kernel's version-release (what package names carry).
     let root = host(&w, "running");
-    let suffix = KernelRelease::parse(KA).unwrap().package_suffix();
+    // The README's command, run by the shell: the suffix from `uname -r`.
+    let suffix = run(Command::new("sh").arg("-c").arg(format!(
+        "printf '%s\\n' {KA} | sed -E 's/\\.[^.]+\\.[^.]+$//'"
+    )));
+    let suffix = suffix.trim();
+    assert_eq!(suffix, KernelRelease::parse(KA).unwrap().package_suffix());
     let o = dnf(
         &w,
         &root,
