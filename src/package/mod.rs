@@ -9,7 +9,9 @@
 //!
 //! Name `kernel-hotfix-<id>-<kernel version-release>`, version from the
 //! recipe, release `<UTC YYYYMMDDhhmmss>.<rpm_dist>`, arch of the kernel,
-//! `Requires: kpatch >= 0.8`, scriptlets from [`scriptlets`], payload xz or
+//! `Requires: kpatch >= 0.8`, on rpm-family distros `Requires:
+//! kernel-uname-r = <uname -r>` ([`kernel_requirement`]), `Provides:
+//! kernel-hotfix = <uname -r>`, scriptlets from [`scriptlets`], payload xz or
 //! gzip (EL7's rpm 4.11 cannot read zstd), header-only and header+payload
 //! OpenPGP signatures ([`sigheader`]). With `SOURCE_DATE_EPOCH` set, the
 //! release timestamp, build time, file times, changelog and signature times
@@ -137,6 +139,21 @@ pub fn rpm_arch(kernel: &KernelRelease, distro: &Distro) -> Result<String> {
     Ok(mapped.to_string())
 }
 
+/// Every hotfix provides `kernel-hotfix = <uname -r>`, so a host can ask
+/// which hotfixes it has for a kernel (`rpm -q --whatprovides`).
+pub const KERNEL_HOTFIX_PROVIDE: &str = "kernel-hotfix";
+
+/// What a hotfix requires of its kernel. EL and Alibaba Cloud Linux kernel
+/// packages provide `kernel-uname-r = <uname -r>`, so on rpm-family distros
+/// the hotfix cannot be installed on a host that lacks its kernel. Debian
+/// kernels are .deb packages that rpm cannot see: no requirement there.
+pub fn kernel_requirement(kernel: &KernelRelease, distro: &Distro) -> Option<rpm::Dependency> {
+    match distro.family {
+        crate::distro::Family::Rpm => Some(rpm::Dependency::eq("kernel-uname-r", kernel.as_str())),
+        _ => None,
+    }
+}
+
 /// `YYYYMMDDhhmmss` in UTC.
 pub fn release_timestamp(epoch: u64) -> Result<String> {
     let t = time::OffsetDateTime::from_unix_timestamp(epoch as i64)
@@ -262,10 +279,16 @@ pub fn build_rpm(
         .packager("khotfix")
         .build_host("khotfix")
         .requires(rpm::Dependency::greater_eq("kpatch", KPATCH_MIN_VERSION))
-        .pre_install_script(scripts.pre.clone())
+        .provides(rpm::Dependency::eq(
+            KERNEL_HOTFIX_PROVIDE,
+            input.kernel.as_str(),
+        ))
         .post_install_script(scripts.post.clone())
         .post_trans_script(scripts.posttrans.clone())
         .pre_uninstall_script(scripts.preun.clone());
+    if let Some(dep) = kernel_requirement(&input.kernel, &input.distro) {
+        b.requires(dep);
+    }
     let file = |p: &str| rpm::FileOptions::new(p).permissions(0o644);
     b.with_file_contents(module, file(&ko))
         .context("adding the module")?;

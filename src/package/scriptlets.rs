@@ -2,15 +2,25 @@
 //! packages do (seed 000's install log: `systemctl enable kpatch.service`,
 //! `kpatch install -k <kver> <ko>`, then `kpatch load <ko>`).
 //!
-//! * `%pre` refuses to install on a host whose running kernel is not the
-//!   target, unless the package goes into another root.
+//! A host may hold several kernels and install hotfixes for all of them in
+//! one transaction (README "Installing hotfixes on hosts"), so nothing here
+//! refuses a kernel that is not running. Whether the kernel is on the host
+//! at all is a dependency (`Requires: kernel-uname-r = <kver>` on rpm-family
+//! distros, see `package::kernel_requirement`), not a scriptlet check.
+//!
 //! * `%post` enables kpatch.service (when systemctl exists) and runs
-//!   `kpatch install -k <kver> <ko>` so the patch is applied at every boot.
+//!   `kpatch install -k <kver> <ko>`, which copies the module to
+//!   `/var/lib/kpatch/<kver>/`: kpatch.service runs `kpatch load --all` at
+//!   boot, which loads `/var/lib/kpatch/$(uname -r)/*.ko`, so the patch is
+//!   applied whenever `<kver>` boots, running now or not. On an upgrade
+//!   (`$1` > 1) the old copy is uninstalled first: kpatch refuses to install
+//!   over an installed module of the same name, and the new one must win.
 //! * `%posttrans` loads the patch (`kpatch load <ko>`) when the running
 //!   kernel is the target and this is the live root. It runs after the
 //!   whole transaction, so on an upgrade the new module is in place.
 //! * `%preun` on erase (`$1 = 0`) unloads `kpatch_<id>` when the running
-//!   kernel is the target, then `kpatch uninstall -k <kver> kpatch-<id>.ko`.
+//!   kernel is the target (kpatch disables it, waits for the transition,
+//!   then removes the module), then `kpatch uninstall -k <kver> kpatch-<id>.ko`.
 //!
 //! **Another root.** rpm has no flag telling a scriptlet that it runs under
 //! `rpm --root` (or in an image build); but rpm `chroot()`s into that root
@@ -21,19 +31,19 @@
 //! safe answer: nothing is loaded into the build host's kernel.
 //!
 //! Every failure of kpatch (missing, module not loaded, load refused) is
-//! reported with a clear `kernel-hotfix:` message and does not fail the
-//! transaction; only `%pre`'s kernel check does. Every value is validated
-//! before it gets here and is single-quoted with `sh_quote`.
+//! reported with a clear `kernel-hotfix:` message and never fails the
+//! transaction. The text is plain POSIX sh run by `/bin/sh` (EL7's rpm 4.11
+//! included: no Lua, no rich dependencies). Every value is validated before
+//! it gets here and is single-quoted with `sh_quote`.
 
 use crate::kernel::KernelRelease;
 use crate::recipe::Hotfix;
 use crate::util::validate::{self, sh_quote};
 use anyhow::{anyhow, Result};
 
-/// The four scriptlets, as shell text for `/bin/sh`.
+/// The three scriptlets, as shell text for `/bin/sh`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scriptlets {
-    pub pre: String,
     pub post: String,
     pub posttrans: String,
     pub preun: String,
@@ -76,21 +86,6 @@ pub fn generate(hotfix: &Hotfix, kernel: &KernelRelease) -> Result<Scriptlets> {
         module = sh_quote(&module),
     );
 
-    let pre = format!(
-        "{header}\
-if ! live_root; then
-    echo \"kernel-hotfix: installing into another root; not checking the running kernel\"
-    exit 0
-fi
-running=$(uname -r)
-if [ \"$running\" != \"$KVER\" ]; then
-    echo \"kernel-hotfix: this hotfix is for kernel $KVER, but the running kernel is $running; refusing to install (use rpm --root for another system)\" >&2
-    exit 1
-fi
-exit 0
-"
-    );
-
     let post = format!(
         "{header}\
 if have systemctl; then
@@ -101,6 +96,10 @@ fi
 if ! have_kpatch; then
     echo \"kernel-hotfix: warning: kpatch is not installed; $KO is not installed for boot. Install kpatch, then run: kpatch install -k $KVER $KO\" >&2
     exit 0
+fi
+# $1 is the number of instances after this one is installed: 2 on upgrade.
+if [ \"${{1:-1}}\" != 1 ]; then
+    kpatch uninstall -k \"$KVER\" \"$KO_FILE\" || echo \"kernel-hotfix: no earlier $KO_FILE was installed in kpatch for $KVER; continuing\"
 fi
 kpatch install -k \"$KVER\" \"$KO\" || echo \"kernel-hotfix: warning: kpatch install -k $KVER $KO failed; the patch will not be loaded at boot\" >&2
 exit 0
@@ -145,7 +144,6 @@ exit 0
 "
     );
     Ok(Scriptlets {
-        pre,
         post,
         posttrans,
         preun,
@@ -171,7 +169,8 @@ mod tests {
     fn values_are_quoted_and_present() {
         let k = KernelRelease::parse("5.10.134-18.al8.x86_64").unwrap();
         let s = generate(&hf(), &k).unwrap();
-        assert!(s.pre.contains("KVER=5.10.134-18.al8.x86_64\n"));
+        assert!(s.post.contains("KVER=5.10.134-18.al8.x86_64\n"));
+        assert!(!s.post.contains("refusing"));
         assert!(s
             .post
             .contains("KO=/var/khotfix/5.10.134-18.al8.x86_64/22519882/kpatch-22519882.ko\n"));
@@ -194,7 +193,7 @@ mod tests {
         {
             return;
         }
-        for text in [&s.pre, &s.post, &s.posttrans, &s.preun] {
+        for text in [&s.post, &s.posttrans, &s.preun] {
             let d = tempfile::tempdir().unwrap();
             let p = d.path().join("s.sh");
             std::fs::write(&p, text).unwrap();

@@ -301,7 +301,9 @@ pub fn check_base_url(url: &str) -> Result<()> {
     Ok(())
 }
 
-/// The client .repo file.
+/// The client .repo file. `skip_if_unavailable=False`: yum 3 and EL dnf
+/// default to it, but Debian's dnf.conf sets True, which turns a missing or
+/// badly signed repomd.xml into a warning and "No match" for the package.
 pub fn repo_file(base_url: Option<&str>) -> String {
     let base = base_url
         .unwrap_or(BASEURL_PLACEHOLDER)
@@ -312,7 +314,7 @@ pub fn repo_file(base_url: Option<&str>) -> String {
         ""
     };
     format!(
-        "# Written by khotfix publish. Install as /etc/yum.repos.d/khotfix.repo\n{note}[khotfix]\nname=khotfix kernel hotfixes\nbaseurl={base}\nenabled=1\ngpgcheck=1\nrepo_gpgcheck=1\ngpgkey={base}/{KEY_FILE}\nmetadata_expire=300\n"
+        "# Written by khotfix publish. Install as /etc/yum.repos.d/khotfix.repo\n{note}[khotfix]\nname=khotfix kernel hotfixes\nbaseurl={base}\nenabled=1\ngpgcheck=1\nrepo_gpgcheck=1\ngpgkey={base}/{KEY_FILE}\nmetadata_expire=300\nskip_if_unavailable=False\n"
     )
 }
 

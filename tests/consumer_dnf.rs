@@ -1,0 +1,499 @@
+//! What a host running dnf meets (issue 14, item 3): a signed repository
+//! holding khotfix-built hotfixes for four kernels, installed with real dnf
+//! into installroots that hold two of those kernels.
+//!
+//! Stand-ins (things that cannot exist on this machine, named as such):
+//! * `kernel` packages built with rpmbuild that, like EL and Alibaba Cloud
+//!   Linux kernels, provide `kernel-uname-r = <uname -r>` and ship
+//!   `/lib/modules/<uname -r>/`;
+//! * the kpatch runtime (tests/stand-ins/kpatch-runtime): does to the file
+//!   system what kpatch 0.9.11's `install`/`uninstall` do;
+//! * `/bin/sh` and the few tools it needs: busybox-static.
+//!
+//! The hotfixes themselves are real: `khotfix::package::build_rpm` on a
+//! kbuild module signed by `khotfix sign`, published by `khotfix publish`.
+//! Tools: rpmbuild, createrepo_c, dnf, rpm, busybox, make + Debian's
+//! linux-headers (the module).
+
+#[path = "data/sign/common.rs"]
+mod common;
+
+use common::*;
+use khotfix::distro::Distro;
+use khotfix::kernel::KernelRelease;
+use khotfix::keys::PackageSigner;
+use khotfix::package::{build_rpm, BuildOptions, Compression, PackageInput};
+use khotfix::recipe::Hotfix;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Installed on the host; A is the one running.
+const KA: &str = "5.10.134-18.al8.x86_64";
+const KB: &str = "5.10.134-19.1.al8.x86_64";
+/// Hotfixes exist for these too, but the host does not have them. KC's
+/// kernel package is in the distro stand-in repository, KD's nowhere.
+const KC: &str = "5.10.134-16.al8.x86_64";
+const KD: &str = "5.10.134-20.al8.x86_64";
+
+fn stand_in(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/stand-ins")
+        .join(name)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn rpmbuild(spec: &str, work: &Path, name: &str) -> PathBuf {
+    let spec_path = work.join(format!("{name}.spec"));
+    std::fs::write(&spec_path, spec).unwrap();
+    let out = work.join("rpms").join(name);
+    run(Command::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", work.join("rpmbuild").display()))
+        .arg("--define")
+        .arg(format!("_rpmdir {}", out.display()))
+        .args(["--define", "_build_id_links none", "--quiet"])
+        .arg(&spec_path));
+    walkdir::WalkDir::new(&out)
+        .into_iter()
+        .flatten()
+        .map(|e| e.path().to_path_buf())
+        .find(|p| p.extension().is_some_and(|x| x == "rpm"))
+        .expect("rpmbuild produced no package")
+}
+
+/// A stand-in EL kernel package for `kver` (`V-R.dist.arch`).
+fn kernel_spec(kver: &str) -> String {
+    let (v, rest) = kver.split_once('-').unwrap();
+    let r = rest.trim_end_matches(".x86_64");
+    format!(
+        r#"
+%global __os_install_post %{{nil}}
+Name: kernel
+Version: {v}
+Release: {r}
+Summary: STAND-IN kernel package (provides kernel-uname-r like EL kernels)
+License: GPL-2.0
+BuildArch: x86_64
+AutoReqProv: no
+Provides: kernel-uname-r = {kver}
+%description
+Stand-in for an EL kernel package: no kernel, just its uname-r provide.
+%install
+mkdir -p %{{buildroot}}/lib/modules/{kver} %{{buildroot}}/boot
+echo stand-in > %{{buildroot}}/boot/vmlinuz-{kver}
+%files
+/lib/modules/{kver}
+/boot/vmlinuz-{kver}
+"#
+    )
+}
+
+/// busybox-static as /bin/sh plus the applets the kpatch stand-in uses.
+const SH_SPEC: &str = r#"
+%global debug_package %{nil}
+%global __os_install_post %{nil}
+Name: busybox-sh
+Version: 1.0
+Release: 1
+Summary: STAND-IN /bin/sh (busybox-static) for the test installroots
+License: GPL-2.0
+AutoReqProv: no
+Provides: /bin/sh
+%description
+Stand-in for the distro's shell package.
+%install
+mkdir -p %{buildroot}/bin
+cp /bin/busybox %{buildroot}/bin/busybox
+for a in sh basename mkdir cp rm rmdir; do ln -s busybox %{buildroot}/bin/$a; done
+%files
+/bin/*
+"#;
+
+fn kpatch_spec() -> String {
+    format!(
+        r#"
+Name: kpatch
+Version: 0.9.11
+Release: 1
+Summary: STAND-IN kpatch runtime (file operations of kpatch install/uninstall)
+License: GPL-2.0
+BuildArch: noarch
+AutoReqProv: no
+Requires: /bin/sh
+%description
+Stand-in for the kpatch runtime; see tests/stand-ins/kpatch-runtime.
+%install
+mkdir -p %{{buildroot}}/usr/sbin %{{buildroot}}/var/log
+cp {} %{{buildroot}}/usr/sbin/kpatch
+chmod 755 %{{buildroot}}/usr/sbin/kpatch
+%files
+/usr/sbin/kpatch
+%dir /var/log
+"#,
+        stand_in("kpatch-runtime").display()
+    )
+}
+
+struct World {
+    work: PathBuf,
+    /// The distro stand-in repository (file://, unsigned like a local mirror).
+    base: PathBuf,
+    /// The khotfix repository as `khotfix publish` wrote it.
+    repo: PathBuf,
+}
+
+fn hotfix(id: u64) -> Hotfix {
+    Hotfix {
+        id,
+        name: format!("fix-{id}"),
+        summary: format!("hotfix {id}"),
+        description: format!("Hotfix {id}.\n"),
+        version: "1.0".into(),
+        changelog: vec![],
+    }
+}
+
+/// Kernels A and B (+ C in the distro repo), hotfix 22519882 for A, B, C, D
+/// and hotfix 22519883 for A, published into one signed repository.
+fn world() -> World {
+    let work = tmpdir();
+    let keys = work.join("keys");
+    run(khotfix()
+        .args(["keys", "generate", "--bits", "2048"])
+        .arg(&keys));
+    let signer = PackageSigner::load(&keys.join("package-signing.secret.asc"), None).unwrap();
+    let module = work.join("signed.ko");
+    run(khotfix()
+        .args(["sign", "--key"])
+        .arg(keys.join("module-signing.key.pem"))
+        .arg("--cert")
+        .arg(keys.join("module-signing.crt.pem"))
+        .arg("-o")
+        .arg(&module)
+        .arg(&modules()[0]));
+    let out = work.join("hotfixes");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut hotfixes = Vec::new();
+    for (id, kver) in [
+        (22519882, KA),
+        (22519882, KB),
+        (22519882, KC),
+        (22519882, KD),
+        (22519883, KA),
+    ] {
+        let input = PackageInput {
+            hotfix: hotfix(id),
+            kernel: KernelRelease::parse(kver).unwrap(),
+            distro: Distro::builtin("alinux3").unwrap(),
+            ko_path: module.clone(),
+            patch: "--- a\n+++ b\n".into(),
+        };
+        let opts = BuildOptions {
+            compression: Compression::Xz,
+            source_date_epoch: Some(1754322514),
+        };
+        hotfixes.push(build_rpm(&input, &signer, &out, &opts).unwrap().path);
+    }
+    let repo = work.join("repo");
+    run(khotfix()
+        .args(["publish", "--repo"])
+        .arg(&repo)
+        .arg("--gpg-key")
+        .arg(keys.join("package-signing.secret.asc"))
+        .arg("--base-url")
+        .arg(format!("file://{}", repo.display()))
+        .args(&hotfixes));
+
+    let base = work.join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    let mut base_rpms = vec![
+        rpmbuild(SH_SPEC, &work, "sh"),
+        rpmbuild(&kpatch_spec(), &work, "kpatch"),
+    ];
+    for (i, k) in [KA, KB, KC].iter().enumerate() {
+        base_rpms.push(rpmbuild(&kernel_spec(k), &work, &format!("kernel{i}")));
+    }
+    for p in &base_rpms {
+        std::fs::copy(p, base.join(p.file_name().unwrap())).unwrap();
+    }
+    run(Command::new("createrepo_c").arg("-q").arg(&base));
+    World { work, base, repo }
+}
+
+/// dnf into `root` with real .repo files in a private reposdir: the
+/// distro stand-in repository (`base`) and the `khotfix.repo` that
+/// `khotfix publish` wrote (gpgcheck and repo_gpgcheck on). Debian's
+/// dnf.conf has skip_if_unavailable=True, which would hide every metadata
+/// failure: always False here.
+fn dnf(w: &World, root: &Path, args: &[&str]) -> Output {
+    let reposdir = w.work.join("yum.repos.d");
+    if !reposdir.is_dir() {
+        std::fs::create_dir_all(&reposdir).unwrap();
+        std::fs::write(
+            reposdir.join("base.repo"),
+            format!(
+                "[base]\nname=distro stand-in\nbaseurl=file://{}/\ngpgcheck=0\nmetadata_expire=0\n",
+                w.base.display()
+            ),
+        )
+        .unwrap();
+        std::fs::copy(w.repo.join("khotfix.repo"), reposdir.join("khotfix.repo")).unwrap();
+    }
+    output(
+        Command::new("dnf")
+            .args([
+                "-y",
+                "--releasever=1",
+                "--disableplugin=*",
+                "--setopt=skip_if_unavailable=False",
+            ])
+            .arg(format!("--setopt=reposdir={}", reposdir.display()))
+            .arg(format!(
+                "--setopt=cachedir={}",
+                w.work.join("dnf-cache").display()
+            ))
+            .arg(format!("--installroot={}", root.display()))
+            .args(args),
+    )
+}
+
+/// A host root holding kernels A and B, kpatch and /bin/sh.
+fn host(w: &World, name: &str) -> PathBuf {
+    let root = w.work.join(name);
+    let o = dnf(
+        w,
+        &root,
+        &[
+            "install",
+            "busybox-sh",
+            "kpatch",
+            &format!("kernel-uname-r = {KA}"),
+            &format!("kernel-uname-r = {KB}"),
+        ],
+    );
+    assert!(o.status.success(), "preparing {name}: {}", text(&o));
+    root
+}
+
+fn installed_hotfixes(root: &Path) -> Vec<String> {
+    let o = output(
+        Command::new("rpm")
+            .arg("--root")
+            .arg(root)
+            .args(["-qa", "--qf", "%{NAME}\n"]),
+    );
+    let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with("kernel-hotfix-") || *l == "kernel")
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn installed_kernels(root: &Path) -> Vec<String> {
+    let o = output(Command::new("rpm").arg("--root").arg(root).args([
+        "-q",
+        "--qf",
+        "%{VERSION}-%{RELEASE}.%{ARCH}\n",
+        "kernel",
+    ]));
+    let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn hotfix_names(pairs: &[(u64, &str)]) -> Vec<String> {
+    let mut v: Vec<String> = pairs
+        .iter()
+        .map(|(id, k)| {
+            format!(
+                "kernel-hotfix-{id}-{}",
+                KernelRelease::parse(k).unwrap().package_suffix()
+            )
+        })
+        .collect();
+    v.push("kernel".into());
+    v.push("kernel".into());
+    v.sort();
+    v
+}
+
+#[test]
+fn hosts_install_the_hotfixes_for_their_kernels() {
+    let w = world();
+    let repo_file = std::fs::read_to_string(w.repo.join("khotfix.repo")).unwrap();
+    assert!(
+        repo_file.lines().any(|l| l == "skip_if_unavailable=False"),
+        "{repo_file}"
+    );
+
+    // 1. The plain glob: dnf (strict, its default) refuses the whole
+    //    request because two matches need kernels the host does not have;
+    //    nothing is installed, and the error names the missing kernels.
+    let root = host(&w, "plain");
+    let o = dnf(&w, &root, &["install", "kernel-hotfix-*"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("nothing provides kernel-uname-r = {KD}")),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(installed_hotfixes(&root), hotfix_names(&[]));
+
+    // 2. The documented command for every installed kernel: the glob over
+    //    the khotfix repository only, with strict=0 (yum 3: --skip-broken).
+    //    Hotfixes for A and B are installed; C and D are skipped.
+    let o = dnf(
+        &w,
+        &root,
+        &[
+            "--setopt=strict=0",
+            "--disablerepo=*",
+            "--enablerepo=khotfix*",
+            "install",
+            "kernel-hotfix-*",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        installed_hotfixes(&root),
+        hotfix_names(&[(22519882, KA), (22519882, KB), (22519883, KA)])
+    );
+    assert_eq!(
+        installed_kernels(&root),
+        vec![KA, KB],
+        "no kernel pulled in"
+    );
+    // Installed for boot where kpatch.service's `kpatch load --all` looks:
+    // /var/lib/kpatch/<uname -r>/*.ko, for the running kernel A and for B.
+    for (k, id) in [(KA, 22519882), (KA, 22519883), (KB, 22519882)] {
+        let p = root.join(format!("var/lib/kpatch/{k}/kpatch-{id}.ko"));
+        assert!(p.is_file(), "{} missing", p.display());
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read(root.join(format!("var/khotfix/{k}/{id}/kpatch-{id}.ko"))).unwrap()
+        );
+    }
+    assert!(!root.join(format!("var/lib/kpatch/{KC}")).exists());
+    // Another root: the scriptlets loaded nothing.
+    let log = std::fs::read_to_string(root.join("var/log/kpatch-stand-in.log")).unwrap();
+    assert!(!log.lines().any(|l| l.starts_with("load")), "{log}");
+    // The host can list its hotfixes per kernel.
+    let q = dnf(
+        &w,
+        &root,
+        &[
+            "-q",
+            "repoquery",
+            "--installed",
+            "--qf",
+            "%{name}",
+            "--whatprovides",
+            &format!("kernel-hotfix = {KA}"),
+        ],
+    );
+    let listed = String::from_utf8_lossy(&q.stdout);
+    assert_eq!(listed.lines().count(), 2, "{}", text(&q));
+
+    // Running the same command again changes nothing and succeeds.
+    let o = dnf(
+        &w,
+        &root,
+        &[
+            "--setopt=strict=0",
+            "--disablerepo=*",
+            "--enablerepo=khotfix*",
+            "install",
+            "kernel-hotfix-*",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    // 3. Removing a hotfix uninstalls it from kpatch (another root: no
+    //    unload; the live unload is tests/package_rpm.rs's).
+    let name_b = format!(
+        "kernel-hotfix-22519882-{}",
+        KernelRelease::parse(KB).unwrap().package_suffix()
+    );
+    let o = dnf(&w, &root, &["remove", &name_b]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!root
+        .join(format!("var/lib/kpatch/{KB}/kpatch-22519882.ko"))
+        .exists());
+    assert!(root
+        .join(format!("var/lib/kpatch/{KA}/kpatch-22519882.ko"))
+        .exists());
+    let log = std::fs::read_to_string(root.join("var/log/kpatch-stand-in.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l == format!("uninstall -k {KB} kpatch-22519882.ko")),
+        "{log}"
+    );
+
+    // 4. Every hotfix for the running kernel A with one command: a name
+    //    glob on the kernel's version-release (what package names carry).
+    let root = host(&w, "running");
+    // The README's command, run by the shell: the suffix from `uname -r`.
+    let suffix = run(Command::new("sh").arg("-c").arg(format!(
+        "printf '%s\\n' {KA} | sed -E 's/\\.[^.]+\\.[^.]+$//'"
+    )));
+    let suffix = suffix.trim();
+    assert_eq!(suffix, KernelRelease::parse(KA).unwrap().package_suffix());
+    let o = dnf(
+        &w,
+        &root,
+        &["install", &format!("kernel-hotfix-*-{suffix}")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        installed_hotfixes(&root),
+        hotfix_names(&[(22519882, KA), (22519883, KA)])
+    );
+
+    // 5. A hotfix for a kernel the host does not have is refused by name,
+    //    and with the distro repository enabled the glob with strict=0
+    //    would pull that kernel in: why the documented command enables
+    //    only the khotfix repository.
+    let o = dnf(
+        &w,
+        &root,
+        &[
+            "--disablerepo=*",
+            "--enablerepo=khotfix*",
+            "install",
+            &format!(
+                "kernel-hotfix-22519882-{}",
+                KernelRelease::parse(KC).unwrap().package_suffix()
+            ),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("nothing provides kernel-uname-r = {KC}")),
+        "{}",
+        text(&o)
+    );
+    let o = dnf(
+        &w,
+        &root,
+        &["--setopt=strict=0", "install", "kernel-hotfix-*"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        installed_kernels(&root),
+        vec![KC, KA, KB],
+        "dnf satisfied kernel-uname-r = {KC} from the distro repository"
+    );
+}
