@@ -620,8 +620,8 @@ impl Recipe {
         }
         let default_backend = h.backend.unwrap_or(Backend::Kpatch);
         let mut targets = Vec::new();
-        for t in &raw.target {
-            if let Some(t) = Self::check_target(c, t, default_backend) {
+        for raw_t in &raw.target {
+            if let Some(t) = Self::check_target(c, raw_t, default_backend) {
                 if targets.iter().any(|o: &Target| o.name == t.name) {
                     c.at(
                         second_name_span(&raw.target, &t.name),
@@ -629,7 +629,7 @@ impl Recipe {
                     );
                 } else if let Some(o) = targets.iter().find(|o: &&Target| publish_clash(o, &t)) {
                     c.at(
-                        second_name_span(&raw.target, &t.name),
+                        raw_t.get_ref().name.span(),
                         format!(
                             "targets {:?} and {:?} would both publish kernel-hotfix-{id} for the same {} kernels; set publish = false on one (a verify-only cross-check)",
                             o.name, t.name, t.distro

@@ -305,6 +305,22 @@ pub fn fetch_deb(
     Ok(done(path, false))
 }
 
+/// `modules.dep` and friends for an unpacked linux-image: the package ships
+/// none (the host's depmod writes them at install time), and whoever loads
+/// modules from this tree (verify's qemu guest) needs the dependencies.
+/// depmod replaces its files by rename, so concurrent runs are harmless.
+pub fn depmod(root: &Path, kernel: &KernelRelease, modules_dir: &Path) -> Result<()> {
+    if modules_dir.join("modules.dep").is_file() {
+        return Ok(());
+    }
+    let r = root
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 cache path {}", root.display()))?;
+    run("depmod", &["-b", r, kernel.as_str()], None)
+        .with_context(|| format!("depmod for the unpacked {kernel} modules"))?;
+    Ok(())
+}
+
 /// Unpack verified .deb files together into one directory (relative symlinks
 /// between linux-headers-*, -common and linux-kbuild then resolve), keyed by
 /// their digests. The directory appears by rename only after every

@@ -417,6 +417,9 @@ fn fetch_deb(
         .deb_image
         .then(|| root.join("lib/modules").join(kernel.as_str()))
         .filter(|d| d.is_dir());
+    if let Some(m) = &modules_dir {
+        apt::depmod(&root, kernel, m)?;
+    }
     let kpatch = match opts.deb_kpatch {
         false => None,
         true => Some(deb_kpatch_inputs(kernel, cache, &files)?),
