@@ -232,8 +232,9 @@ fn seed_recipes_load_with_expected_values() {
     let deb = r
         .targets
         .iter()
-        .find(|t| t.distro == "debian12")
+        .find(|t| t.name == "debian12")
         .expect("debian12 target");
+    assert!(!deb.publish, "the kbuild cross-check must not ship");
     let src = deb.module_source.as_ref().expect("module source");
     assert!(src.join("livepatch.c").is_file() && src.join("Kbuild").is_file());
     let kbuild = std::fs::read_to_string(src.join("Kbuild")).expect("Kbuild");
@@ -251,6 +252,16 @@ fn seed_recipes_load_with_expected_values() {
     let p = Patch::parse(&diff).expect("valid diff");
     assert_eq!(p.files[0].path, "net/netfilter/ipvs/ip_vs_est.c");
     assert!(diff.contains("static void estimation_timer(unsigned long arg)"));
+    let deb_kpatch = r
+        .targets
+        .iter()
+        .find(|t| t.name == "debian12-kpatch")
+        .expect("debian12-kpatch target");
+    assert!(deb_kpatch.publish && deb_kpatch.backend == khotfix::recipe::Backend::Kpatch);
+    let diff = std::fs::read_to_string(&deb_kpatch.patches[0]).expect("patch");
+    let p = Patch::parse(&diff).expect("valid diff");
+    assert_eq!(p.files[0].path, "net/netfilter/ipvs/ip_vs_est.c");
+    assert!(diff.contains("static void estimation_timer(struct timer_list *t)"));
 }
 
 #[test]
@@ -284,6 +295,7 @@ fn readme_annotated_example_is_a_valid_recipe_with_every_key() {
         "patches",
         "module_source",
         "skip_compiler_check",
+        "publish",
         "required_paths",
         "flavors",
         "unsupported",

@@ -44,7 +44,7 @@ module_source = "src/good"
 [[target]]
 name = "bad"
 distro = "debian12"
-kernels = ["6.1.0-56-amd64"]
+kernels = ["6.1.0-54-amd64"]
 module_source = "src/bad"
 "#;
 
@@ -280,7 +280,7 @@ fn changed_module_source_restarts_at_prepare_only_for_that_target() {
         statuses[1..].iter().all(|s| *s == StageStatus::Done),
         "{statuses:?}"
     );
-    assert!(job(&r, "bad", "6.1.0-56-amd64").up_to_date());
+    assert!(job(&r, "bad", "6.1.0-54-amd64").up_to_date());
     assert_eq!(calls.count(StageKind::Fetch, &good.id), 1);
     assert_eq!(calls.count(StageKind::Prepare, &good.id), 2);
     // The RPM set changed, so publish ran again.
@@ -329,7 +329,7 @@ fn one_failing_job_does_not_stop_the_others_and_is_not_published() {
     let r = fx.run(&p, &Selection::default());
     assert_eq!((r.passed, r.failed), (2, 1));
     assert_eq!(r.exit_code(), 1);
-    let bad = job(&r, "bad", "6.1.0-56-amd64");
+    let bad = job(&r, "bad", "6.1.0-54-amd64");
     assert_eq!(bad.status, JobStatus::Failed);
     assert_eq!(bad.failed_stage, Some(StageKind::Prepare));
     assert!(bad.error.as_deref().unwrap().contains("refused target bad"));
@@ -375,7 +375,7 @@ fn verify_verdict_fails_the_job_and_keeps_its_detail() {
         })
     });
     let r = fx.run(&p, &Selection::default());
-    let bad = job(&r, "bad", "6.1.0-56-amd64");
+    let bad = job(&r, "bad", "6.1.0-54-amd64");
     assert_eq!(bad.failed_stage, Some(StageKind::Verify));
     assert!(bad.rpm.is_none());
     assert_eq!(calls.published.lock().unwrap()[0].len(), 2);
@@ -406,7 +406,7 @@ fn panicking_stage_and_missing_artifact_fail_only_their_job() {
             Ok(StageOutput::new())
         });
     let r = fx.run(&p, &Selection::default());
-    assert!(job(&r, "bad", "6.1.0-56-amd64")
+    assert!(job(&r, "bad", "6.1.0-54-amd64")
         .error
         .as_deref()
         .unwrap()
