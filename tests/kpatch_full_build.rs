@@ -72,7 +72,9 @@ fn a_patch_to_built_in_code_builds_vmlinux_and_patches_it() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        stderr.contains("full kernel build (vmlinux modules) because fs/proc/cmdline.c is built into vmlinux"),
+        stderr.contains(
+            "full kernel build (vmlinux modules) because fs/proc/cmdline.c is built into vmlinux"
+        ),
         "prepare did not announce the full build: {stderr}"
     );
     assert_eq!(o.status.code(), Some(0), "khotfix run: {stderr}");

@@ -271,6 +271,11 @@ pub fn ensure(
             None
         }
     };
+    // A tarball named on the command line is checked even when the image
+    // exists and it is not needed: a wrong file is an error, not ignored.
+    if let (true, Some(p)) = (def.kpatch, &opts.kpatch_source) {
+        super::kpatch_source::verify(p, &super::kpatch_source::PINNED)?;
+    }
     let tag = def.tag();
     let previous = engine.image_id(&tag)?;
     if !opts.force {
