@@ -18,7 +18,8 @@ const HANG: Duration = Duration::from_secs(60);
 fn fan_out_rpm(dir: &Path, name: &str, n: usize, last: &str) -> PathBuf {
     let mut b = rpm::PackageBuilder::new(name, "1.0", "MIT", "noarch", "fan-out links");
     b.using_config(rpm::BuildConfig::v4().compression(rpm::CompressionType::Gzip));
-    b.with_dir_entry(rpm::FileOptions::dir("/usr/f/real")).unwrap();
+    b.with_dir_entry(rpm::FileOptions::dir("/usr/f/real"))
+        .unwrap();
     for i in 0..n {
         let target = if i + 1 == n {
             last.to_string()
@@ -52,7 +53,10 @@ fn symlink_fan_out_resolves_in_linear_time() {
     // Depth 40 (the limit, like the kernel's ELOOP): accepted.
     let rpm = fan_out_rpm(d.path(), "fan-out", 41, "real");
     let size = std::fs::metadata(&rpm).unwrap().len();
-    assert!(size < 16 * 1024, "the hostile package is small ({size} bytes)");
+    assert!(
+        size < 16 * 1024,
+        "the hostile package is small ({size} bytes)"
+    );
     let dest = d.path().join("out");
     let un = unpack_bounded(&rpm, &dest).unwrap();
     let links: Vec<_> = un

@@ -172,7 +172,12 @@ impl<'a> LinkResolver<'a> {
     /// Resolve `target` as seen from directory `start`; `level` is the
     /// recursion depth (bounded, so a long chain cannot exhaust the stack).
     /// Returns the resolved path and the depth of the deepest chain used.
-    fn walk(&mut self, start: PathBuf, target: &str, level: usize) -> Result<(PathBuf, usize), String> {
+    fn walk(
+        &mut self,
+        start: PathBuf,
+        target: &str,
+        level: usize,
+    ) -> Result<(PathBuf, usize), String> {
         if target.contains('\0') {
             return Err("symlink target contains a NUL byte".into());
         }
