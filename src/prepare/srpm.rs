@@ -277,6 +277,11 @@ fn relative_target(from_dir: &Path, to: &Path) -> String {
 }
 
 fn open_reader(rpm: &Path) -> Result<PackageReader, UnpackError> {
+    // The rpm crate trusts header counts and offsets; check them first.
+    crate::publish::rpmcheck::check_file(rpm).map_err(|message| UnpackError::Rpm {
+        rpm: rpm.to_path_buf(),
+        message,
+    })?;
     PackageReader::open(rpm).map_err(|e| UnpackError::Rpm {
         rpm: rpm.to_path_buf(),
         message: e.to_string(),

@@ -36,6 +36,7 @@ pub mod guard;
 pub mod lock;
 pub mod repodata;
 pub mod repomd;
+pub mod rpmcheck;
 pub mod rpmmeta;
 pub mod signing;
 pub mod verify;
@@ -142,6 +143,8 @@ pub fn canonical_file_name(meta: &PackageMeta) -> String {
 }
 
 fn check_input(path: &Path) -> Result<(String, String)> {
+    rpmcheck::check_file(path)
+        .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let md = rpm::PackageMetadata::open(path)
         .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let facts = rpmmeta::FileFacts {
@@ -299,6 +302,8 @@ fn read_one(pkgdir: &Path, name: &str, md: &std::fs::Metadata) -> Result<cache::
     // One open: hash the whole file, then parse the header from the start.
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let checksum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    rpmcheck::check_structure(&mut std::io::Cursor::new(&bytes[..]))
+        .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let parsed = rpm::PackageMetadata::parse(&mut std::io::Cursor::new(&bytes[..]))
         .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let location = format!("Packages/{name}");
