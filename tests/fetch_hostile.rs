@@ -47,6 +47,8 @@ fn mirrors(srv: &Server) -> Vec<String> {
 /// child itself (not the test process or other tests' children).
 fn run_measured(mut cmd: Command) -> (i32, String, i64) {
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    // Reaped by wait4 below (Child::wait would lose the rusage).
+    #[allow(clippy::zombie_processes)]
     let mut child = cmd.spawn().unwrap();
     let mut err = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {

@@ -79,7 +79,7 @@ fn mutate(seed: &[u8], edits: &[(u8, usize, u32)], cut: Option<usize>) -> Vec<u8
             }
             2 => {
                 let n = (v % 64) as usize;
-                b.splice(i..i, std::iter::repeat_n(v as u8, n));
+                b.splice(i..i, vec![v as u8; n]);
             }
             _ => {
                 let n = ((v % 64) as usize).min(b.len() - i);
@@ -293,7 +293,9 @@ fn xml_mutate(
     b
 }
 
-fn xml_edits() -> impl Strategy<Value = (Vec<(u8, usize, u32)>, Option<usize>, Vec<(usize, u8)>)> {
+type XmlEdits = (Vec<(u8, usize, u32)>, Option<usize>, Vec<(usize, u8)>);
+
+fn xml_edits() -> impl Strategy<Value = XmlEdits> {
     (
         proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u32>()), 0..4),
         proptest::option::weighted(0.1, any::<usize>()),

@@ -269,9 +269,7 @@ impl Http {
         for url in urls {
             let mut attempt = 0;
             loop {
-                if let Err(e) = past_deadline(url, deadline) {
-                    return Err(e);
-                }
+                past_deadline(url, deadline)?;
                 match self.get_small_once(url, max_bytes, deadline) {
                     Ok(body) => return Ok((url.clone(), body)),
                     Err(Failure::Retry(m)) if attempt < self.opts.retries => {

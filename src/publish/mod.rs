@@ -532,6 +532,9 @@ fn drop_duplicates(repo: &Path, entries: &mut HashMap<String, cache::Entry>) -> 
     dropped
 }
 
+/// (input index, target file name) of each input to copy.
+type Copies = Vec<(usize, String)>;
+
 /// Where each input goes. Refuses (before anything is copied) an input
 /// whose NEVRA is in the repository with other content, unless `replace`.
 /// Returns (input index, target file name) for the inputs to copy and the
@@ -541,7 +544,7 @@ fn place_inputs(
     incoming: &[Incoming],
     scan: &Scan,
     replace: bool,
-) -> Result<(Vec<(usize, String)>, Vec<String>)> {
+) -> Result<(Copies, Vec<String>)> {
     let by_nevra: HashMap<String, &str> = scan
         .entries
         .iter()
