@@ -20,7 +20,8 @@ pub struct NetArgs {
     /// Replace a repository's mirrors: REPO=URL[,URL...] (repeatable; also $KHOTFIX_MIRRORS).
     #[arg(long = "mirror", value_name = "REPO=URL")]
     pub mirrors: Vec<String>,
-    /// Seconds without progress before a request fails (default 60; also $KHOTFIX_HTTP_TIMEOUT).
+    /// Seconds without progress before a request fails (default 60; also $KHOTFIX_HTTP_TIMEOUT);
+    /// also the window of the minimum-rate rule ($KHOTFIX_HTTP_MIN_RATE).
     #[arg(long)]
     pub timeout: Option<f64>,
     /// No progress output.

@@ -28,6 +28,14 @@ pub struct PublishArgs {
     /// baseurl written into khotfix.repo (default: a placeholder to edit).
     #[arg(long)]
     pub base_url: Option<String>,
+    /// Replace a package whose name-epoch-version-release-arch is already in
+    /// the repository with different content (refused without this).
+    #[arg(long)]
+    pub replace: bool,
+    /// Sign unsigned packages with the repository key (RSA) instead of
+    /// refusing them. Packages signed by another key are always refused.
+    #[arg(long)]
+    pub sign: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -59,14 +67,26 @@ pub fn publish(a: PublishArgs) -> Result<i32> {
     )?;
     let pass = passphrase(a.passphrase_file.as_ref())?;
     let key = RepoKey::load(&key_path, pass.as_deref())?;
-    let report = publish::publish(&PublishOptions {
-        repo: a.repo,
-        rpms: a.rpms,
-        keep: a.keep,
-        key,
-        compress,
-        base_url: a.base_url,
-    })?;
+    let signer = if a.sign {
+        let p = pass.map(khotfix::keys::Passphrase::new);
+        Some(khotfix::keys::PackageSigner::load(&key_path, p.as_ref())?)
+    } else {
+        None
+    };
+    let report = publish::publish_checked(
+        &PublishOptions {
+            repo: a.repo,
+            rpms: a.rpms,
+            keep: a.keep,
+            key,
+            compress,
+            base_url: a.base_url,
+        },
+        &publish::Safety {
+            replace: a.replace,
+            signer,
+        },
+    )?;
     if a.json {
         super::print_json(&report)?;
     } else {

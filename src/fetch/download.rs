@@ -3,6 +3,14 @@
 //! pass and little wall time), interrupted downloads resume with `Range`,
 //! transient failures are retried with exponential backoff, and each mirror is
 //! tried in turn.
+//!
+//! Time is bounded three ways. `timeout` limits connecting, the response
+//! headers and each read of the body. A minimum transfer rate (`min_rate`
+//! bytes/s, averaged over windows of `timeout` seconds) stops a server that
+//! drips a byte at a time, which would pass every per-read limit for ever;
+//! such a mirror is abandoned for the next one (not retried). An overall
+//! `deadline` per file, over every attempt and mirror, ends the download
+//! whatever the server does.
 
 use super::cache::Cache;
 use super::digest::{Algo, Checksum, Hasher};
@@ -20,6 +28,10 @@ pub const ENV_TIMEOUT: &str = "KHOTFIX_HTTP_TIMEOUT";
 pub const ENV_RETRIES: &str = "KHOTFIX_HTTP_RETRIES";
 /// First retry delay in milliseconds (doubles per retry, capped at 30 s).
 pub const ENV_BACKOFF_MS: &str = "KHOTFIX_HTTP_BACKOFF_MS";
+/// Slowest acceptable transfer, bytes per second over a `timeout` window (0: no limit).
+pub const ENV_MIN_RATE: &str = "KHOTFIX_HTTP_MIN_RATE";
+/// Seconds one file may take in all (every attempt and mirror; 0: no limit).
+pub const ENV_DEADLINE: &str = "KHOTFIX_HTTP_DEADLINE";
 
 const CHUNK: usize = 256 * 1024;
 
@@ -33,6 +45,11 @@ pub struct HttpOptions {
     pub retries: u32,
     /// Delay before the first retry; doubles each time, at most 30 s.
     pub backoff: Duration,
+    /// Slowest acceptable body transfer in bytes/s, averaged over windows
+    /// of `timeout`; a slower mirror is abandoned. 0: no minimum.
+    pub min_rate: u64,
+    /// Longest one file may take over all attempts and mirrors; `None`: no limit.
+    pub deadline: Option<Duration>,
 }
 
 impl Default for HttpOptions {
@@ -41,6 +58,10 @@ impl Default for HttpOptions {
             timeout: Duration::from_secs(60),
             retries: 3,
             backoff: Duration::from_millis(500),
+            // 1 KiB/s: far below any working mirror, far above a drip.
+            min_rate: 1024,
+            // 4 h: a 1 GiB debuginfo package at 75 KiB/s.
+            deadline: Some(Duration::from_secs(4 * 3600)),
         }
     }
 }
@@ -71,8 +92,109 @@ impl HttpOptions {
                     .map_err(|_| anyhow!("{ENV_BACKOFF_MS}={v:?}: expected milliseconds"))?,
             );
         }
+        if let Some(v) = env_nonempty(ENV_MIN_RATE) {
+            o.min_rate = v
+                .parse()
+                .map_err(|_| anyhow!("{ENV_MIN_RATE}={v:?}: expected bytes per second"))?;
+        }
+        if let Some(v) = env_nonempty(ENV_DEADLINE) {
+            let secs: f64 = v
+                .parse()
+                .ok()
+                .filter(|s: &f64| *s >= 0.0 && s.is_finite())
+                .ok_or_else(|| anyhow!("{ENV_DEADLINE}={v:?}: expected seconds (0: no limit)"))?;
+            o.deadline = (secs > 0.0).then(|| Duration::from_secs_f64(secs));
+        }
         Ok(o)
     }
+}
+
+/// Why a body read was cut short by [`RateGuard`] (carried inside an
+/// `io::Error` so the streaming code can tell it from a network error).
+#[derive(Debug)]
+enum TooSlow {
+    /// Below the minimum rate: try the next mirror.
+    Rate(String),
+    /// Past the overall deadline: stop.
+    Deadline(String),
+}
+
+impl std::fmt::Display for TooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TooSlow::Rate(m) | TooSlow::Deadline(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for TooSlow {}
+
+/// Enforces the minimum rate and the deadline on a response body.
+struct RateGuard<R> {
+    inner: R,
+    window: Duration,
+    min_bytes: u64,
+    min_rate: u64,
+    window_start: std::time::Instant,
+    window_bytes: u64,
+    deadline: Option<std::time::Instant>,
+}
+
+impl<R> RateGuard<R> {
+    fn new(inner: R, opts: &HttpOptions, deadline: Option<std::time::Instant>) -> Self {
+        RateGuard {
+            inner,
+            window: opts.timeout,
+            min_bytes: (opts.min_rate as f64 * opts.timeout.as_secs_f64()) as u64,
+            min_rate: opts.min_rate,
+            window_start: std::time::Instant::now(),
+            window_bytes: 0,
+            deadline,
+        }
+    }
+
+    fn check(&mut self, n: usize) -> std::io::Result<()> {
+        let now = std::time::Instant::now();
+        if let Some(d) = self.deadline {
+            if now >= d {
+                return Err(std::io::Error::other(TooSlow::Deadline(format!(
+                    "download not finished by the deadline (set {ENV_DEADLINE} to change)"
+                ))));
+            }
+        }
+        self.window_bytes += n as u64;
+        if self.min_rate > 0 && now.duration_since(self.window_start) >= self.window {
+            if self.window_bytes < self.min_bytes {
+                return Err(std::io::Error::other(TooSlow::Rate(format!(
+                    "too slow: {} bytes in {} (minimum {} bytes/s; set {ENV_MIN_RATE} to change)",
+                    self.window_bytes,
+                    secs(now.duration_since(self.window_start)),
+                    self.min_rate
+                ))));
+            }
+            self.window_start = now;
+            self.window_bytes = 0;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for RateGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.check(n)?;
+        Ok(n)
+    }
+}
+
+/// The [`TooSlow`] inside an io::Error, if that is what it is.
+fn too_slow(e: &std::io::Error) -> Option<&TooSlow> {
+    e.get_ref().and_then(|i| i.downcast_ref::<TooSlow>())
+}
+
+/// When a download that starts now must end.
+fn deadline_from_now(opts: &HttpOptions) -> Option<std::time::Instant> {
+    opts.deadline.map(|d| std::time::Instant::now() + d)
 }
 
 fn env_nonempty(k: &str) -> Option<String> {
@@ -143,10 +265,12 @@ impl Http {
     /// failover. Returns the URL that answered and the body.
     pub fn get_small(&self, urls: &[String], max_bytes: u64) -> Result<(String, Vec<u8>)> {
         let mut errors = Vec::new();
+        let deadline = deadline_from_now(&self.opts);
         for url in urls {
             let mut attempt = 0;
             loop {
-                match self.get_small_once(url, max_bytes) {
+                past_deadline(url, deadline)?;
+                match self.get_small_once(url, max_bytes, deadline) {
                     Ok(body) => return Ok((url.clone(), body)),
                     Err(Failure::Retry(m)) if attempt < self.opts.retries => {
                         std::thread::sleep(self.backoff(attempt));
@@ -164,7 +288,12 @@ impl Http {
         Err(anyhow!(join_errors(&errors)))
     }
 
-    fn get_small_once(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, Failure> {
+    fn get_small_once(
+        &self,
+        url: &str,
+        max_bytes: u64,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<u8>, Failure> {
         let resp = self
             .client
             .get(url)
@@ -175,7 +304,8 @@ impl Http {
             return Err(status_failure(url, status));
         }
         let mut body = Vec::new();
-        resp.take(max_bytes + 1)
+        RateGuard::new(resp, &self.opts, deadline)
+            .take(max_bytes + 1)
             .read_to_end(&mut body)
             .map_err(|e| self.read_failure(url, 0, &e))?;
         if body.len() as u64 > max_bytes {
@@ -200,6 +330,18 @@ impl Http {
     }
 
     fn read_failure(&self, url: &str, at: u64, e: &std::io::Error) -> Failure {
+        match too_slow(e) {
+            Some(TooSlow::Rate(m)) => {
+                return Failure::NextMirror(format!("{url}: {m} after {at} bytes"))
+            }
+            Some(TooSlow::Deadline(m)) => {
+                return Failure::Fatal(anyhow!(
+                    "{url}: {m} ({} after {at} bytes)",
+                    self.deadline_text()
+                ))
+            }
+            None => {}
+        }
         if is_timeout(e) {
             Failure::Retry(format!(
                 "{url}: no data for {} after {at} bytes (timeout; set {ENV_TIMEOUT} to change)",
@@ -212,6 +354,25 @@ impl Http {
             ))
         }
     }
+}
+
+impl Http {
+    fn deadline_text(&self) -> String {
+        match self.opts.deadline {
+            Some(d) => format!("deadline {}", secs(d)),
+            None => "no deadline".into(),
+        }
+    }
+}
+
+/// Fail (stop, no more mirrors) when the file's deadline has passed.
+fn past_deadline(url: &str, deadline: Option<std::time::Instant>) -> Result<()> {
+    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        anyhow::bail!(
+            "{url}: download not finished by the deadline (set {ENV_DEADLINE} to change)"
+        );
+    }
+    Ok(())
 }
 
 fn secs(d: Duration) -> String {
@@ -324,11 +485,16 @@ pub fn download(
         .unwrap_or(Algo::Sha256);
     let mut fp = progress.file(&want.file_name, want.size);
     let mut errors = Vec::new();
+    let deadline = deadline_from_now(&http.opts);
     for url in &want.urls {
         let mut attempt = 0u32;
         let mut restarted = false;
         loop {
-            match attempt_once(http, url, &part, algo, want.size, &mut fp) {
+            if let Err(e) = past_deadline(url, deadline) {
+                fp.failed();
+                return Err(e);
+            }
+            match attempt_once(http, url, &part, algo, want.size, &mut fp, deadline) {
                 Ok((computed, resumed)) => {
                     let size = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
                     let verified = match &want.checksum {
@@ -393,6 +559,7 @@ fn attempt_once(
     algo: Algo,
     size: Option<u64>,
     fp: &mut FileProgress,
+    deadline: Option<std::time::Instant>,
 ) -> Result<(Checksum, bool), Failure> {
     let fatal =
         |e: std::io::Error, what: &str| Failure::Fatal(anyhow!("{what} {}: {e}", part.display()));
@@ -473,7 +640,8 @@ fn attempt_once(
         fp.set_length(start + len);
     }
     fp.set_position(start);
-    let (hasher, total, err) = stream(resp, &mut file, hasher, start, fp);
+    let body = RateGuard::new(resp, &http.opts, deadline);
+    let (hasher, total, err) = stream(body, &mut file, hasher, start, fp);
     let hasher = match hasher {
         Some(h) => h,
         None => return Err(Failure::Fatal(anyhow!("the hashing thread failed"))),

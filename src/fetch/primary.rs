@@ -1,5 +1,14 @@
 //! `primary.xml` (gzip, xz, zstd or plain): the packages a repository holds,
 //! read as a stream so a 100 MB primary never sits in memory whole.
+//!
+//! Metadata comes from mirrors we do not control, and a correct checksum in
+//! repomd.xml says nothing about what a file expands to: a 46 MB gzip can
+//! hold 10 GiB. So reading is bounded three ways, each failing with one
+//! line: the decompressed size ([`ENV_MAX_METADATA`], default
+//! [`DEFAULT_MAX_METADATA`]), the length of any single XML node (text, tag
+//! or attribute list; [`MAX_XML_NODE`]), and the number of packages kept
+//! ([`MAX_PACKAGES`]). Memory is then bounded by the node limit and the kept
+//! packages, whatever the input.
 
 use super::digest::Checksum;
 use super::repomd::{attr, one_line};
@@ -37,6 +46,105 @@ impl Package {
     }
 }
 
+/// Decompressed bytes one metadata file may expand to (`KHOTFIX_METADATA_MAX_BYTES`).
+pub const ENV_MAX_METADATA: &str = "KHOTFIX_METADATA_MAX_BYTES";
+/// 2 GiB: ten times the largest primary.xml of a real distro repository.
+pub const DEFAULT_MAX_METADATA: u64 = 2 << 30;
+/// Longest single XML node (text, or a tag with its attributes): 8 MiB. The
+/// longest in real primary.xml files are package descriptions, a few KiB.
+pub const MAX_XML_NODE: u64 = 8 << 20;
+/// Most packages kept from one primary.xml (only kernel packages are kept;
+/// a vendor repository with every kernel ever built has tens of thousands).
+pub const MAX_PACKAGES: usize = 200_000;
+
+/// The decompressed-size limit: [`ENV_MAX_METADATA`] or the default.
+pub fn max_metadata_bytes() -> Result<u64> {
+    match std::env::var(ENV_MAX_METADATA) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                anyhow!("{ENV_MAX_METADATA}={v:?}: expected a positive number of bytes")
+            }),
+        _ => Ok(DEFAULT_MAX_METADATA),
+    }
+}
+
+/// A `BufRead` that refuses to deliver more than `max_total` bytes in all,
+/// or more than `max_node` bytes between two calls of [`Bounded::mark`] (the
+/// XML loops mark after every event, so this bounds one node, which is what
+/// the XML reader buffers).
+pub struct Bounded<R> {
+    inner: R,
+    total: u64,
+    since_mark: u64,
+    max_total: u64,
+    max_node: u64,
+}
+
+impl<R: BufRead> Bounded<R> {
+    pub fn new(inner: R, max_total: u64, max_node: u64) -> Self {
+        Bounded {
+            inner,
+            total: 0,
+            since_mark: 0,
+            max_total,
+            max_node,
+        }
+    }
+
+    /// A node boundary: the next node may be `max_node` bytes again.
+    pub fn mark(&mut self) {
+        self.since_mark = 0;
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.total > self.max_total {
+            return Err(std::io::Error::other(format!(
+                "decompressed metadata exceeds {} bytes (a decompression bomb? set {ENV_MAX_METADATA} to allow more)",
+                self.max_total
+            )));
+        }
+        if self.since_mark > self.max_node {
+            return Err(std::io::Error::other(format!(
+                "an XML node is longer than {} bytes",
+                self.max_node
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let avail = self.fill_buf()?;
+            let n = avail.len().min(buf.len());
+            buf[..n].copy_from_slice(&avail[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Bounded<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.check()?;
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.total = self.total.saturating_add(amt as u64);
+        self.since_mark = self.since_mark.saturating_add(amt as u64);
+        self.inner.consume(amt);
+    }
+}
+
+/// Memory the xz decoder may use (xz -9 needs 65 MiB to decompress).
+const XZ_MEMLIMIT: u64 = 256 << 20;
+
 /// Open a possibly compressed metadata file, recognising the format by its
 /// magic bytes (gzip, xz, zstd; anything else is read as plain XML).
 pub fn decompress<'a>(input: impl Read + 'a) -> Result<Box<dyn BufRead + 'a>> {
@@ -48,9 +156,14 @@ pub fn decompress<'a>(input: impl Read + 'a) -> Result<Box<dyn BufRead + 'a>> {
             flate2::bufread::MultiGzDecoder::new(input),
         ))
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        // Bounded decoder memory: a header asking for a huge dictionary
+        // fails instead of allocating it.
+        let stream =
+            liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED)
+                .context("starting xz")?;
         Box::new(BufReader::with_capacity(
             256 * 1024,
-            liblzma::bufread::XzDecoder::new_multi_decoder(input),
+            liblzma::bufread::XzDecoder::new_stream(input, stream),
         ))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(BufReader::with_capacity(
@@ -83,9 +196,10 @@ pub fn parse(
     input: impl Read,
     keep: impl Fn(&str, &str) -> bool,
 ) -> Result<Vec<Package>> {
+    let max = max_metadata_bytes()?;
     let reader = decompress(input)
         .map_err(|e| anyhow!("cannot read {url}: {}", one_line(&format!("{e:#}"))))?;
-    parse_xml(reader, &keep).map_err(|e| {
+    parse_xml(Bounded::new(reader, max, MAX_XML_NODE), &keep).map_err(|e| {
         anyhow!(
             "malformed primary metadata at {url}: {}",
             one_line(&format!("{e:#}"))
@@ -106,7 +220,10 @@ struct Partial {
     location: Option<String>,
 }
 
-fn parse_xml(input: impl BufRead, keep: &dyn Fn(&str, &str) -> bool) -> Result<Vec<Package>> {
+fn parse_xml<R: BufRead>(
+    input: Bounded<R>,
+    keep: &dyn Fn(&str, &str) -> bool,
+) -> Result<Vec<Package>> {
     let mut r = Reader::from_reader(input);
     r.config_mut().trim_text(true);
     let mut buf = Vec::new();
@@ -117,6 +234,7 @@ fn parse_xml(input: impl BufRead, keep: &dyn Fn(&str, &str) -> bool) -> Result<V
     // Direct child of <package> whose text we want.
     let mut field: Option<Vec<u8>> = None;
     loop {
+        r.get_mut().mark();
         let ev = r
             .read_event_into(&mut buf)
             .map_err(|e| anyhow!("at byte {}: {e}", r.buffer_position()))?;
@@ -190,6 +308,9 @@ fn parse_xml(input: impl BufRead, keep: &dyn Fn(&str, &str) -> bool) -> Result<V
                 if depth == 1 && e.local_name().as_ref() == b"package" {
                     if let Some(p) = pkg.take() {
                         if let Some(done) = finish(p, keep)? {
+                            if out.len() >= MAX_PACKAGES {
+                                bail!("more than {MAX_PACKAGES} kernel packages in one repository");
+                            }
                             out.push(done);
                         }
                     }

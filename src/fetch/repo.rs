@@ -369,6 +369,7 @@ pub fn verify_direct_rpm(
     version_release: &str,
     source: bool,
 ) -> Result<()> {
+    crate::publish::rpmcheck::check_file(path).map_err(|e| anyhow!("not a readable RPM: {e}"))?;
     let pkg = rpm::Package::open(path).map_err(|e| anyhow!("not a readable RPM: {e}"))?;
     pkg.verify_digests()
         .map_err(|e| anyhow!("RPM digest check failed: {e}"))?;

@@ -141,30 +141,48 @@ fn check_path(path: &str, source: bool) -> Result<PathBuf, String> {
     Ok(clean)
 }
 
-/// Resolve `target` of the symlink at `link` (both relative to the root)
-/// lexically, following the package's other symlinks (`links`). Returns the
-/// resolved relative path, or why it leaves the tree.
-fn resolve_link(
-    link: &Path,
-    target: &str,
+/// Deepest chain of symlinks followed while resolving one target (the
+/// kernel's limit, ELOOP, is 40 as well).
+const MAX_LINK_DEPTH: usize = 40;
+
+/// Resolves the package's symlinks lexically, each at most once: a link's
+/// resolved path (and the depth of the chain behind it) is memoized, so a
+/// hostile package whose links fan out to each other costs time linear in its
+/// entries instead of exponential. Cycles and chains deeper than
+/// [`MAX_LINK_DEPTH`] are refused.
+struct LinkResolver<'a> {
+    links: &'a HashMap<PathBuf, String>,
     source: bool,
-    links: &HashMap<PathBuf, String>,
-) -> Result<PathBuf, String> {
+    /// Link path -> (resolved path, depth of the chain behind it).
+    memo: HashMap<PathBuf, (PathBuf, usize)>,
+    /// Links being resolved right now (a revisit is a cycle).
+    active: std::collections::HashSet<PathBuf>,
+}
+
+impl<'a> LinkResolver<'a> {
+    fn new(links: &'a HashMap<PathBuf, String>, source: bool) -> Self {
+        LinkResolver {
+            links,
+            source,
+            memo: HashMap::with_capacity(links.len()),
+            active: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Resolve `target` as seen from directory `start`; `level` is the
+    /// recursion depth (bounded, so a long chain cannot exhaust the stack).
+    /// Returns the resolved path and the depth of the deepest chain used.
     fn walk(
+        &mut self,
         start: PathBuf,
         target: &str,
-        links: &HashMap<PathBuf, String>,
-        source: bool,
-        depth: usize,
-    ) -> Result<PathBuf, String> {
-        if depth > 40 {
-            return Err("too many levels of symbolic links".into());
-        }
+        level: usize,
+    ) -> Result<(PathBuf, usize), String> {
         if target.contains('\0') {
             return Err("symlink target contains a NUL byte".into());
         }
         let mut cur = if target.starts_with('/') {
-            if source {
+            if self.source {
                 return Err(format!(
                     "symlink target {target:?} is absolute and leaves the tree"
                 ));
@@ -173,6 +191,7 @@ fn resolve_link(
         } else {
             start
         };
+        let mut depth = 0;
         for c in Path::new(target).components() {
             match c {
                 Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
@@ -183,17 +202,58 @@ fn resolve_link(
                 }
                 Component::Normal(n) => {
                     cur.push(n);
-                    if let Some(t) = links.get(&cur) {
-                        let parent = cur.parent().map(Path::to_path_buf).unwrap_or_default();
-                        cur = walk(parent, t, links, source, depth + 1)?;
+                    if self.links.contains_key(&cur) {
+                        let (resolved, d) = self.resolve(&cur, level + 1)?;
+                        cur = resolved;
+                        depth = depth.max(d + 1);
                     }
                 }
             }
         }
-        Ok(cur)
+        Ok((cur, depth))
     }
+
+    /// The resolved path of the symlink at `link` (a key of `links`).
+    fn resolve(&mut self, link: &Path, level: usize) -> Result<(PathBuf, usize), String> {
+        if let Some(done) = self.memo.get(link) {
+            return Ok(done.clone());
+        }
+        if level > MAX_LINK_DEPTH {
+            return Err("too many levels of symbolic links".into());
+        }
+        if !self.active.insert(link.to_path_buf()) {
+            return Err(format!(
+                "symlink loop through {} (too many levels of symbolic links)",
+                link.display()
+            ));
+        }
+        let target = self.links.get(link).cloned().unwrap_or_default();
+        let parent = link.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (resolved, depth) = self.walk(parent, &target, level)?;
+        if depth > MAX_LINK_DEPTH {
+            return Err("too many levels of symbolic links".into());
+        }
+        self.active.remove(link);
+        self.memo
+            .insert(link.to_path_buf(), (resolved.clone(), depth));
+        Ok((resolved, depth))
+    }
+}
+
+/// Resolve `target` of the symlink at `link` (both relative to the root)
+/// lexically, following the package's other symlinks (`links`). Returns the
+/// resolved relative path, or why it leaves the tree.
+#[cfg(test)]
+fn resolve_link(
+    link: &Path,
+    target: &str,
+    source: bool,
+    links: &HashMap<PathBuf, String>,
+) -> Result<PathBuf, String> {
     let parent = link.parent().map(Path::to_path_buf).unwrap_or_default();
-    walk(parent, target, links, source, 0)
+    LinkResolver::new(links, source)
+        .walk(parent, target, 0)
+        .map(|(p, _)| p)
 }
 
 /// The relative spelling of `to` as seen from directory `from_dir` (both
@@ -217,6 +277,11 @@ fn relative_target(from_dir: &Path, to: &Path) -> String {
 }
 
 fn open_reader(rpm: &Path) -> Result<PackageReader, UnpackError> {
+    // The rpm crate trusts header counts and offsets; check them first.
+    crate::publish::rpmcheck::check_file(rpm).map_err(|message| UnpackError::Rpm {
+        rpm: rpm.to_path_buf(),
+        message,
+    })?;
     PackageReader::open(rpm).map_err(|e| UnpackError::Rpm {
         rpm: rpm.to_path_buf(),
         message: e.to_string(),
@@ -277,15 +342,22 @@ fn plan(
             return Err(unsafe_entry(&shown, "duplicate entry".into()));
         }
     }
-    // Every symlink must resolve inside the tree, through the others.
-    for (rel, target) in &links {
+    // Every symlink must resolve inside the tree, through the others; in
+    // path order, so the error for a package with several bad links is
+    // always the same one.
+    let mut resolver = LinkResolver::new(&links, source);
+    let mut ordered: Vec<&PathBuf> = links.keys().collect();
+    ordered.sort();
+    for rel in ordered {
+        let target = &links[rel];
         let shown = if source {
             rel.display().to_string()
         } else {
             format!("/{}", rel.display())
         };
-        let resolved =
-            resolve_link(rel, target, source, &links).map_err(|r| unsafe_entry(&shown, r))?;
+        let (resolved, _) = resolver
+            .resolve(rel, 0)
+            .map_err(|r| unsafe_entry(&shown, r))?;
         let from_dir = rel.parent().unwrap_or(Path::new(""));
         // Absolute targets of binary RPMs are re-rooted: written relative.
         let written = if target.starts_with('/') {
@@ -297,13 +369,10 @@ fn plan(
             p.link = Some(written);
         }
     }
-    // A directory or file under a symlink would be written through it.
-    let link_set: Vec<&PathBuf> = links.keys().collect();
+    // A directory or file under a symlink would be written through it: look
+    // each entry's ancestors up (linear, not entries x links).
     for p in planned.values() {
-        if let Some(l) = link_set
-            .iter()
-            .find(|l| p.rel.starts_with(l) && p.rel != ***l)
-        {
+        if let Some(l) = p.rel.ancestors().skip(1).find(|a| links.contains_key(*a)) {
             return Err(unsafe_entry(
                 &p.rel.display().to_string(),
                 format!("lies under the symlink {}", l.display()),

@@ -1,11 +1,13 @@
 //! The publisher lock: `flock` on `DIR/.khotfix.lock`.
 //!
 //! flock is released by the kernel when the holder dies (kill -9 included),
-//! so a crashed publisher never leaves the repository locked.
+//! so a crashed publisher never leaves the repository locked. The lock file
+//! is opened with O_NOFOLLOW: a symlink there is refused, not followed.
 
 use anyhow::{Context, Result};
 use fs2::FileExt;
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Held for the lifetime of the value.
@@ -21,6 +23,8 @@ impl RepoLock {
             .create(true)
             .truncate(false)
             .write(true)
+            // A planted symlink must not make us create a file elsewhere.
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .with_context(|| format!("opening the lock {}", path.display()))?;
         file.lock_exclusive()

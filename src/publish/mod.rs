@@ -14,6 +14,15 @@
 //! DIR/.khotfix-cache/            per-package metadata cache
 //! ```
 //!
+//! Package file names are `name-version-release.arch.rpm`, with the epoch
+//! (`name-E_version-release.arch.rpm`) when it is not 0. A name already
+//! taken by other content gets a content suffix (`….<sha256 prefix>.rpm`),
+//! so no publish ever overwrites a file the current metadata points at: a
+//! `--replace` writes the new bytes under a new name, swaps the metadata,
+//! and only then removes the old file, exactly like an addition. A crash in
+//! between leaves an unreferenced duplicate that the next publish drops in
+//! favour of the one the current metadata names.
+//!
 //! Atomicity: a generation directory is written completely (and fsynced)
 //! under a temporary name, then the `repodata` symlink is replaced with one
 //! `rename(2)`. repomd.xml, its signature and the data files therefore change
@@ -23,9 +32,11 @@
 //! fetch the data files it names.
 
 pub mod cache;
+pub mod guard;
 pub mod lock;
 pub mod repodata;
 pub mod repomd;
+pub mod rpmcheck;
 pub mod rpmmeta;
 pub mod signing;
 pub mod verify;
@@ -58,6 +69,18 @@ pub struct PublishOptions {
     pub compress: Compression,
     /// Written into khotfix.repo as baseurl (a placeholder when None).
     pub base_url: Option<String>,
+}
+
+/// The integrity choices of a publish (issue 16); the default refuses
+/// everything doubtful.
+#[derive(Default)]
+pub struct Safety {
+    /// Replace a package whose name-epoch-version-release-arch is already in
+    /// the repository with different content (refused otherwise).
+    pub replace: bool,
+    /// Sign unsigned inputs with this (the repository) key instead of
+    /// refusing them.
+    pub signer: Option<crate::keys::PackageSigner>,
 }
 
 /// What a publish did (printed with `--json`).
@@ -95,11 +118,33 @@ fn now_nanos() -> u128 {
 
 /// An input package, checked before the repository is touched.
 struct Incoming {
+    /// What to copy in (the input, or its signed copy with `--sign`).
     src: PathBuf,
+    /// The input as the user named it (for messages).
+    shown: PathBuf,
+    /// `name-[epoch:]version-release.arch`.
+    nevra: String,
+    /// The canonical file name (see the module docs).
     file_name: String,
+    sha256: String,
 }
 
-fn check_input(path: &Path) -> Result<Incoming> {
+/// The canonical file name of a package: the epoch is part of it when it is
+/// not 0, so packages differing only in epoch never share a name.
+pub fn canonical_file_name(meta: &PackageMeta) -> String {
+    if meta.epoch == 0 {
+        meta.file_name()
+    } else {
+        format!(
+            "{}-{}_{}-{}.{}.rpm",
+            meta.name, meta.epoch, meta.version, meta.release, meta.arch
+        )
+    }
+}
+
+fn check_input(path: &Path) -> Result<(String, String)> {
+    rpmcheck::check_file(path)
+        .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let md = rpm::PackageMetadata::open(path)
         .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let facts = rpmmeta::FileFacts {
@@ -109,10 +154,44 @@ fn check_input(path: &Path) -> Result<Incoming> {
         location: "",
     };
     let meta = rpmmeta::from_metadata(&md, &facts).with_context(|| path.display().to_string())?;
-    Ok(Incoming {
-        src: path.to_path_buf(),
-        file_name: meta.file_name(),
-    })
+    let file_name = canonical_file_name(&meta);
+    guard::check_file_name(&file_name)
+        .map_err(|e| anyhow!("{}: cannot be stored as {file_name:?}: {e}", path.display()))?;
+    Ok((meta.nevra(), file_name))
+}
+
+/// Read, name and signature-check every input; nothing is written to the
+/// repository (signed copies go to `scratch`).
+fn check_inputs(opts: &PublishOptions, safety: &Safety, scratch: &Path) -> Result<Vec<Incoming>> {
+    let named = opts
+        .rpms
+        .iter()
+        .map(|p| check_input(p))
+        .collect::<Result<Vec<_>>>()?;
+    let public = opts.key.public_armored()?;
+    let srcs = guard::gate_signatures(&opts.rpms, &public, safety.signer.as_ref(), scratch)?;
+    let mut out: Vec<Incoming> = Vec::with_capacity(srcs.len());
+    for ((shown, (nevra, file_name)), src) in opts.rpms.iter().zip(named).zip(srcs) {
+        let sha256 = crate::util::fsx::sha256_file(&src)?;
+        if let Some(other) = out.iter().find(|o| o.nevra == nevra) {
+            if other.sha256 == sha256 {
+                continue;
+            }
+            bail!(
+                "{}: {nevra} is also given as {} with different content",
+                shown.display(),
+                other.shown.display()
+            );
+        }
+        out.push(Incoming {
+            src,
+            shown: shown.clone(),
+            nevra,
+            file_name,
+            sha256,
+        });
+    }
+    Ok(out)
 }
 
 /// Copy `src` to `dir/name` atomically (temporary file, fsync, rename) and
@@ -152,7 +231,8 @@ fn copy_in(src: &Path, dir: &Path, name: &str) -> Result<(String, bool)> {
     }
     make_public(tmp.as_file())?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&dest)
+    // Never over a file: the current metadata may point at it.
+    tmp.persist_noclobber(&dest)
         .map_err(|e| e.error)
         .with_context(|| format!("renaming into {}", dest.display()))?;
     Ok((copied, true))
@@ -173,7 +253,7 @@ fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Ve
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let results: Vec<Result<Vec<cache::Entry>>> = std::thread::scope(|s| {
+    let results: Vec<Result<Vec<Result<cache::Entry>>>> = std::thread::scope(|s| {
         let handles: Vec<_> = todo
             .chunks(chunk)
             .map(|part| {
@@ -185,24 +265,35 @@ fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Ve
                             bar.inc(1);
                             r
                         })
-                        .collect::<Result<Vec<_>>>()
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("a reader thread panicked")))
-            })
+            .map(|h| h.join().map_err(|_| anyhow!("a reader thread panicked")))
             .collect()
     });
     bar.finish_and_clear();
     let mut out = Vec::new();
     for r in results {
-        out.extend(r?);
+        for one in r? {
+            // One unreadable file must not stop every later publish.
+            match one {
+                Ok(e) => out.push(e),
+                Err(e) => warn_skip(&format!("{e:#}")),
+            }
+        }
     }
     Ok(out)
+}
+
+/// One warning line for a file of `Packages/` left out of the metadata.
+fn warn_skip(why: &str) {
+    eprintln!(
+        "khotfix: warning: skipped (not in the metadata): {}",
+        crate::fetch::repomd::one_line(why)
+    );
 }
 
 fn read_one(pkgdir: &Path, name: &str, md: &std::fs::Metadata) -> Result<cache::Entry> {
@@ -211,6 +302,8 @@ fn read_one(pkgdir: &Path, name: &str, md: &std::fs::Metadata) -> Result<cache::
     // One open: hash the whole file, then parse the header from the start.
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let checksum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    rpmcheck::check_structure(&mut std::io::Cursor::new(&bytes[..]))
+        .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let parsed = rpm::PackageMetadata::parse(&mut std::io::Cursor::new(&bytes[..]))
         .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let location = format!("Packages/{name}");
@@ -319,8 +412,190 @@ pub fn repo_file(base_url: Option<&str>) -> String {
 }
 
 /// Publish: copy `opts.rpms` in, apply retention, regenerate and sign the
-/// metadata, and swap it in atomically.
+/// metadata, and swap it in atomically. Refuses what [`Safety::default`]
+/// refuses.
 pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
+    publish_checked(opts, &Safety::default())
+}
+
+/// The scan of `Packages/`: metadata of every usable package, by file name.
+struct Scan {
+    entries: HashMap<String, cache::Entry>,
+    /// Every file name present (usable or not): names a new file must avoid.
+    taken: std::collections::HashSet<String>,
+    cached: usize,
+    fresh: Vec<String>,
+}
+
+/// List `Packages/`, reusing cached metadata of unchanged files and reading
+/// the rest. Files that cannot be published (bad name, not a regular file,
+/// unreadable) are skipped with a warning line, never fatal.
+fn scan_packages(pkgdir: &Path, old_cache: &mut cache::Cache) -> Result<Scan> {
+    let mut entries: HashMap<String, cache::Entry> = HashMap::new();
+    let mut taken = std::collections::HashSet::new();
+    let mut todo = Vec::new();
+    for de in std::fs::read_dir(pkgdir).with_context(|| format!("listing {}", pkgdir.display()))? {
+        let de = de.with_context(|| format!("listing {}", pkgdir.display()))?;
+        let name = de.file_name().to_string_lossy().into_owned();
+        taken.insert(name.clone());
+        if name.starts_with('.') || !name.ends_with(".rpm") {
+            continue;
+        }
+        let shown = pkgdir.join(&name);
+        if let Err(e) = guard::check_file_name(&name) {
+            warn_skip(&format!("{}: {e}", shown.display()));
+            continue;
+        }
+        let md = std::fs::symlink_metadata(de.path())
+            .with_context(|| format!("stat {}", de.path().display()))?;
+        if !md.file_type().is_file() {
+            warn_skip(&format!("{}: not a regular file", shown.display()));
+            continue;
+        }
+        let key = cache::StatKey::of(&md);
+        match old_cache.take(&name, &key) {
+            Some(e) => {
+                entries.insert(name, e);
+            }
+            None => todo.push((name, md)),
+        }
+    }
+    let cached = entries.len();
+    let mut fresh = Vec::with_capacity(todo.len());
+    for e in read_many(pkgdir, todo)? {
+        let name = e.file_name().to_string();
+        fresh.push(name.clone());
+        entries.insert(name, e);
+    }
+    Ok(Scan {
+        entries,
+        taken,
+        cached,
+        fresh,
+    })
+}
+
+fn entry_nevra(e: &cache::Entry) -> String {
+    if e.epoch == 0 {
+        format!("{}-{}-{}.{}", e.name, e.version, e.release, e.arch)
+    } else {
+        format!(
+            "{}-{}:{}-{}.{}",
+            e.name, e.epoch, e.version, e.release, e.arch
+        )
+    }
+}
+
+/// File names (under `Packages/`) the current metadata generation lists.
+fn current_locations(repo: &Path) -> std::collections::HashSet<String> {
+    let read = || -> Result<std::collections::HashSet<String>> {
+        let xml = std::fs::read(repo.join("repodata/repomd.xml"))?;
+        let (_, records) = repomd::parse(&xml)?;
+        let primary = records
+            .iter()
+            .find(|r| r.kind == "primary")
+            .ok_or_else(|| anyhow!("no primary"))?;
+        crate::util::validate::relative_path("location", &primary.href).map_err(|e| anyhow!(e))?;
+        let entries = verify::read_primary(repomd::open_decompressed(&repo.join(&primary.href))?)?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|p| p.href.strip_prefix("Packages/").map(str::to_owned))
+            .collect())
+    };
+    read().unwrap_or_default()
+}
+
+/// Keep one file per NEVRA: the one the current metadata lists (else the
+/// shortest name). Returns the others: unreferenced duplicates, such as the
+/// new file of a `--replace` killed before the metadata swap.
+fn drop_duplicates(repo: &Path, entries: &mut HashMap<String, cache::Entry>) -> Vec<String> {
+    let mut by_nevra: HashMap<String, Vec<String>> = HashMap::new();
+    for (name, e) in entries.iter() {
+        by_nevra
+            .entry(entry_nevra(e))
+            .or_default()
+            .push(name.clone());
+    }
+    let dups: Vec<Vec<String>> = by_nevra.into_values().filter(|v| v.len() > 1).collect();
+    if dups.is_empty() {
+        return Vec::new();
+    }
+    let listed = current_locations(repo);
+    let mut dropped = Vec::new();
+    for mut names in dups {
+        // Listed first, then the shortest (canonical) name.
+        names.sort_by_key(|n| (!listed.contains(n), n.len(), n.clone()));
+        for n in names.drain(1..) {
+            entries.remove(&n);
+            dropped.push(n);
+        }
+    }
+    dropped.sort();
+    dropped
+}
+
+/// (input index, target file name) of each input to copy.
+type Copies = Vec<(usize, String)>;
+
+/// Where each input goes. Refuses (before anything is copied) an input
+/// whose NEVRA is in the repository with other content, unless `replace`.
+/// Returns (input index, target file name) for the inputs to copy and the
+/// names they replace.
+fn place_inputs(
+    pkgdir: &Path,
+    incoming: &[Incoming],
+    scan: &Scan,
+    replace: bool,
+) -> Result<(Copies, Vec<String>)> {
+    let by_nevra: HashMap<String, &str> = scan
+        .entries
+        .iter()
+        .map(|(name, e)| (entry_nevra(e), name.as_str()))
+        .collect();
+    let mut taken = scan.taken.clone();
+    let mut copies = Vec::new();
+    let mut replaced = Vec::new();
+    for (i, inc) in incoming.iter().enumerate() {
+        if let Some(existing) = by_nevra.get(&inc.nevra) {
+            let path = pkgdir.join(existing);
+            let sum = crate::util::fsx::sha256_file(&path)?;
+            if sum == inc.sha256 {
+                continue; // Already there, byte for byte.
+            }
+            if !replace {
+                bail!(
+                    "{}: {} is already in the repository as Packages/{existing} with different content; pass --replace to replace it",
+                    inc.shown.display(),
+                    inc.nevra
+                );
+            }
+            replaced.push(existing.to_string());
+        }
+        let name = if !taken.contains(&inc.file_name) {
+            inc.file_name.clone()
+        } else {
+            let stem = inc.file_name.trim_end_matches(".rpm");
+            let n = format!("{stem}.{}.rpm", &inc.sha256[..16]);
+            guard::check_file_name(&n)
+                .map_err(|e| anyhow!("{}: cannot be stored as {n:?}: {e}", inc.shown.display()))?;
+            if taken.contains(&n) {
+                bail!(
+                    "{}: both {} and {n} are taken in {}",
+                    inc.shown.display(),
+                    inc.file_name,
+                    pkgdir.display()
+                );
+            }
+            n
+        };
+        taken.insert(name.clone());
+        copies.push((i, name));
+    }
+    Ok((copies, replaced))
+}
+
+/// [`publish`] with explicit integrity choices.
+pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<PublishReport> {
     let t0 = std::time::Instant::now();
     let phase = |what: &str| {
         if std::env::var_os("KHOTFIX_PHASES").is_some() {
@@ -334,12 +609,13 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
     if opts.keep == Some(0) {
         bail!("--keep must be at least 1");
     }
-    // Check every input before anything in the repository changes.
-    let incoming = opts
-        .rpms
-        .iter()
-        .map(|p| check_input(p))
-        .collect::<Result<Vec<_>>>()?;
+    // Check every input and the layout before anything in the repository changes.
+    let scratch = tempfile::Builder::new()
+        .prefix("khotfix-publish-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let incoming = check_inputs(opts, safety, scratch.path())?;
+    guard::check_layout(repo)?;
 
     std::fs::create_dir_all(repo).with_context(|| format!("creating {}", repo.display()))?;
     let pkgdir = repo.join("Packages");
@@ -348,55 +624,52 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
     phase("checked");
     let _lock = lock::RepoLock::acquire(repo)?;
     // From here on we see the state every earlier publisher committed.
+    guard::check_layout(repo)?;
     cleanup_temporaries(repo, &pkgdir);
 
+    // Scan Packages/: reuse cached metadata of unchanged files.
+    let mut old_cache = cache::Cache::load(repo);
+    phase("cache loaded");
+    let mut scan = scan_packages(&pkgdir, &mut old_cache)?;
+    let duplicates = drop_duplicates(repo, &mut scan.entries);
+    phase("scanned");
+
+    let (copies, replaced) = place_inputs(&pkgdir, &incoming, &scan, safety.replace)?;
     let mut added = Vec::new();
-    for inc in &incoming {
-        let (_, copied) = copy_in(&inc.src, &pkgdir, &inc.file_name)?;
-        if copied {
-            added.push(inc.file_name.clone());
-        }
+    for (i, name) in &copies {
+        copy_in(&incoming[*i].src, &pkgdir, name)?;
+        added.push(name.clone());
     }
     if !added.is_empty() {
         crate::util::fsx::sync_dir(&pkgdir)?;
     }
-
     phase("copied");
-    // Scan Packages/: reuse cached metadata of unchanged files.
-    let mut old_cache = cache::Cache::load(repo);
-    phase("cache loaded");
-    let mut entries: HashMap<String, cache::Entry> = HashMap::new();
-    let mut todo = Vec::new();
-    for de in std::fs::read_dir(&pkgdir).with_context(|| format!("listing {}", pkgdir.display()))? {
-        let de = de.with_context(|| format!("listing {}", pkgdir.display()))?;
-        let name = de.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !name.ends_with(".rpm") {
-            continue;
-        }
-        crate::util::validate::package_token("package file name", &name)
-            .map_err(|e| anyhow!("{}: {e}", pkgdir.join(&name).display()))?;
-        let md = std::fs::symlink_metadata(de.path())
-            .with_context(|| format!("stat {}", de.path().display()))?;
-        if !md.file_type().is_file() {
-            bail!("{}: not a regular file", de.path().display());
-        }
-        let key = cache::StatKey::of(&md);
-        match old_cache.take(&name, &key) {
-            Some(e) => {
-                entries.insert(name, e);
-            }
-            None => todo.push((name, md)),
-        }
+    let mut todo = Vec::with_capacity(added.len());
+    for name in &added {
+        let path = pkgdir.join(name);
+        let md =
+            std::fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
+        todo.push((name.clone(), md));
     }
-    phase("scanned");
-    let cached = entries.len();
-    let read = todo.len();
-    let mut fresh = Vec::with_capacity(read);
-    for e in read_many(&pkgdir, todo)? {
+    let read_new = read_many(&pkgdir, todo)?;
+    if read_new.len() != added.len() {
+        bail!(
+            "a package copied into {} could not be read back",
+            pkgdir.display()
+        );
+    }
+    let mut entries = scan.entries;
+    let mut fresh = scan.fresh;
+    for e in read_new {
         let name = e.file_name().to_string();
         fresh.push(name.clone());
         entries.insert(name, e);
     }
+    for name in &replaced {
+        entries.remove(name);
+    }
+    let cached = scan.cached;
+    let read = fresh.len();
 
     phase("read");
     // Retention.
@@ -412,7 +685,10 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
             .then_with(|| a.arch.cmp(&b.arch))
             .then_with(|| a.location.cmp(&b.location))
     });
-    let removed_names: Vec<String> = removed.iter().map(|e| e.file_name().to_string()).collect();
+    let mut removed_names: Vec<String> =
+        removed.iter().map(|e| e.file_name().to_string()).collect();
+    removed_names.extend(replaced.iter().cloned());
+    removed_names.extend(duplicates.iter().cloned());
 
     phase("sorted");
     // Write the new generation.

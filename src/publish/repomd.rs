@@ -161,7 +161,13 @@ pub fn render(revision: u64, records: &[DataRecord]) -> String {
 
 /// Parse repomd.xml. Only sha256 checksums are accepted (khotfix and
 /// createrepo_c's default); anything else is reported as unreadable.
+/// Parse repomd.xml. Errors are one line (XML excerpts in them can hold
+/// newlines).
 pub fn parse(xml: &[u8]) -> Result<(u64, Vec<DataRecord>)> {
+    parse_inner(xml).map_err(|e| anyhow::anyhow!(crate::fetch::repomd::one_line(&format!("{e:#}"))))
+}
+
+fn parse_inner(xml: &[u8]) -> Result<(u64, Vec<DataRecord>)> {
     let mut r = quick_xml::Reader::from_reader(xml);
     let mut buf = Vec::new();
     let mut revision = 0u64;

@@ -145,6 +145,8 @@ pub struct FileFacts<'a> {
 /// Read the header of the RPM at `path` and build its metadata. Rejects source
 /// packages and names that are unsafe as file names.
 pub fn read_package(path: &Path, facts: &FileFacts<'_>) -> Result<PackageMeta> {
+    super::rpmcheck::check_file(path)
+        .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let md = PackageMetadata::open(path)
         .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     from_metadata(&md, facts).with_context(|| format!("{}", path.display()))

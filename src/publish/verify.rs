@@ -43,14 +43,26 @@ pub struct PrimaryEntry {
     pub href: String,
 }
 
-/// Stream primary.xml and return the fields verify needs.
+/// Stream primary.xml and return the fields verify needs. Errors are one
+/// line; memory is bounded like fetch's reader (decompressed size, node length).
 pub fn read_primary(r: impl Read) -> Result<Vec<PrimaryEntry>> {
-    let mut reader = quick_xml::Reader::from_reader(std::io::BufReader::new(r));
+    read_primary_inner(r).map_err(|e| anyhow!(crate::fetch::repomd::one_line(&format!("{e:#}"))))
+}
+
+fn read_primary_inner(r: impl Read) -> Result<Vec<PrimaryEntry>> {
+    use crate::fetch::primary::{max_metadata_bytes, Bounded, MAX_XML_NODE};
+    let bounded = Bounded::new(
+        std::io::BufReader::new(r),
+        max_metadata_bytes()?,
+        MAX_XML_NODE,
+    );
+    let mut reader = quick_xml::Reader::from_reader(bounded);
     let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut cur: Option<PrimaryEntry> = None;
     let mut field: Vec<u8> = Vec::new();
     loop {
+        reader.get_mut().mark();
         match reader
             .read_event_into(&mut buf)
             .map_err(|e| anyhow!("bad XML: {e}"))?
