@@ -637,7 +637,10 @@ fn retention_and_incremental() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(removed, vec!["kernel-hotfix-555-6.1.0-56-1.0-1.x86_64.rpm"]);
+    assert_eq!(
+        removed,
+        vec!["Packages/kernel-hotfix-555-6.1.0-56-1.0-1.x86_64.rpm"]
+    );
     assert!(!repo
         .join("Packages/kernel-hotfix-555-6.1.0-56-1.0-1.x86_64.rpm")
         .exists());
