@@ -245,7 +245,11 @@ fn dnf(w: &World, root: &Path, args: &[&str]) -> Output {
             ),
         )
         .unwrap();
-        std::fs::copy(w.repo.join("khotfix.repo"), reposdir.join("khotfix.repo")).unwrap();
+        std::fs::copy(
+            w.repo.join("al8/khotfix.repo"),
+            reposdir.join("khotfix.repo"),
+        )
+        .unwrap();
     }
     output(
         Command::new("dnf")
@@ -333,11 +337,18 @@ fn hotfix_names(pairs: &[(u64, &str)]) -> Vec<String> {
 #[test]
 fn hosts_install_the_hotfixes_for_their_kernels() {
     let w = world();
-    let repo_file = std::fs::read_to_string(w.repo.join("khotfix.repo")).unwrap();
-    assert!(
-        repo_file.lines().any(|l| l == "skip_if_unavailable=False"),
-        "{repo_file}"
-    );
+    // al8 hotfixes live in the al8 part, with its own .repo; nothing at
+    // the top level (no untagged packages were published).
+    let repo_file = std::fs::read_to_string(w.repo.join("al8/khotfix.repo")).unwrap();
+    for line in [
+        "skip_if_unavailable=False",
+        "[khotfix-al8]",
+        &format!("baseurl=file://{}/al8", w.repo.display()),
+    ] {
+        assert!(repo_file.lines().any(|l| l == line), "{line}: {repo_file}");
+    }
+    assert!(!w.repo.join("Packages").exists());
+    assert!(!w.repo.join("khotfix.repo").exists());
 
     // 1. The plain glob: dnf (strict, its default) refuses the whole
     //    request because two matches need kernels the host does not have;
