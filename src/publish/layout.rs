@@ -258,9 +258,8 @@ pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
                 )?);
             }
         }
-        _ if !dist_parts.is_empty() => notes.push(
-            "no khotfix-release RPM: it needs the repository's URL (--base-url)".to_string(),
-        ),
+        _ if !dist_parts.is_empty() => notes
+            .push("no khotfix-release RPM: it needs the repository's URL (--base-url)".to_string()),
         _ => {}
     }
 
@@ -338,6 +337,9 @@ mod tests {
         let f = served_repo_file(&al8, Some("http://h/r"));
         assert!(f.contains("\n[khotfix-al8]\n"), "{f}");
         assert!(f.contains("\nbaseurl=http://h/r/al8\n"), "{f}");
-        assert!(f.contains("\ngpgkey=http://h/r/RPM-GPG-KEY-khotfix\n"), "{f}");
+        assert!(
+            f.contains("\ngpgkey=http://h/r/RPM-GPG-KEY-khotfix\n"),
+            "{f}"
+        );
     }
 }

@@ -309,11 +309,7 @@ pub fn repo_file(base_url: Option<&str>) -> String {
 /// [`layout::publish`], holds the repository lock and has checked the
 /// inputs): copy `incoming` in, apply retention, regenerate and sign the
 /// metadata, and swap it in atomically.
-fn publish_part(
-    repo: &Path,
-    incoming: &[&Incoming],
-    opts: &PublishOptions,
-) -> Result<PartOutcome> {
+fn publish_part(repo: &Path, incoming: &[&Incoming], opts: &PublishOptions) -> Result<PartOutcome> {
     let t0 = std::time::Instant::now();
     let phase = |what: &str| {
         if std::env::var_os("KHOTFIX_PHASES").is_some() {
