@@ -1,6 +1,8 @@
 //! What a host running dnf meets (issue 14, item 3): a signed repository
 //! holding khotfix-built hotfixes for four kernels, installed with real dnf
-//! into installroots that hold two of those kernels.
+//! into installroots that hold two of those kernels. And (item 5) a host
+//! that installed the `khotfix-release` RPM keeps trusting only the packaged
+//! key when the server turns hostile (HTTP on 127.0.0.1).
 //!
 //! Stand-ins (things that cannot exist on this machine, named as such):
 //! * `kernel` packages built with rpmbuild that, like EL and Alibaba Cloud
@@ -212,20 +214,26 @@ fn world() -> World {
         .arg(format!("file://{}", repo.display()))
         .args(&hotfixes));
 
+    let base = base_repo(&work, &[KA, KB, KC]);
+    World { work, base, repo }
+}
+
+/// The distro stand-in repository: /bin/sh, kpatch and `kernels`.
+fn base_repo(work: &Path, kernels: &[&str]) -> PathBuf {
     let base = work.join("base");
     std::fs::create_dir_all(&base).unwrap();
     let mut base_rpms = vec![
-        rpmbuild(SH_SPEC, &work, "sh"),
-        rpmbuild(&kpatch_spec(), &work, "kpatch"),
+        rpmbuild(SH_SPEC, work, "sh"),
+        rpmbuild(&kpatch_spec(), work, "kpatch"),
     ];
-    for (i, k) in [KA, KB, KC].iter().enumerate() {
-        base_rpms.push(rpmbuild(&kernel_spec(k), &work, &format!("kernel{i}")));
+    for (i, k) in kernels.iter().enumerate() {
+        base_rpms.push(rpmbuild(&kernel_spec(k), work, &format!("kernel{i}")));
     }
     for p in &base_rpms {
         std::fs::copy(p, base.join(p.file_name().unwrap())).unwrap();
     }
     run(Command::new("createrepo_c").arg("-q").arg(&base));
-    World { work, base, repo }
+    base
 }
 
 /// dnf into `root` with real .repo files in a private reposdir: the
@@ -245,7 +253,11 @@ fn dnf(w: &World, root: &Path, args: &[&str]) -> Output {
             ),
         )
         .unwrap();
-        std::fs::copy(w.repo.join("khotfix.repo"), reposdir.join("khotfix.repo")).unwrap();
+        std::fs::copy(
+            w.repo.join("al8/khotfix.repo"),
+            reposdir.join("khotfix.repo"),
+        )
+        .unwrap();
     }
     output(
         Command::new("dnf")
@@ -333,11 +345,18 @@ fn hotfix_names(pairs: &[(u64, &str)]) -> Vec<String> {
 #[test]
 fn hosts_install_the_hotfixes_for_their_kernels() {
     let w = world();
-    let repo_file = std::fs::read_to_string(w.repo.join("khotfix.repo")).unwrap();
-    assert!(
-        repo_file.lines().any(|l| l == "skip_if_unavailable=False"),
-        "{repo_file}"
-    );
+    // al8 hotfixes live in the al8 part, with its own .repo; nothing at
+    // the top level (no untagged packages were published).
+    let repo_file = std::fs::read_to_string(w.repo.join("al8/khotfix.repo")).unwrap();
+    for line in [
+        "skip_if_unavailable=False",
+        "[khotfix-al8]",
+        &format!("baseurl=file://{}/al8", w.repo.display()),
+    ] {
+        assert!(repo_file.lines().any(|l| l == line), "{line}: {repo_file}");
+    }
+    assert!(!w.repo.join("Packages").exists());
+    assert!(!w.repo.join("khotfix.repo").exists());
 
     // 1. The plain glob: dnf (strict, its default) refuses the whole
     //    request because two matches need kernels the host does not have;
@@ -496,4 +515,288 @@ fn hosts_install_the_hotfixes_for_their_kernels() {
         vec![KC, KA, KB],
         "dnf satisfied kernel-uname-r = {KC} from the distro repository"
     );
+}
+
+// ---- trust on first use, done right (issue 14, item 5) ---------------------
+
+/// python3 -m http.server on 127.0.0.1, an ephemeral port, killed on drop.
+struct Http {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Http {
+    fn serve(dir: &Path) -> Http {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("cannot parse http.server banner {line:?}"));
+        Http { child, port }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// dnf into `root` with the .repo files in `reposdir` only, the metadata
+/// always fetched again (a server change must be seen), and
+/// skip_if_unavailable=False (Debian's dnf.conf would hide failures).
+fn dnf_in(reposdir: &Path, cache: &Path, root: &Path, args: &[&str]) -> Output {
+    output(
+        Command::new("dnf")
+            .args([
+                "-y",
+                "--refresh",
+                "--releasever=1",
+                "--disableplugin=*",
+                "--setopt=skip_if_unavailable=False",
+            ])
+            .arg(format!("--setopt=reposdir={}", reposdir.display()))
+            .arg(format!("--setopt=cachedir={}", cache.display()))
+            .arg(format!("--installroot={}", root.display()))
+            .args(args),
+    )
+}
+
+fn rpm_in(root: &Path, args: &[&str]) -> Output {
+    output(Command::new("rpm").arg("--root").arg(root).args(args))
+}
+
+/// A host that installed `khotfix-release` once over a trusted channel
+/// takes the repository key from the packaged file: a server that serves
+/// another key cannot make it trust that key, and a repository re-signed
+/// with it is refused. The served .repo (key fetched from the server)
+/// accepts exactly that takeover: the control.
+#[test]
+fn the_release_rpm_pins_the_repository_key() {
+    let work = tmpdir();
+    let keygen = |name: &str| {
+        let dir = work.join(name);
+        run(khotfix()
+            .args(["keys", "generate", "--bits", "2048"])
+            .arg(&dir));
+        dir
+    };
+    let (ours, theirs) = (keygen("keys"), keygen("other-keys"));
+    let module = work.join("signed.ko");
+    run(khotfix()
+        .args(["sign", "--key"])
+        .arg(ours.join("module-signing.key.pem"))
+        .arg("--cert")
+        .arg(ours.join("module-signing.crt.pem"))
+        .arg("-o")
+        .arg(&module)
+        .arg(&modules()[0]));
+    let out = work.join("hotfixes");
+    std::fs::create_dir_all(&out).unwrap();
+    let package = |id: u64, keys: &Path| {
+        let signer = PackageSigner::load(&keys.join("package-signing.secret.asc"), None).unwrap();
+        let input = PackageInput {
+            hotfix: hotfix(id),
+            kernel: KernelRelease::parse(KA).unwrap(),
+            distro: Distro::builtin("alinux3").unwrap(),
+            ko_path: module.clone(),
+            patch: "--- a\n+++ b\n".into(),
+        };
+        let opts = BuildOptions {
+            compression: Compression::Xz,
+            source_date_epoch: Some(1754322514),
+        };
+        build_rpm(&input, &signer, &out, &opts).unwrap().path
+    };
+    let good = package(22519882, &ours);
+    let evil = package(22519899, &theirs);
+    let suffix = KernelRelease::parse(KA).unwrap().package_suffix();
+    let (good_name, evil_name) = (
+        format!("kernel-hotfix-22519882-{suffix}"),
+        format!("kernel-hotfix-22519899-{suffix}"),
+    );
+
+    let repo = work.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let http = Http::serve(&repo);
+    let base_url = format!("http://127.0.0.1:{}/", http.port);
+    let publish = |keys: &Path, extra: &[&str], rpms: &[&PathBuf]| {
+        run(khotfix()
+            .args(["publish", "--repo"])
+            .arg(&repo)
+            .arg("--gpg-key")
+            .arg(keys.join("package-signing.secret.asc"))
+            .args(extra)
+            .args(rpms))
+    };
+    publish(&ours, &["--base-url", &base_url], &[&good]);
+    let release = repo.join("khotfix-release-latest-al8.noarch.rpm");
+    let release_bytes = std::fs::read(&release).unwrap();
+    let served_repo = std::fs::read_to_string(repo.join("al8/khotfix.repo")).unwrap();
+    let v = output(khotfix().args(["repo", "verify"]).arg(&repo));
+    assert!(v.status.success(), "{}", text(&v));
+
+    // The host: the distro stand-ins and kernel A, from an unsigned local
+    // mirror, in a reposdir of its own.
+    let base = base_repo(&work, &[KA]);
+    let host = |name: &str| {
+        let root = work.join(name);
+        let reposdir = work.join(format!("{name}.repos.d"));
+        std::fs::create_dir_all(&reposdir).unwrap();
+        std::fs::write(
+            reposdir.join("base.repo"),
+            format!(
+                "[base]\nname=distro stand-in\nbaseurl=file://{}/\ngpgcheck=0\n",
+                base.display()
+            ),
+        )
+        .unwrap();
+        let cache = work.join(format!("{name}.cache"));
+        let o = dnf_in(
+            &reposdir,
+            &cache,
+            &root,
+            &[
+                "install",
+                "busybox-sh",
+                "kpatch",
+                &format!("kernel-uname-r = {KA}"),
+            ],
+        );
+        assert!(o.status.success(), "preparing {name}: {}", text(&o));
+        (root, reposdir, cache)
+    };
+    let (root, reposdir, cache) = host("pinned");
+
+    // Once, over a trusted channel: the key (here: the publisher's own
+    // key directory), its signature on the release RPM, then the RPM.
+    let trusted_key = ours.join("RPM-GPG-KEY-khotfix");
+    let untrusted = work.join("untrusted-root");
+    std::fs::create_dir_all(&untrusted).unwrap();
+    rpm_in(
+        &untrusted,
+        &[
+            "--import",
+            theirs.join("RPM-GPG-KEY-khotfix").to_str().unwrap(),
+        ],
+    );
+    let k = rpm_in(&untrusted, &["-K", release.to_str().unwrap()]);
+    assert!(
+        !k.status.success(),
+        "rpm -K accepted another key: {}",
+        text(&k)
+    );
+    let imported = rpm_in(&root, &["--import", trusted_key.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", text(&imported));
+    let k = rpm_in(&root, &["-K", release.to_str().unwrap()]);
+    assert!(
+        k.status.success() && text(&k).contains("signatures OK"),
+        "{}",
+        text(&k)
+    );
+    let i = rpm_in(&root, &["-i", release.to_str().unwrap()]);
+    assert!(i.status.success(), "{}", text(&i));
+    let packaged = std::fs::read_to_string(root.join("etc/yum.repos.d/khotfix.repo")).unwrap();
+    for line in [
+        "[khotfix-al8]".to_string(),
+        format!("baseurl={base_url}al8"),
+        "gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-khotfix".into(),
+        "gpgcheck=1".into(),
+        "repo_gpgcheck=1".into(),
+    ] {
+        assert!(packaged.lines().any(|l| l == line), "{line}: {packaged}");
+    }
+    assert_eq!(
+        std::fs::read(root.join("etc/pki/rpm-gpg/RPM-GPG-KEY-khotfix")).unwrap(),
+        std::fs::read(&trusted_key).unwrap()
+    );
+
+    // The server now serves another key at the key URL.
+    std::fs::copy(
+        theirs.join("RPM-GPG-KEY-khotfix"),
+        repo.join("RPM-GPG-KEY-khotfix"),
+    )
+    .unwrap();
+
+    // dnf 4.14 reads a file:// gpgkey from the host even with
+    // --installroot (librepo opens the URL as is): the installed .repo,
+    // used as it is, names a file this host does not have. That also shows
+    // where the key comes from: the file, not the server.
+    let host_has_key = Path::new("/etc/pki/rpm-gpg/RPM-GPG-KEY-khotfix").exists();
+    if !host_has_key {
+        let o = dnf_in(
+            &root.join("etc/yum.repos.d"),
+            &cache,
+            &root,
+            &["install", &good_name],
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains("Couldn't open file /etc/pki/rpm-gpg/RPM-GPG-KEY-khotfix"),
+            "{}",
+            text(&o)
+        );
+    }
+    // So the test's reposdir gets the installed .repo with the key path
+    // moved into the root: what dnf on the host itself reads.
+    std::fs::write(
+        reposdir.join("khotfix.repo"),
+        packaged.replace(
+            "gpgkey=file:///etc/pki/",
+            &format!("gpgkey=file://{}/etc/pki/", root.display()),
+        ),
+    )
+    .unwrap();
+
+    // 1. The hotfix installs: repomd.xml.asc and the package verify against
+    //    the packaged key while the server serves another one.
+    let o = dnf_in(&reposdir, &cache, &root, &["install", &good_name]);
+    assert!(o.status.success(), "{}", text(&o));
+    let q = rpm_in(&root, &["-q", &good_name]);
+    assert!(q.status.success(), "{}", text(&q));
+
+    // 2. A package signed by the other key, in metadata our key signed: its
+    //    signature is refused, nothing installed. (The release RPM, same
+    //    content, is the same file.)
+    publish(&ours, &["--base-url", &base_url], &[&evil]);
+    assert_eq!(std::fs::read(&release).unwrap(), release_bytes);
+    let o = dnf_in(&reposdir, &cache, &root, &["install", &evil_name]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("GPG check FAILED"), "{}", text(&o));
+    assert!(!rpm_in(&root, &["-q", &evil_name]).status.success());
+
+    // 3. A takeover: the server re-signs everything with its own key (and
+    //    serves it). The pinned host refuses the repository metadata ...
+    publish(&theirs, &[], &[]);
+    let o = dnf_in(&reposdir, &cache, &root, &["install", &evil_name]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("repomd.xml GPG signature verification error"),
+        "{}",
+        text(&o)
+    );
+    assert!(!rpm_in(&root, &["-q", &evil_name]).status.success());
+    // ... while a host with the served .repo (key from the server, trust on
+    // first use) installs the other key's package: what the release RPM is for.
+    let (tofu, tofu_repos, tofu_cache) = host("tofu");
+    std::fs::write(tofu_repos.join("khotfix.repo"), &served_repo).unwrap();
+    let o = dnf_in(&tofu_repos, &tofu_cache, &tofu, &["install", &evil_name]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(rpm_in(&tofu, &["-q", &evil_name]).status.success());
 }

@@ -637,7 +637,10 @@ fn retention_and_incremental() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(removed, vec!["kernel-hotfix-555-6.1.0-56-1.0-1.x86_64.rpm"]);
+    assert_eq!(
+        removed,
+        vec!["Packages/kernel-hotfix-555-6.1.0-56-1.0-1.x86_64.rpm"]
+    );
     assert!(!repo
         .join("Packages/kernel-hotfix-555-6.1.0-56-1.0-1.x86_64.rpm")
         .exists());
@@ -915,4 +918,190 @@ fn kill_9_during_publish_leaves_a_readable_repo() {
         .filter(|n| n.starts_with(".repodata.tmp-") || n.starts_with(".repodata.link-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Signed packages with a given release (dist tag), built in-process.
+fn gen_tagged(keys: &Keys, dir: &Path, names: &[(&str, &str)]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let signer = rpm::signature::pgp::Signer::from_asc_file(&keys.secret).unwrap();
+    names
+        .iter()
+        .map(|(name, release)| {
+            let mut b = rpm::PackageBuilder::new(name, "1.0", "GPL-2.0", "x86_64", "tagged");
+            b.release(*release).description("a package with a dist tag");
+            b.with_file_contents(
+                name.as_bytes().to_vec(),
+                rpm::FileOptions::new(format!("/usr/share/khotfix-test/{name}")),
+            )
+            .unwrap();
+            let pkg = b.build_and_sign(&signer).unwrap();
+            let p = dir.join(format!("{name}-1.0-{release}.x86_64.rpm"));
+            pkg.write_file(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// Names in a part's primary metadata, as dnf over HTTP sees them through
+/// the part's own khotfix.repo-style URL.
+fn part_names(http: &Http, part: &str, cache: &Path) -> Vec<String> {
+    let url = if part.is_empty() {
+        http.url("")
+    } else {
+        http.url(&format!("{part}/"))
+    };
+    let mut c = Command::new("dnf");
+    c.args(["-y", "-q", "--setopt=reposdir=/dev/null", "--releasever=1"])
+        .args(["--disableplugin=*", "--setopt=skip_if_unavailable=False"])
+        .arg(format!("--setopt=cachedir={}", cache.display()))
+        .arg(format!("--repofrompath=khf,{url}"))
+        .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
+        .arg(format!(
+            "--setopt=khf.gpgkey={}",
+            http.url("RPM-GPG-KEY-khotfix")
+        ))
+        .args(["repoquery", "--qf", "%{name}"]);
+    let q = run(&mut c);
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    let mut v: Vec<String> = stdout(&q).lines().map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn one_repository_one_part_per_distro() {
+    let keys = keys();
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let rpms = gen_tagged(
+        &keys,
+        &work.path().join("in"),
+        &[
+            ("kernel-hotfix-1-5.10.134-18", "20250804154834.al8"),
+            ("kernel-hotfix-1-3.10.0-1062", "20250804154834.el7"),
+            ("kernel-hotfix-2-3.10.0-1062", "20250804154834.el7"),
+            ("kpatch", "1"),
+            ("tool", "1.fc40"),
+        ],
+    );
+    // Without --base-url: no release RPM, and a note says why.
+    let r = publish_ok(&keys, &repo, &[], &rpms);
+    assert_eq!(r["packages"], 5);
+    assert_eq!(r["release_rpms"].as_array().unwrap().len(), 0);
+    assert!(
+        r["notes"][0].as_str().unwrap().contains("--base-url"),
+        "{r}"
+    );
+    let parts: Vec<(String, u64)> = r["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["dist"].as_str().unwrap_or("").to_string(),
+                p["packages"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        vec![("".into(), 2), ("al8".into(), 1), ("el7".into(), 2)]
+    );
+    for (part, file) in [
+        (
+            "al8",
+            "kernel-hotfix-1-5.10.134-18-1.0-20250804154834.al8.x86_64.rpm",
+        ),
+        (
+            "el7",
+            "kernel-hotfix-2-3.10.0-1062-1.0-20250804154834.el7.x86_64.rpm",
+        ),
+        ("", "tool-1.0-1.fc40.x86_64.rpm"),
+    ] {
+        assert!(
+            repo.join(part).join("Packages").join(file).is_file(),
+            "{part}/{file}"
+        );
+        assert!(repo.join(part).join("repodata/repomd.xml.asc").is_file());
+    }
+    let el7_repo = std::fs::read_to_string(repo.join("el7/khotfix.repo")).unwrap();
+    assert!(el7_repo.contains("\n[khotfix-el7]\n"), "{el7_repo}");
+
+    // dnf through each part sees that part's packages only.
+    let http = Http::serve(&repo);
+    assert_eq!(
+        part_names(&http, "al8", &work.path().join("c1")),
+        vec!["kernel-hotfix-1-5.10.134-18"]
+    );
+    assert_eq!(
+        part_names(&http, "el7", &work.path().join("c2")),
+        vec!["kernel-hotfix-1-3.10.0-1062", "kernel-hotfix-2-3.10.0-1062"]
+    );
+    assert_eq!(
+        part_names(&http, "", &work.path().join("c3")),
+        vec!["kpatch", "tool"]
+    );
+
+    // With --base-url: one release RPM per dist part, signed, kept as the
+    // same file while nothing changes, and verify covers it.
+    let r = publish_ok(&keys, &repo, &["--base-url", "http://127.0.0.1:1/r"], &[]);
+    let mut rel: Vec<&str> = r["release_rpms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    rel.sort();
+    assert_eq!(
+        rel,
+        vec![
+            "khotfix-release-latest-al8.noarch.rpm",
+            "khotfix-release-latest-el7.noarch.rpm"
+        ]
+    );
+    let before = std::fs::read(repo.join(rel[0])).unwrap();
+    publish_ok(&keys, &repo, &["--base-url", "http://127.0.0.1:1/r"], &[]);
+    assert_eq!(std::fs::read(repo.join(rel[0])).unwrap(), before);
+    let v = verify(&repo);
+    assert!(v.status.success(), "{}", stdout(&v));
+    assert!(stdout(&v).contains("5 packages"), "{}", stdout(&v));
+
+    // A changed URL is a newer release of the package.
+    publish_ok(&keys, &repo, &["--base-url", "http://127.0.0.1:2/r"], &[]);
+    let after = std::fs::read(repo.join(rel[0])).unwrap();
+    assert_ne!(after, before);
+    let q = ok(Command::new("rpm")
+        .args(["-qp", "--qf", "%{NAME} %{ARCH}\n"])
+        .arg(repo.join(rel[0])));
+    assert_eq!(stdout(&q), "khotfix-release noarch\n");
+    let files = ok(Command::new("rpm").arg("-qlp").arg(repo.join(rel[0])));
+    assert_eq!(
+        stdout(&files),
+        "/etc/pki/rpm-gpg/RPM-GPG-KEY-khotfix\n/etc/yum.repos.d/khotfix.repo\n"
+    );
+
+    // Verify checks every part: damage in al8 is reported with its part,
+    // and so is a release RPM signed by another key.
+    let pkg =
+        repo.join("al8/Packages/kernel-hotfix-1-5.10.134-18-1.0-20250804154834.al8.x86_64.rpm");
+    let mut bytes = std::fs::read(&pkg).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0xff;
+    std::fs::write(&pkg, &bytes).unwrap();
+    let other = keys_other();
+    rpmsign(&other, &[repo.join(rel[1])]);
+    let v = verify(&repo);
+    assert_eq!(v.status.code(), Some(1), "{}", stdout(&v));
+    let out = stdout(&v);
+    assert!(
+        out.contains(
+            "al8/Packages/kernel-hotfix-1-5.10.134-18-1.0-20250804154834.al8.x86_64.rpm: sha256 differs"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("khotfix-release-latest-el7.noarch.rpm: package signature check failed"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 2, "{out}");
 }

@@ -174,9 +174,10 @@ impl Drop for Http {
     }
 }
 
-/// dnf with only the published repository, gpgcheck and repo_gpgcheck on, a
-/// private cache, the key imported from the repository (-y).
-fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
+/// dnf with only the published repository's parts (`""` the top level,
+/// `"deb12"` that dist's part), gpgcheck and repo_gpgcheck on, a private
+/// cache, the key imported from the repository (-y).
+fn dnf(url: &str, parts: &[&str], cache: &Path, args: &[&str]) -> Output {
     let mut c = Command::new("dnf");
     c.args([
         "-y",
@@ -184,17 +185,23 @@ fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
         "--releasever=1",
         "--disableplugin=*",
     ])
-    .arg(format!("--setopt=cachedir={}", cache.display()))
-    .arg(format!("--repofrompath=khf,{url}"))
-    .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
-    .arg(format!("--setopt=khf.gpgkey={url}RPM-GPG-KEY-khotfix"))
+    .arg(format!("--setopt=cachedir={}", cache.display()));
+    for (i, part) in parts.iter().enumerate() {
+        let id = format!("khf{i}");
+        let part_url = if part.is_empty() {
+            url.to_string()
+        } else {
+            format!("{url}{part}/")
+        };
+        c.arg(format!("--repofrompath={id},{part_url}"))
+            .arg(format!("--setopt={id}.gpgcheck=1"))
+            .arg(format!("--setopt={id}.repo_gpgcheck=1"))
+            .arg(format!("--setopt={id}.gpgkey={url}RPM-GPG-KEY-khotfix"))
+            .arg(format!("--setopt={id}.metadata_expire=0"));
+    }
     // Debian's dnf.conf sets skip_if_unavailable=True, which would turn
     // every metadata failure into a silent success.
-    .args([
-        "--setopt=khf.metadata_expire=0",
-        "--setopt=skip_if_unavailable=False",
-    ])
-    .args(args);
+    c.arg("--setopt=skip_if_unavailable=False").args(args);
     run(&mut c)
 }
 
@@ -463,7 +470,8 @@ fn debian12_run_boot_verifies_and_installs_with_dnf() {
 
     // Publish the kpatch runtime stand-in into the same repository, signed
     // by the same package key (rpmsign) and the repodata re-signed by
-    // `khotfix publish`.
+    // `khotfix publish`. The hotfix (release `….deb12`) is in the deb12
+    // part; the stand-ins carry no dist tag and land at the top level.
     let repo = out.join("repo");
     let secret = out.join("keys").join(khotfix::keys::PGP_SECRET_FILE);
     let kpatch = rpmbuild_binary("kpatch", KPATCH_SPEC, work.path());
@@ -477,28 +485,27 @@ fn debian12_run_boot_verifies_and_installs_with_dnf() {
         .arg(&secret)
         .arg(&kpatch)
         .arg(&sh));
+    assert_eq!(repo_packages(&repo.join("deb12")), vec![package.clone()]);
     let mut listed = repo_packages(&repo);
     listed.sort();
     assert_eq!(
         listed,
-        vec![
-            "busybox-sh".to_string(),
-            package.clone(),
-            "kpatch".to_string(),
-        ],
+        vec!["busybox-sh".to_string(), "kpatch".to_string()],
         "repodata"
     );
     let v = run(Command::new(bin()).args(["repo", "verify"]).arg(&repo));
     assert!(v.status.success(), "repo verify: {}", text(&v.stdout));
 
     // dnf into an empty installroot over HTTP: it pulls in kpatch and
-    // /bin/sh, and the scriptlets run chrooted there. %pre's kernel check
-    // passes because this is another root.
+    // /bin/sh, and the scriptlets run chrooted there (another root: %post
+    // installs the module for the target kernel and loads nothing; a
+    // Debian hotfix has no kernel-uname-r requirement).
     let http = Http::serve(&repo);
     let inst_root = work.path().join("root");
     let cache = work.path().join("dnf-cache");
     let inst = dnf(
         &http.url(),
+        &["", "deb12"],
         &cache,
         &[
             "--installroot",
@@ -805,8 +812,13 @@ fn a_patch_that_does_not_apply_fails_its_job_alone() {
     assert_eq!(good["status"], "passed", "{good:#}");
     let repo = out.join("repo");
     assert_eq!(
-        repo_packages(&repo),
+        repo_packages(&repo.join("deb12")),
         vec![good["package"].as_str().unwrap().to_string()]
+    );
+    let client = r["publish"]["client_repo"].as_str().unwrap_or_default();
+    assert!(
+        client.contains(&format!("{}/deb12/khotfix.repo", repo.display())),
+        "the run's .repo line does not name the deb12 part: {client:?}"
     );
     let v = run(Command::new(bin()).args(["repo", "verify"]).arg(&repo));
     assert_eq!(

@@ -207,29 +207,8 @@ pub fn ensure_on_first_use(
     opts: &BuildImageOptions,
     built: &dyn Fn(&str),
 ) -> Result<BuilderImage> {
-    use fs2::FileExt;
     let def = BuilderDef::get(name)?;
     if let Some(id) = engine.image_id(&def.tag())? {
-        return Ok(BuilderImage {
-            builder: name.into(),
-            tag: def.tag(),
-            id,
-            reused: true,
-        });
-    }
-    let dir = opts.cache_dir.join("locks");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("builder-{name}.lock"));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    lock.lock_exclusive()
-        .with_context(|| format!("locking {}", path.display()))?;
-    if let Some(id) = engine.image_id(&def.tag())? {
-        // Another job built it while this one waited.
         return Ok(BuilderImage {
             builder: name.into(),
             tag: def.tag(),
@@ -244,12 +223,39 @@ pub fn ensure_on_first_use(
     ));
     let started = std::time::Instant::now();
     let img = ensure(engine, name, opts, None)?;
+    if img.reused {
+        // Another job or process built it while this one waited.
+        return Ok(img);
+    }
     built(&format!(
         "built builder image {} in {:.0} s",
         img.tag,
         started.elapsed().as_secs_f64()
     ));
     Ok(img)
+}
+
+/// One lock per builder, held while its image is checked and built, so that
+/// concurrent jobs, tests and processes build it once: under the cache
+/// directory, or the temporary directory when none is set.
+fn image_lock(name: &str, opts: &BuildImageOptions) -> Result<std::fs::File> {
+    use fs2::FileExt;
+    let dir = if opts.cache_dir.as_os_str().is_empty() {
+        std::env::temp_dir()
+    } else {
+        opts.cache_dir.join("locks")
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("khotfix-builder-{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.lock_exclusive()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(f)
 }
 
 /// Build (or reuse) a builder image.
@@ -260,6 +266,7 @@ pub fn ensure(
     progress: Option<&ProgressBar>,
 ) -> Result<BuilderImage> {
     let def = BuilderDef::get(name)?;
+    let _lock = image_lock(name, opts)?;
     let ext_base = match def.base {
         Base::External => Some(opts.base.clone().with_context(|| {
             format!("builder {name} needs a base image: pass --base IMAGE (a {name} image from your registry, or one made with `podman import`)")

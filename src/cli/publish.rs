@@ -25,7 +25,9 @@ pub struct PublishArgs {
     /// Metadata compression: gz (default; EL7 reads only gz) or zstd.
     #[arg(long, default_value = "gz")]
     pub compress: String,
-    /// baseurl written into khotfix.repo (default: a placeholder to edit).
+    /// The URL that serves the repository directory: the baseurl of every
+    /// khotfix.repo (default: a placeholder to edit). Also needed for the
+    /// khotfix-release RPMs, which are built only when it is given.
     #[arg(long)]
     pub base_url: Option<String>,
     /// Replace a package whose name-epoch-version-release-arch is already in
@@ -42,8 +44,10 @@ pub struct PublishArgs {
 
 #[derive(Subcommand)]
 pub enum RepoCmd {
-    /// Check every package (size, sha256, signature) and the metadata
-    /// (checksums, repomd.xml.asc). Exit 1 on any mismatch, 2 if unreadable.
+    /// Check every part (the top level and each DIR/<rpm_dist>): every
+    /// package (size, sha256, signature) and the metadata (checksums,
+    /// repomd.xml.asc), and the khotfix-release RPMs' signatures. Exit 1 on
+    /// any mismatch, 2 if unreadable.
     Verify {
         dir: PathBuf,
         #[arg(long)]
@@ -91,10 +95,24 @@ pub fn publish(a: PublishArgs) -> Result<i32> {
         super::print_json(&report)?;
     } else {
         for f in &report.added {
-            println!("added   Packages/{f}");
+            println!("added   {f}");
         }
         for f in &report.removed {
-            println!("removed Packages/{f}");
+            println!("removed {f}");
+        }
+        for p in &report.parts {
+            println!(
+                "{}: {} packages, client .repo {}",
+                p.dist.as_deref().unwrap_or("(top level)"),
+                p.packages,
+                p.repo_file
+            );
+        }
+        for f in &report.release_rpms {
+            println!("release {f}");
+        }
+        for n in &report.notes {
+            println!("note: {n}");
         }
         println!(
             "{}: {} packages ({} read, {} cached), revision {}, signed by {}",

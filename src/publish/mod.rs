@@ -1,17 +1,20 @@
 //! Stage: publish. Maintains a yum repository of hotfix RPMs with signed,
 //! atomically swapped, incrementally generated metadata.
 //!
-//! Layout of a repository `DIR`:
+//! A repository `DIR` has one part per distro release (`DIR/<rpm_dist>/`)
+//! plus the top level for packages without a known dist tag ([`layout`]).
+//! Layout of one part `P` (`DIR` itself or `DIR/<rpm_dist>`):
 //!
 //! ```text
-//! DIR/Packages/*.rpm             the packages
-//! DIR/repodata -> .repodata-<id> symlink to the current metadata generation
-//! DIR/.repodata-<id>/            repomd.xml, repomd.xml.asc and
+//! P/Packages/*.rpm               the packages
+//! P/repodata -> .repodata-<id>   symlink to the current metadata generation
+//! P/.repodata-<id>/              repomd.xml, repomd.xml.asc and
 //!                                <sha256>-{primary,filelists,other}.xml.gz
-//! DIR/RPM-GPG-KEY-khotfix        the public key clients import
-//! DIR/khotfix.repo               a ready client .repo file
-//! DIR/.khotfix.lock              flock serialising publishers
-//! DIR/.khotfix-cache/            per-package metadata cache
+//! P/khotfix.repo                 a ready client .repo file
+//! P/.khotfix-cache/              per-package metadata cache
+//! DIR/RPM-GPG-KEY-khotfix        the public key of every part
+//! DIR/khotfix-release-latest-<rpm_dist>.noarch.rpm   [`release`]
+//! DIR/.khotfix.lock              flock serialising publishers (whole repo)
 //! ```
 //!
 //! Package file names are `name-version-release.arch.rpm`, with the epoch
@@ -33,7 +36,9 @@
 
 pub mod cache;
 pub mod guard;
+pub mod layout;
 pub mod lock;
+pub mod release;
 pub mod repodata;
 pub mod repomd;
 pub mod rpmcheck;
@@ -42,11 +47,11 @@ pub mod signing;
 pub mod verify;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+pub use layout::{publish, publish_checked, PartReport, PublishReport};
 pub use repomd::{Compression, DataRecord};
 pub use rpmmeta::PackageMeta;
 pub use signing::RepoKey;
@@ -83,23 +88,17 @@ pub struct Safety {
     pub signer: Option<crate::keys::PackageSigner>,
 }
 
-/// What a publish did (printed with `--json`).
-#[derive(Debug, Serialize)]
-pub struct PublishReport {
-    pub repo: String,
-    pub revision: u64,
+/// What the publish of one part did.
+struct PartOutcome {
+    revision: u64,
     /// File names under Packages/ that this publish added or replaced.
-    pub added: Vec<String>,
+    added: Vec<String>,
     /// File names removed by retention.
-    pub removed: Vec<String>,
-    /// Packages in the new metadata.
-    pub packages: usize,
-    /// Packages whose metadata came from the cache (not re-read).
-    pub cached: usize,
-    /// Packages whose headers were read in this publish.
-    pub read: usize,
-    pub metadata: Vec<DataRecord>,
-    pub key_fingerprint: String,
+    removed: Vec<String>,
+    packages: usize,
+    cached: usize,
+    read: usize,
+    metadata: Vec<DataRecord>,
 }
 
 fn now_secs() -> u64 {
@@ -394,28 +393,9 @@ pub fn check_base_url(url: &str) -> Result<()> {
     Ok(())
 }
 
-/// The client .repo file. `skip_if_unavailable=False`: yum 3 and EL dnf
-/// default to it, but Debian's dnf.conf sets True, which turns a missing or
-/// badly signed repomd.xml into a warning and "No match" for the package.
+/// The client .repo file of the top level (see [`layout::served_repo_file`]).
 pub fn repo_file(base_url: Option<&str>) -> String {
-    let base = base_url
-        .unwrap_or(BASEURL_PLACEHOLDER)
-        .trim_end_matches('/');
-    let note = if base_url.is_none() {
-        "# Replace the baseurl host with the server that hosts this directory.\n"
-    } else {
-        ""
-    };
-    format!(
-        "# Written by khotfix publish. Install as /etc/yum.repos.d/khotfix.repo\n{note}[khotfix]\nname=khotfix kernel hotfixes\nbaseurl={base}\nenabled=1\ngpgcheck=1\nrepo_gpgcheck=1\ngpgkey={base}/{KEY_FILE}\nmetadata_expire=300\nskip_if_unavailable=False\n"
-    )
-}
-
-/// Publish: copy `opts.rpms` in, apply retention, regenerate and sign the
-/// metadata, and swap it in atomically. Refuses what [`Safety::default`]
-/// refuses.
-pub fn publish(opts: &PublishOptions) -> Result<PublishReport> {
-    publish_checked(opts, &Safety::default())
+    layout::served_repo_file(&layout::Part { dist: None }, base_url)
 }
 
 /// The scan of `Packages/`: metadata of every usable package, by file name.
@@ -543,7 +523,7 @@ type Copies = Vec<(usize, String)>;
 /// names they replace.
 fn place_inputs(
     pkgdir: &Path,
-    incoming: &[Incoming],
+    incoming: &[&Incoming],
     scan: &Scan,
     replace: bool,
 ) -> Result<(Copies, Vec<String>)> {
@@ -594,37 +574,25 @@ fn place_inputs(
     Ok((copies, replaced))
 }
 
-/// [`publish`] with explicit integrity choices.
-pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<PublishReport> {
+/// Publish one part `repo` (the top level or `DIR/<dist>`; the caller,
+/// [`layout::publish`], holds the repository lock and has checked the
+/// inputs): copy `incoming` in, apply retention, regenerate and sign the
+/// metadata, and swap it in atomically.
+fn publish_part(
+    repo: &Path,
+    incoming: &[&Incoming],
+    opts: &PublishOptions,
+    safety: &Safety,
+) -> Result<PartOutcome> {
     let t0 = std::time::Instant::now();
     let phase = |what: &str| {
         if std::env::var_os("KHOTFIX_PHASES").is_some() {
             eprintln!("phase {what}: {:?}", t0.elapsed());
         }
     };
-    let repo = &opts.repo;
-    if let Some(u) = &opts.base_url {
-        check_base_url(u)?;
-    }
-    if opts.keep == Some(0) {
-        bail!("--keep must be at least 1");
-    }
-    // Check every input and the layout before anything in the repository changes.
-    let scratch = tempfile::Builder::new()
-        .prefix("khotfix-publish-")
-        .tempdir()
-        .context("creating a temporary directory")?;
-    let incoming = check_inputs(opts, safety, scratch.path())?;
-    guard::check_layout(repo)?;
-
-    std::fs::create_dir_all(repo).with_context(|| format!("creating {}", repo.display()))?;
     let pkgdir = repo.join("Packages");
     std::fs::create_dir_all(&pkgdir).with_context(|| format!("creating {}", pkgdir.display()))?;
-
     phase("checked");
-    let _lock = lock::RepoLock::acquire(repo)?;
-    // From here on we see the state every earlier publisher committed.
-    guard::check_layout(repo)?;
     cleanup_temporaries(repo, &pkgdir);
 
     // Scan Packages/: reuse cached metadata of unchanged files.
@@ -708,14 +676,6 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
     crate::util::fsx::sync_dir(&gen_tmp)?;
 
     phase("signed");
-    // Key and client file first: the new repomd may be the first one clients see.
-    let public = opts.key.public_armored()?;
-    write_if_changed(&repo.join(KEY_FILE), public.as_bytes())?;
-    write_if_changed(
-        &repo.join(REPO_FILE),
-        repo_file(opts.base_url.as_deref()).as_bytes(),
-    )?;
-
     let gen_name = format!(".repodata-{}", now_nanos());
     std::fs::rename(&gen_tmp, repo.join(&gen_name))
         .with_context(|| format!("renaming {} into place", gen_tmp.display()))?;
@@ -740,8 +700,7 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
     }
     prune_generations(repo, &gen_name, previous.as_deref());
 
-    Ok(PublishReport {
-        repo: repo.display().to_string(),
+    Ok(PartOutcome {
         revision,
         added,
         removed: removed_names,
@@ -749,7 +708,6 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
         cached,
         read,
         metadata: records,
-        key_fingerprint: opts.key.fingerprint(),
     })
 }
 

@@ -67,6 +67,23 @@ impl RepoKey {
             .map_err(|e| anyhow!("armoring the signature failed: {e}"))
     }
 
+    /// The same key as a package signer, for the `khotfix-release` RPM
+    /// (signed like every hotfix: header-only and header+payload).
+    pub fn package_signer(&self) -> Result<crate::keys::PackageSigner> {
+        let armored = self
+            .key
+            .to_armored_string(ArmorOptions::default())
+            .map_err(|e| anyhow!("exporting the signing key failed: {e}"))?;
+        let pass = self.password.read();
+        let pass = match std::str::from_utf8(&pass) {
+            Ok("") => None,
+            Ok(p) => Some(crate::keys::Passphrase::new(p.to_string())),
+            Err(_) => return Err(anyhow!("the signing key's passphrase is not UTF-8")),
+        };
+        crate::keys::PackageSigner::from_armored(armored.as_bytes(), pass.as_ref())
+            .context("the repository key cannot sign packages")
+    }
+
     /// The armored public key (what clients import as `gpgkey=`).
     pub fn public_armored(&self) -> Result<String> {
         let public: SignedPublicKey = self.key.to_public_key();

@@ -8,6 +8,11 @@
 //! * every package's own OpenPGP signature verifies (`rpm -K` against a
 //!   throwaway rpm database that holds only the repository key).
 //!
+//! Every part of the repository (the top level and each `DIR/<rpm_dist>`,
+//! see `layout`) is checked this way against the one key, and every
+//! `khotfix-release` RPM's signature too; problems in a part are prefixed
+//! with its directory (`al8/Packages/…`).
+//!
 //! Problems are collected (one line each) rather than stopping at the first,
 //! so one run shows everything that is wrong. An `Err` means the repository
 //! could not be read at all.
@@ -23,9 +28,21 @@ use std::path::Path;
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
     pub repo: String,
+    /// The newest revision among the parts.
     pub revision: u64,
+    /// Packages in all parts.
     pub packages: usize,
     pub problems: Vec<String>,
+    pub parts: Vec<PartVerified>,
+}
+
+/// One part's figures.
+#[derive(Debug, Serialize)]
+pub struct PartVerified {
+    /// The dist tag, or null for the top level.
+    pub dist: Option<String>,
+    pub revision: u64,
+    pub packages: usize,
 }
 
 impl VerifyReport {
@@ -197,19 +214,58 @@ fn check_data_file(repo: &Path, rec: &DataRecord, problems: &mut Vec<String>) ->
     ok
 }
 
-/// Verify the repository at `repo`.
+/// Verify the repository at `repo`: every part, every release RPM.
 pub fn verify_repo(repo: &Path) -> Result<VerifyReport> {
-    let repomd_path = repo.join("repodata/repomd.xml");
-    let repomd_bytes = std::fs::read(&repomd_path)
-        .with_context(|| format!("{}: cannot read", repomd_path.display()))?;
+    let known = super::layout::known_dists();
+    let mut parts = super::layout::existing_parts(repo, &known);
+    if parts.is_empty() {
+        // Nothing that looks like a repository: report the top level's
+        // missing repomd.xml.
+        parts.push(super::layout::Part { dist: None });
+    }
     let key_path = repo.join(super::KEY_FILE);
     let key = std::fs::read_to_string(&key_path)
         .with_context(|| format!("{}: cannot read the repository key", key_path.display()))?;
+    let mut report = VerifyReport {
+        repo: repo.display().to_string(),
+        revision: 0,
+        packages: 0,
+        problems: Vec::new(),
+        parts: Vec::new(),
+    };
+    for part in &parts {
+        let (revision, packages, problems) = verify_part(&part.dir(repo), &key_path, &key)?;
+        report.revision = report.revision.max(revision);
+        report.packages += packages;
+        report
+            .problems
+            .extend(problems.iter().map(|p| part.relative(p)));
+        report.parts.push(PartVerified {
+            dist: part.dist.clone(),
+            revision,
+            packages,
+        });
+    }
+    let releases: Vec<String> = known
+        .iter()
+        .map(|d| super::release::file_name(d))
+        .filter(|f| repo.join(f).is_file())
+        .collect();
+    check_signatures(repo, &key_path, &releases, &mut report.problems)?;
+    Ok(report)
+}
+
+/// Verify one part (`DIR` or `DIR/<dist>`) against the repository key:
+/// (revision, packages, problems with paths relative to the part).
+fn verify_part(repo: &Path, key_path: &Path, key: &str) -> Result<(u64, usize, Vec<String>)> {
+    let repomd_path = repo.join("repodata/repomd.xml");
+    let repomd_bytes = std::fs::read(&repomd_path)
+        .with_context(|| format!("{}: cannot read", repomd_path.display()))?;
     let mut problems = Vec::new();
 
     match std::fs::read_to_string(repo.join("repodata/repomd.xml.asc")) {
         Ok(sig) => {
-            if let Err(e) = super::signing::verify_detached(&key, &sig, &repomd_bytes) {
+            if let Err(e) = super::signing::verify_detached(key, &sig, &repomd_bytes) {
                 problems.push(format!("repodata/repomd.xml.asc: {e:#}"));
             }
         }
@@ -220,12 +276,7 @@ pub fn verify_repo(repo: &Path) -> Result<VerifyReport> {
         Ok(x) => x,
         Err(e) => {
             problems.push(format!("repodata/repomd.xml: {e:#}"));
-            return Ok(VerifyReport {
-                repo: repo.display().to_string(),
-                revision: 0,
-                packages: 0,
-                problems,
-            });
+            return Ok((0, 0, problems));
         }
     };
     let mut primary_ok = None;
@@ -284,15 +335,10 @@ pub fn verify_repo(repo: &Path) -> Result<VerifyReport> {
                     Err(e) => problems.push(format!("{}: cannot read: {e}", p.href)),
                 }
             }
-            check_signatures(repo, &key_path, &to_sig_check, &mut problems)?;
+            check_signatures(repo, key_path, &to_sig_check, &mut problems)?;
         }
     }
-    Ok(VerifyReport {
-        repo: repo.display().to_string(),
-        revision,
-        packages,
-        problems,
-    })
+    Ok((revision, packages, problems))
 }
 
 /// `rpm -K` every package against a throwaway database holding only the

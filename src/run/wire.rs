@@ -445,12 +445,31 @@ fn publish(rpms: &[PathBuf], s: &RunSettings) -> Result<PublishOutput> {
         compress: crate::publish::Compression::parse("gz")?,
         base_url: None,
     })?;
+    // The parts this run's packages went to (one per dist tag).
+    let known = crate::publish::layout::known_dists();
+    let mut parts: Vec<crate::publish::layout::Part> = rpms
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|f| crate::publish::layout::Part {
+            dist: crate::publish::layout::dist_of_file_name(&f.to_string_lossy(), &known)
+                .map(str::to_string),
+        })
+        .collect();
+    parts.sort();
+    parts.dedup();
     let base = format!("file://{}", repo.display());
+    let lines: Vec<String> = parts
+        .iter()
+        .map(|p| {
+            format!(
+                "baseurl={} (full file: {})",
+                p.url(&base),
+                p.dir(&repo).join(crate::publish::REPO_FILE).display()
+            )
+        })
+        .collect();
     Ok(PublishOutput {
-        client_repo: Some(format!(
-            "baseurl={base} (full file: {})",
-            repo.join(crate::publish::REPO_FILE).display()
-        )),
+        client_repo: (!lines.is_empty()).then(|| lines.join("; ")),
         repo,
         detail: serde_json::to_value(&report)?,
     })
