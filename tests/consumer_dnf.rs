@@ -771,10 +771,32 @@ fn the_release_rpm_pins_the_repository_key() {
     let q = rpm_in(&root, &["-q", &good_name]);
     assert!(q.status.success(), "{}", text(&q));
 
-    // 2. A package signed by the other key, in metadata our key signed: its
-    //    signature is refused, nothing installed. (The release RPM, same
-    //    content, is the same file.)
-    publish(&ours, &["--base-url", &base_url], &[&evil]);
+    // 2. A package signed by the other key, in metadata our key signed.
+    //    `khotfix publish` itself refuses it (issue 16: foreign-key inputs);
+    //    an attacker with write access to Packages/ drops it in by hand and
+    //    the next publish indexes it. dnf refuses its signature, nothing is
+    //    installed. (The release RPM, same content, is the same file.)
+    let refused = output(
+        khotfix()
+            .args(["publish", "--repo"])
+            .arg(&repo)
+            .arg("--gpg-key")
+            .arg(ours.join("package-signing.secret.asc"))
+            .args(["--base-url", &base_url])
+            .arg(&evil),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("signed by another key"),
+        "{}",
+        text(&refused)
+    );
+    std::fs::copy(
+        &evil,
+        repo.join("al8/Packages").join(evil.file_name().unwrap()),
+    )
+    .unwrap();
+    publish(&ours, &["--base-url", &base_url], &[]);
     assert_eq!(std::fs::read(&release).unwrap(), release_bytes);
     let o = dnf_in(&reposdir, &cache, &root, &["install", &evil_name]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
