@@ -143,7 +143,7 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             } else {
                 if !report.acted {
                     for s in &report.steps {
-                        println!("would run: {}", s.display());
+                        println!("{}: {}", s.would(), s.display());
                     }
                 }
                 if report.exit_code == khotfix::util::exit::ERROR {
