@@ -499,7 +499,11 @@ pub fn find_recipe(given: Option<&std::path::Path>, root: &HostRoot) -> Result<s
     }
 }
 
-/// Load a recipe for node use (patch files need not exist on the host).
+/// Load a recipe for node use (patch files need not exist on the host), and
+/// hold its node values to what the generated script accepts, so that every
+/// node command refuses the same recipes (a message with U+2028 included).
 pub fn load_recipe(path: &std::path::Path) -> Result<Recipe> {
-    Recipe::load_for_node(path).map_err(|e| anyhow::anyhow!("{e}"))
+    let recipe = Recipe::load_for_node(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    super::script::validate_recipe(&recipe)?;
+    Ok(recipe)
 }

@@ -283,7 +283,7 @@ flavor_kind() {
 }
 
 # Messages are literal text: nothing in them expands.
-# shellcheck disable=SC2016
+# shellcheck disable=SC2016,SC1003
 unsupported_message() {
   case $1 in
 @@MESSAGE_CASES@@
