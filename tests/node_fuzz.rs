@@ -113,12 +113,16 @@ fn flag() -> impl Strategy<Value = Option<Vec<u8>>> {
     ]
 }
 
+/// A file's bytes, or no file.
+type MaybeFile = Option<Vec<u8>>;
+
 #[derive(Debug, Clone)]
 struct Host {
     required: bool,
     osrelease: Vec<u8>,
-    modules: Option<Vec<u8>>,
-    livepatch: Option<(Option<Vec<u8>>, Option<Vec<u8>>)>,
+    modules: MaybeFile,
+    /// The livepatch directory, with its `enabled` and `transition` files.
+    livepatch: Option<(MaybeFile, MaybeFile)>,
 }
 
 fn host() -> impl Strategy<Value = Host> {

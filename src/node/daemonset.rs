@@ -34,7 +34,9 @@ use serde_json::{json, Value};
 pub struct DaemonSetOptions {
     /// Run `-y` (install) as well as check.
     pub apply: bool,
-    /// Container image: must have `sh`, `awk`, `chroot` and `kubectl`.
+    /// Container image: must have `sh`, `awk`, `chroot`, `kubectl`, `rpm` (to
+    /// report an installed package) and the usual `head`, `od`, `tr`, `wc`,
+    /// `readlink` and `mktemp` (coreutils or busybox).
     pub image: String,
     /// Namespace for the namespaced objects.
     pub namespace: String,
