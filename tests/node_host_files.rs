@@ -588,3 +588,71 @@ fn dry_run_without_package_manager_gives_the_same_answer() {
     assert!(a_lines[0].starts_with("would fail: neither dnf nor yum"));
     assert_eq!(verdict(&s.stdout), check(t.path()).stdout.trim_end());
 }
+
+/// On a real host, procfs's `self` links name the reader: `/proc/net` is a
+/// link to `self/net`. Both implementations resolve them for themselves (the
+/// script used to ask `readlink`, whose own pid was gone a moment later, and
+/// found no `/proc/net/...`: caught by the qemu test).
+#[test]
+fn proc_self_links_resolve_on_the_real_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(RECIPE).unwrap();
+    let head = &base[..base.find("[node]").unwrap()];
+    for path in [
+        "/proc/net/dev",
+        "/proc/self/status",
+        "/proc/thread-self/status",
+    ] {
+        let recipe = dir.path().join("proc.toml");
+        std::fs::write(
+            &recipe,
+            format!("{head}[node]\nrequired_paths = [\"{path}\"]\nflavors = [\"al8\"]\nmodule = \"{MODULE}\"\nranges = [{{ from = \"5.10.134-15\", to = \"5.10.134-19.1\" }}]\n"),
+        )
+        .unwrap();
+        let c = to_run(
+            khotfix()
+                .args(["node", "check", "--root", "/", "--recipe"])
+                .arg(&recipe)
+                .output()
+                .unwrap(),
+        );
+        let script = dir.path().join("proc.sh");
+        let out = khotfix()
+            .args(["node", "script"])
+            .arg(&recipe)
+            .arg("-o")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let s = to_run(
+            Command::new("dash")
+                .arg(&script)
+                .args(["-r", "/"])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(
+            (c.code, verdict(&c.stdout)),
+            (s.code, verdict(&s.stdout)),
+            "{path}: {}{}",
+            c.stderr,
+            s.stderr
+        );
+        // Found: the check goes on to the kernel (which this machine's may
+        // not even parse, e.g. a VM's "6.18.44-fc-v1045": then both fail).
+        for r in [&c, &s] {
+            assert!(
+                !r.stdout.contains("none of the required paths"),
+                "{path}: {}",
+                r.stdout
+            );
+            assert!(
+                r.stdout.contains("not a flavor") || r.stderr.contains("osrelease"),
+                "{path}: {}{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    }
+}

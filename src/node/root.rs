@@ -23,7 +23,7 @@
 use anyhow::{bail, Context, Result};
 use std::ffi::OsStr;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// Most symbolic links followed while resolving one path (as Linux's ELOOP).
@@ -109,9 +109,14 @@ impl HostRoot {
             if links > MAX_LINKS {
                 bail!("{host_path}: more than {MAX_LINKS} symbolic links");
             }
-            let target = std::fs::read_link(&here)
-                .with_context(|| format!("{host_path}: reading the link {}", here.display()))?;
-            let target = target.as_os_str().as_bytes();
+            let target = match proc_self_link(&done, &c) {
+                Some(t) => t,
+                None => std::fs::read_link(&here)
+                    .with_context(|| format!("{host_path}: reading the link {}", here.display()))?
+                    .into_os_string()
+                    .into_vec(),
+            };
+            let target = &target[..];
             if target.starts_with(b"/") {
                 done.clear();
             }
@@ -221,6 +226,21 @@ impl HostRoot {
             }
         }
         Ok(v)
+    }
+}
+
+/// procfs's `self` and `thread-self` links name the process reading them:
+/// resolved for this process, as the kernel would (the generated script uses
+/// its shell's `$$` alike). `/proc/net` is a link to `self/net`.
+fn proc_self_link(done: &[Vec<u8>], c: &[u8]) -> Option<Vec<u8>> {
+    if done.len() != 1 || done[0] != b"proc" {
+        return None;
+    }
+    let pid = std::process::id();
+    match c {
+        b"self" => Some(pid.to_string().into_bytes()),
+        b"thread-self" => Some(format!("{pid}/task/{pid}").into_bytes()),
+        _ => None,
     }
 }
 

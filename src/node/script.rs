@@ -246,7 +246,13 @@ in_root() {
     if [ -L "$ROOT$done_/$c" ]; then
       links=$((links + 1))
       [ "$links" -le 40 ] || fail "$1: more than 40 symbolic links"
-      t=$(readlink "$ROOT$done_/$c") || fail "$1: reading the link $ROOT$done_/$c"
+      # procfs's own links name the reading process: this shell, as the
+      # kernel would resolve them for `[ -e ]` (readlink would name itself).
+      case $done_/$c in
+        /proc/self) t=$$ ;;
+        /proc/thread-self) t=$$/task/$$ ;;
+        *) t=$(readlink "$ROOT$done_/$c") || fail "$1: reading the link $ROOT$done_/$c" ;;
+      esac
       case $t in /*) done_='' ;; esac
       todo=${t#/}${todo:+/$todo}
     else
