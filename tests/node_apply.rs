@@ -103,12 +103,27 @@ fn yum_is_used_when_there_is_no_dnf() {
     assert_eq!(j["acted"], false);
 }
 
+/// Issue 16 item 15: the dry run without a package manager still answers
+/// "needs the hotfix" (exit 1) and says the install would fail, as the
+/// generated script does; only `--yes` is an error.
 #[test]
-fn no_package_manager_is_an_error() {
+fn no_package_manager_dry_run_would_fail_and_yes_is_an_error() {
     let t = fake_root("5.10.134-18.al8.x86_64", None);
-    let (code, _, err) = run(&[], t.path());
+    let (code, out, err) = run(&[], t.path());
+    assert_eq!(code, 1, "{out}{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "would fail: neither dnf nor yum is installed under {}",
+            t.path().display()
+        )
+    );
+    assert!(out.contains("dry run: needs-hotfix: "), "{out}");
+    let (code, _, err) = run(&["--yes"], t.path());
     assert_eq!(code, 2);
     assert!(err.contains("neither dnf nor yum"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
 #[test]

@@ -52,7 +52,8 @@ pub enum NodeCmd {
         /// Also install the hotfix on nodes that need it.
         #[arg(long)]
         apply: bool,
-        /// Image with sh, awk, chroot and kubectl (from your own registry: the
+        /// Image with sh, awk, chroot, kubectl and head, od, tr, wc, readlink,
+        /// mktemp (coreutils or busybox), from your own registry (the
         /// default is an unqualified name you are expected to provide).
         #[arg(long, default_value = "khotfix-node-agent:latest")]
         image: String,
@@ -143,7 +144,7 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             } else {
                 if !report.acted {
                     for s in &report.steps {
-                        println!("would run: {}", s.display());
+                        println!("{}: {}", s.would(), s.display());
                     }
                 }
                 if report.exit_code == khotfix::util::exit::ERROR {

@@ -11,13 +11,20 @@
 //! that kernel when one is available), or when its name is not the recipe's
 //! module.
 //!
+//! The reference module named by the host's `modules.dep` is found through
+//! the root like every host read: an entry with `..` is refused, links are
+//! followed only inside the root, and at most [`KO_CAP`] bytes are read (or
+//! decompressed).
+//!
 //! Exit codes: 0 the fix is live (or nothing was needed), 1 dry run of a
-//! needed hotfix (nothing done), 2 error (install or load failed, module
-//! refused, timed out waiting for the transition), 3 unfixable.
+//! needed hotfix (nothing done; also when the host has no dnf or yum, which
+//! the plan says, as the generated script does), 2 error (install or load
+//! failed, module refused, timed out waiting for the transition, `--yes`
+//! without dnf or yum), 3 unfixable.
 
 use super::check::{check, live_state, CheckReport, Evidence, LiveState, Verdict};
 use super::modinfo;
-use super::root::HostRoot;
+use super::root::{shown, HostRoot, KO_CAP, MODULES_DEP_HEAD};
 use crate::recipe::Recipe;
 use crate::util::exit;
 use anyhow::{bail, Context, Result};
@@ -47,6 +54,8 @@ pub enum Step {
     Load { path: PathBuf, vermagic: String },
     /// Poll /sys/kernel/livepatch/<module> until enabled=1, transition=0.
     Wait { module: String, timeout_secs: u64 },
+    /// Only in a dry run: the install cannot run (no dnf or yum), and why.
+    CannotInstall { reason: String },
 }
 
 impl Step {
@@ -69,6 +78,15 @@ impl Step {
             } => {
                 format!("wait up to {timeout_secs}s for /sys/kernel/livepatch/{module}/enabled=1 and transition=0")
             }
+            Step::CannotInstall { reason } => reason.clone(),
+        }
+    }
+
+    /// The dry-run verb for the step: `would run` or `would fail`.
+    pub fn would(&self) -> &'static str {
+        match self {
+            Step::CannotInstall { .. } => "would fail",
+            _ => "would run",
         }
     }
 }
@@ -103,7 +121,7 @@ pub fn verify_module(
     if built_for != kernel_release {
         bail!("refusing {}: built for kernel {built_for} (vermagic {:?}) but the running kernel is {kernel_release}", ko.display(), vermagic.trim());
     }
-    if let Some(reference) = reference_vermagic(root, kernel_release) {
+    if let Some(reference) = reference_vermagic(root, kernel_release)? {
         if reference.trim() != vermagic.trim() {
             bail!(
                 "refusing {}: vermagic {:?} differs from the running kernel's modules ({:?})",
@@ -132,13 +150,81 @@ pub fn verify_module(
 
 /// The full vermagic of an in-tree module of the running kernel, if the host
 /// has its modules tree (the kernel itself does not export its vermagic).
-fn reference_vermagic(root: &HostRoot, release: &str) -> Option<String> {
-    let dep = root
-        .read_opt(&format!("/lib/modules/{release}/modules.dep"))
-        .ok()??;
-    let first = dep.lines().next()?.split(':').next()?.to_string();
-    let p = root.path(&format!("/lib/modules/{release}/{first}"));
-    modinfo::read(&p).ok()?.vermagic().map(str::to_string)
+/// `None` when there is no `modules.dep`, no entry, or its module is missing;
+/// an error when the entry leaves the modules directory or a read breaks the
+/// limits of [`super::root`].
+fn reference_vermagic(root: &HostRoot, release: &str) -> Result<Option<String>> {
+    let dep_path = format!("/lib/modules/{release}/modules.dep");
+    let Some(head) = root.read_head(&dep_path, MODULES_DEP_HEAD)? else {
+        return Ok(None);
+    };
+    let line = match head.iter().position(|&b| b == b'\n') {
+        Some(end) => &head[..end],
+        None if (head.len() as u64) < MODULES_DEP_HEAD => &head[..],
+        None => bail!(
+            "{}: first line longer than {MODULES_DEP_HEAD} bytes",
+            root.path(&dep_path).display()
+        ),
+    };
+    let entry = line
+        .split(|&b| b == b':')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if entry.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| {
+        anyhow::anyhow!(
+            "{}: entry {} {why}",
+            root.path(&dep_path).display(),
+            shown(entry)
+        )
+    };
+    let entry = std::str::from_utf8(entry).map_err(|_| bad("is not UTF-8"))?;
+    if entry.split('/').any(|c| c == "..") {
+        return Err(bad("leaves the modules directory ('..')"));
+    }
+    // Old depmod wrote absolute paths: those are host paths.
+    let host_path = if entry.starts_with('/') {
+        entry.to_string()
+    } else {
+        format!("/lib/modules/{release}/{entry}")
+    };
+    let Some(raw) = root.read_capped(&host_path, KO_CAP)? else {
+        return Ok(None);
+    };
+    let shown_path = root.path(&host_path);
+    let bytes = decompress_capped(&raw, entry, &shown_path)?;
+    let mi = modinfo::parse(&bytes).with_context(|| format!("{}", shown_path.display()))?;
+    Ok(mi.vermagic().map(str::to_string))
+}
+
+/// A module file's bytes, decompressed (by its name's suffix) to at most
+/// [`KO_CAP`] bytes.
+fn decompress_capped(raw: &[u8], name: &str, path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let reader: Box<dyn Read + '_> = if name.ends_with(".xz") {
+        Box::new(liblzma::read::XzDecoder::new(raw))
+    } else if name.ends_with(".zst") {
+        Box::new(zstd::stream::read::Decoder::new(raw)?)
+    } else if name.ends_with(".gz") {
+        Box::new(flate2::read::GzDecoder::new(raw))
+    } else {
+        return Ok(raw.to_vec());
+    };
+    let mut out = Vec::new();
+    reader
+        .take(KO_CAP + 1)
+        .read_to_end(&mut out)
+        .with_context(|| format!("decompressing {}", path.display()))?;
+    if out.len() as u64 > KO_CAP {
+        bail!(
+            "{}: larger than {KO_CAP} bytes decompressed",
+            path.display()
+        );
+    }
+    Ok(out)
 }
 
 /// Decide the steps for a check result.
@@ -172,15 +258,22 @@ pub fn plan(
                 .package
                 .clone()
                 .context("no package name for this kernel")?;
-            let pm = root
-                .which("dnf")
-                .or_else(|| root.which("yum"))
-                .with_context(|| {
-                    format!(
-                        "neither dnf nor yum is installed under {}",
-                        root.dir().display()
-                    )
-                })?;
+            let pm = match root.which("dnf")? {
+                Some(pm) => pm,
+                None => match root.which("yum")? {
+                    Some(pm) => pm,
+                    None => {
+                        let reason = format!(
+                            "neither dnf nor yum is installed under {}",
+                            root.dir().display()
+                        );
+                        if opts.yes {
+                            bail!("{reason}");
+                        }
+                        return Ok(vec![Step::CannotInstall { reason }, wait]);
+                    }
+                },
+            };
             let mut argv = Vec::new();
             if !root.is_host() {
                 argv.push("chroot".to_string());
@@ -260,6 +353,7 @@ fn run_step(step: &Step, root: &HostRoot, log: &mut dyn Write) -> Result<()> {
             }
         }
         Step::Load { path, .. } => load_module(path)?,
+        Step::CannotInstall { reason } => bail!("{reason}"),
         Step::Wait {
             module,
             timeout_secs,

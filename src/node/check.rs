@@ -7,13 +7,29 @@
 //! transition has finished, not that some module name matches `lsmod | grep`.
 //!
 //! The generated sh script (`node script`) implements the same decisions and
-//! prints the same line; tests hold the two to each other.
+//! prints the same line; tests hold the two to each other, including on
+//! random host files (`tests/node_fuzz.rs`). Where the two used to differ,
+//! this is the one answer both give:
+//!
+//! * Host files are bytes, not text. `osrelease` must be a valid release
+//!   (after trimming ASCII white space: space, tab, CR, LF, FF); any other byte
+//!   (NUL, invalid UTF-8) is an error, exit 2. `/proc/modules` is split into
+//!   lines at newlines and NULs; the module is loaded when a line starts with
+//!   `<module> `; other bytes (invalid UTF-8 included) do not matter. A
+//!   livepatch flag file is true when it holds exactly `1` or `1\n`.
+//! * Every host file is read through [`HostRoot`]: confined to the root,
+//!   regular files only, size-limited; a violation is an error (exit 2).
+//! * A livepatch directory without an `enabled` file counts as disabled.
+//! * The rpm database is queried on a private copy (rpm writes even for
+//!   `-q`); without database files, or without `rpm`, it is not queried.
+//! * `node apply` without `--yes` and without dnf or yum: exit 1 (the node
+//!   needs the hotfix; the plan says the install would fail), as the script.
 
-use super::root::HostRoot;
+use super::root::{clipped, shown, HostRoot, MODULES_CAP, RECIPE_CAP, RPMDB_CAP, VALUE_CAP};
 use crate::kernel::KernelRelease;
 use crate::recipe::Recipe;
 use crate::util::exit;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 /// The answer for one node.
@@ -122,26 +138,47 @@ pub enum LiveState {
     Absent,
 }
 
+/// Is `module` listed in the text of `/proc/modules`? Lines end at a
+/// newline or a NUL; the name is followed by a space.
+pub fn modules_list_has(list: &[u8], module: &str) -> bool {
+    let prefix = format!("{module} ");
+    list.split(|&b| b == b'\n' || b == 0)
+        .any(|l| l.starts_with(prefix.as_bytes()))
+}
+
+/// Does a sysfs flag file hold "true", exactly as the kernel writes it?
+pub fn flag_is_one(bytes: &[u8]) -> bool {
+    bytes == b"1" || bytes == b"1\n"
+}
+
 /// Read the module's livepatch state through the root, recording evidence.
 pub fn live_state(root: &HostRoot, module: &str, ev: &mut Evidence) -> Result<LiveState> {
     let lp = format!("/sys/kernel/livepatch/{module}");
-    let loaded = match root.read_opt("/proc/modules")? {
-        Some(text) => Some(text.lines().any(|l| l.split(' ').next() == Some(module))),
+    let loaded = match root.read_capped("/proc/modules", MODULES_CAP)? {
+        Some(list) => Some(modules_list_has(&list, module)),
         None => {
             ev.notes.push("/proc/modules is missing".into());
             None
         }
     };
     ev.module_loaded = loaded;
-    if root.path(&lp).is_dir() {
-        let enabled = root.read_opt(&format!("{lp}/enabled"))?;
-        let transition = root.read_opt(&format!("{lp}/transition"))?;
-        ev.livepatch_enabled = enabled.clone();
-        ev.livepatch_transition = transition.clone();
-        return Ok(match (enabled.as_deref(), transition.as_deref()) {
-            (Some("1"), Some("1")) => LiveState::Transitioning,
-            (Some("1"), _) => LiveState::Live,
-            _ => LiveState::Disabled,
+    if root.is_dir(&lp)? {
+        let enabled = root.read_capped(&format!("{lp}/enabled"), VALUE_CAP)?;
+        let transition = root.read_capped(&format!("{lp}/transition"), VALUE_CAP)?;
+        let as_text = |b: &Vec<u8>| {
+            if flag_is_one(b) {
+                "1".to_string()
+            } else {
+                clipped(b.trim_ascii())
+            }
+        };
+        ev.livepatch_enabled = enabled.as_ref().map(as_text);
+        ev.livepatch_transition = transition.as_ref().map(as_text);
+        let on = |v: &Option<Vec<u8>>| v.as_deref().is_some_and(flag_is_one);
+        return Ok(match (on(&enabled), on(&transition)) {
+            (true, true) => LiveState::Transitioning,
+            (true, false) => LiveState::Live,
+            (false, _) => LiveState::Disabled,
         });
     }
     Ok(if loaded == Some(true) {
@@ -151,31 +188,133 @@ pub fn live_state(root: &HostRoot, module: &str, ev: &mut Evidence) -> Result<Li
     })
 }
 
-/// Is the package installed? `None` (with a note) when the host has no rpm
-/// database or this machine no rpm binary: the check stays cheap and honest.
-pub fn package_installed(root: &HostRoot, package: &str, ev: &mut Evidence) -> Option<bool> {
-    let Some(dbpath) = root.rpmdb() else {
-        ev.notes
-            .push("no rpm database on the host: package state not checked".into());
-        return None;
-    };
-    let mut cmd = std::process::Command::new("rpm");
-    if !root.is_host() {
-        cmd.arg("--root").arg(root.dir());
-    }
-    // Explicit, because this machine's rpm may default elsewhere (~/.rpmdb on Debian).
-    cmd.arg("--dbpath").arg(&dbpath);
-    cmd.args(["-q", "--quiet", package])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    match cmd.status() {
-        Ok(s) => Some(s.success()),
-        Err(e) => {
-            ev.notes
-                .push(format!("rpm not runnable ({e}): package state not checked"));
-            None
+/// Files that mark a directory as an rpm database (sqlite, bdb, ndb).
+const RPMDB_MARKERS: [&str; 3] = ["rpmdb.sqlite", "Packages", "Packages.db"];
+
+/// A regular file of an rpm database worth copying: not a link, lock,
+/// environment (`__db.*`) or shared-memory (`-shm`) file, not hidden.
+fn is_db_file(dir: &std::path::Path, name: &str) -> bool {
+    !name.starts_with('.')
+        && !name.starts_with("__db.")
+        && !name.ends_with("-shm")
+        && std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file())
+}
+
+/// The host's rpm database directory (resolved under the root) that holds
+/// database files, if any.
+fn rpmdb_with_files(root: &HostRoot) -> Result<Option<std::path::PathBuf>> {
+    for d in root.rpmdb_dirs()? {
+        let dir = root.resolve(d)?;
+        if RPMDB_MARKERS.iter().any(|m| is_db_file(&dir, m)) {
+            return Ok(Some(dir));
         }
     }
+    Ok(None)
+}
+
+/// Copy the database files of `dir` into `to`, at most [`RPMDB_CAP`] bytes in
+/// all. `Ok(false)` when the database is larger.
+fn copy_rpmdb(dir: &std::path::Path, to: &std::path::Path) -> Result<bool> {
+    use std::io::Read;
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| is_db_file(dir, n))
+        .collect();
+    names.sort();
+    let mut total = 0u64;
+    for n in names {
+        let src = dir.join(&n);
+        let f = std::fs::File::open(&src).with_context(|| format!("reading {}", src.display()))?;
+        let mut out = std::fs::File::create(to.join(&n))?;
+        total += std::io::copy(&mut f.take(RPMDB_CAP - total + 1), &mut out)
+            .with_context(|| format!("copying {}", src.display()))?;
+        if total > RPMDB_CAP {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Is the package installed? `None` (with a note) when the host has no rpm
+/// database files or this machine no rpm binary: the check stays cheap and
+/// honest. rpm writes even for `-q` (it creates a database in an empty
+/// directory, and `-shm`/`-wal` files next to an existing one), so the query
+/// runs on a private copy and nothing under the root is ever written.
+pub fn package_installed(
+    root: &HostRoot,
+    package: &str,
+    ev: &mut Evidence,
+) -> Result<Option<bool>> {
+    let Some(dir) = rpmdb_with_files(root)? else {
+        ev.notes
+            .push("no rpm database on the host: package state not checked".into());
+        return Ok(None);
+    };
+    let note = |ev: &mut Evidence, why: String| {
+        ev.notes.push(format!("{why}: package state not checked"));
+        Ok(None)
+    };
+    let tmp = match tempfile::Builder::new().prefix("khotfix-rpmdb.").tempdir() {
+        Ok(t) => t,
+        Err(e) => {
+            return note(
+                ev,
+                format!("no private directory for a copy of the rpm database ({e})"),
+            )
+        }
+    };
+    match copy_rpmdb(&dir, tmp.path()) {
+        Ok(true) => {}
+        Ok(false) => {
+            return note(
+                ev,
+                format!(
+                    "the rpm database in {} is larger than {RPMDB_CAP} bytes",
+                    dir.display()
+                ),
+            )
+        }
+        Err(e) => return note(ev, format!("{e:#}")),
+    }
+    let status = std::process::Command::new("rpm")
+        .arg("--dbpath")
+        .arg(tmp.path())
+        .args(["-q", "--quiet", package])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) => Ok(Some(s.success())),
+        Err(e) => note(ev, format!("rpm not runnable ({e})")),
+    }
+}
+
+/// The running kernel, parsed from the host's `osrelease`. Any byte outside
+/// the release alphabet is an error; the value is echoed only through [`shown`].
+fn running_kernel(root: &HostRoot, ev: &mut Evidence) -> Result<KernelRelease> {
+    let file = root.path("/proc/sys/kernel/osrelease");
+    let raw = root.osrelease()?;
+    let valid = raw
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"._+~-".contains(b));
+    if !valid {
+        bail!(
+            "{}: invalid kernel release {}: contains a character outside [A-Za-z0-9._+~-]",
+            file.display(),
+            shown(&raw)
+        );
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    ev.osrelease = Some(text.clone());
+    KernelRelease::parse(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: invalid kernel release {}: {}",
+            file.display(),
+            shown(&raw),
+            e.reason
+        )
+    })
 }
 
 /// A readable list of the recipe's affected kernels.
@@ -225,7 +364,12 @@ pub fn check(recipe: &Recipe, root: &HostRoot) -> Result<CheckReport> {
         exit_code: verdict.exit_code(),
     };
     if !n.required_paths.is_empty() {
-        ev.required_path = n.required_paths.iter().find(|p| root.exists(p)).cloned();
+        for p in &n.required_paths {
+            if root.exists(p)? {
+                ev.required_path = Some(p.clone());
+                break;
+            }
+        }
         if ev.required_path.is_none() {
             let reason = format!(
                 "none of the required paths exist: {}",
@@ -234,10 +378,7 @@ pub fn check(recipe: &Recipe, root: &HostRoot) -> Result<CheckReport> {
             return Ok(report(Verdict::NotAffected, reason, None, None, ev));
         }
     }
-    let osrelease = root.osrelease()?;
-    ev.osrelease = Some(osrelease.clone());
-    let kernel = KernelRelease::parse(&osrelease)
-        .with_context(|| format!("{}", root.path("/proc/sys/kernel/osrelease").display()))?;
+    let kernel = running_kernel(root, &mut ev)?;
     let flavor = kernel.flavor.name();
     let unsupported = n.unsupported.iter().find(|u| u.flavor == flavor);
     let fixable = n.flavors.contains(&flavor);
@@ -271,7 +412,8 @@ pub fn check(recipe: &Recipe, root: &HostRoot) -> Result<CheckReport> {
     }
     let package = recipe.hotfix.package_name(&kernel);
     let module = &n.module;
-    match live_state(root, module, &mut ev)? {
+    let state = live_state(root, module, &mut ev)?;
+    match state {
         LiveState::Live => {
             let reason = format!("kernel {kernel} is affected and {module} is live");
             return Ok(report(
@@ -301,15 +443,14 @@ pub fn check(recipe: &Recipe, root: &HostRoot) -> Result<CheckReport> {
         );
         return Ok(report(Verdict::Unfixable, reason, Some(&kernel), None, ev));
     }
-    let disabled = ev.livepatch_enabled.is_some();
-    let mut reason = if disabled {
+    let mut reason = if state == LiveState::Disabled {
         format!(
             "kernel {kernel} is affected and {module} is loaded but disabled: install {package}"
         )
     } else {
         format!("kernel {kernel} is affected and {module} is not live: install {package}")
     };
-    ev.package_installed = package_installed(root, &package, &mut ev);
+    ev.package_installed = package_installed(root, &package, &mut ev)?;
     if ev.package_installed == Some(true) {
         reason = format!("kernel {kernel} is affected and {module} is not live although {package} is installed: reload it (kpatch load) or reinstall");
     }
@@ -328,12 +469,12 @@ pub fn find_recipe(given: Option<&std::path::Path>, root: &HostRoot) -> Result<s
     if let Some(p) = given {
         return Ok(p.to_path_buf());
     }
-    let dir = root.path("/etc/khotfix/recipes");
-    let mut found: Vec<_> = match std::fs::read_dir(&dir) {
+    const RECIPES: &str = "/etc/khotfix/recipes";
+    let dir = root.path(RECIPES);
+    let mut found: Vec<_> = match std::fs::read_dir(root.resolve(RECIPES)?) {
         Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".toml") && n.len() > 5)
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
@@ -344,7 +485,13 @@ pub fn find_recipe(given: Option<&std::path::Path>, root: &HostRoot) -> Result<s
             "no --recipe given and no recipe installed in {}",
             dir.display()
         ),
-        1 => Ok(found.remove(0)),
+        1 => {
+            // Confined and bounded like every host read; the loader reads it again.
+            let host_path = format!("{RECIPES}/{}", found[0]);
+            root.read_capped(&host_path, RECIPE_CAP)?
+                .with_context(|| format!("{}: no such file", root.path(&host_path).display()))?;
+            root.resolve(&host_path)
+        }
         n => anyhow::bail!(
             "no --recipe given and {n} recipes installed in {}: choose one with --recipe",
             dir.display()
@@ -352,7 +499,11 @@ pub fn find_recipe(given: Option<&std::path::Path>, root: &HostRoot) -> Result<s
     }
 }
 
-/// Load a recipe for node use (patch files need not exist on the host).
+/// Load a recipe for node use (patch files need not exist on the host), and
+/// hold its node values to what the generated script accepts, so that every
+/// node command refuses the same recipes (a message with U+2028 included).
 pub fn load_recipe(path: &std::path::Path) -> Result<Recipe> {
-    Recipe::load_for_node(path).map_err(|e| anyhow::anyhow!("{e}"))
+    let recipe = Recipe::load_for_node(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    super::script::validate_recipe(&recipe)?;
+    Ok(recipe)
 }

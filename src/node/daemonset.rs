@@ -10,13 +10,23 @@
 //! package manager runs through `chroot /host`, and its scriptlet loads the
 //! module into the host kernel); without it the pod only reads.
 //!
-//! The manifest is built as a JSON value and printed as YAML by a small
-//! emitter (strings double-quoted, or as literal blocks for multi-line text).
+//! The manifest is built as JSON values and printed by a real YAML serializer,
+//! `serde_norway`: the maintained fork of `serde_yaml` (archived by its author
+//! in 2024), with the same API and libyaml's emitter; `serde_yml` was not
+//! chosen (flagged unsound and unmaintained). A hand-written emitter used to
+//! split literal blocks at `\n` only, so a message with U+2028 became new YAML
+//! lines (issue 16). Recipe messages are refused before that anyway
+//! ([`super::text`]); the serializer makes the manifest safe for any string,
+//! and [`to_yaml_stream`] checks that the stream reads back as the objects.
+//!
+//! The pod reads only: its root file system and the host mount are read-only,
+//! and `/tmp` is a small emptyDir, where the script copies the host's rpm
+//! database to query it (rpm writes even for `rpm -q`).
 
 use super::script;
 use crate::recipe::Recipe;
 use crate::util::validate;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 /// Options for the manifest.
@@ -24,7 +34,9 @@ use serde_json::{json, Value};
 pub struct DaemonSetOptions {
     /// Run `-y` (install) as well as check.
     pub apply: bool,
-    /// Container image: must have `sh`, `awk`, `chroot` and `kubectl`.
+    /// Container image: must have `sh`, `awk`, `chroot`, `kubectl`, `rpm` (to
+    /// report an installed package) and the usual `head`, `od`, `tr`, `wc`,
+    /// `readlink` and `mktemp` (coreutils or busybox).
     pub image: String,
     /// Namespace for the namespaced objects.
     pub namespace: String,
@@ -154,11 +166,13 @@ pub fn objects(recipe: &Recipe, opts: &DaemonSetOptions) -> Result<Vec<Value>> {
                         "volumeMounts": [
                             { "name": "host", "mountPath": "/host", "readOnly": !opts.apply, "mountPropagation": "HostToContainer" },
                             { "name": "script", "mountPath": "/khotfix", "readOnly": true },
+                            { "name": "tmp", "mountPath": "/tmp" },
                         ],
                     } ],
                     "volumes": [
                         { "name": "host", "hostPath": { "path": "/", "type": "Directory" } },
                         { "name": "script", "configMap": { "name": name, "defaultMode": 0o555 } },
+                        { "name": "tmp", "emptyDir": { "sizeLimit": "1Gi" } },
                     ],
                 },
             },
@@ -169,138 +183,28 @@ pub fn objects(recipe: &Recipe, opts: &DaemonSetOptions) -> Result<Vec<Value>> {
 
 /// The manifest as a multi-document YAML stream.
 pub fn manifest(recipe: &Recipe, opts: &DaemonSetOptions) -> Result<String> {
+    to_yaml_stream(&objects(recipe, opts)?)
+}
+
+/// Documents as a YAML stream (`---` before each), written by serde_norway,
+/// whose emitter (libyaml's) chooses quoting and escaping for every string:
+/// a line or paragraph separator, NEL or other non-printing character is
+/// escaped or kept inside its scalar, never taken as structure. The stream
+/// is then parsed back and must equal `docs`: a manifest that would mean
+/// anything else is an internal error instead of output.
+pub fn to_yaml_stream(docs: &[Value]) -> Result<String> {
+    use serde::Deserialize;
     let mut out = String::new();
-    for o in objects(recipe, opts)? {
+    for d in docs {
         out.push_str("---\n");
-        emit(&o, 0, &mut out);
+        out.push_str(&serde_norway::to_string(d).context("writing the manifest as YAML")?);
+    }
+    let mut back = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(&out) {
+        back.push(Value::deserialize(doc).context("reading the manifest back")?);
+    }
+    if back != docs {
+        bail!("internal: the YAML manifest does not read back as the objects it was made from");
     }
     Ok(out)
-}
-
-// ---- a small YAML emitter for JSON values ---------------------------------
-
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => Some("null".into()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) => Some(serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())),
-        Value::Array(a) if a.is_empty() => Some("[]".into()),
-        Value::Object(o) if o.is_empty() => Some("{}".into()),
-        _ => None,
-    }
-}
-
-/// A multi-line string that a literal block scalar reproduces exactly.
-fn literal_block(s: &str) -> Option<&'static str> {
-    let ok = s.contains('\n')
-        && !s.starts_with([' ', '\t', '\n'])
-        && s.chars().all(|c| c == '\n' || c == '\t' || !c.is_control())
-        && !s.lines().any(|l| l.ends_with([' ', '\t']));
-    if !ok {
-        return None;
-    }
-    if s.ends_with("\n\n") {
-        None
-    } else if s.ends_with('\n') {
-        Some("|")
-    } else {
-        Some("|-")
-    }
-}
-
-fn key(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-' | '_'))
-        && !k.starts_with(['-', '.'])
-    {
-        k.to_string()
-    } else {
-        serde_json::to_string(k).unwrap_or_default()
-    }
-}
-
-fn emit_string_value(s: &str, indent: usize, out: &mut String) {
-    match literal_block(s) {
-        Some(style) => {
-            out.push(' ');
-            out.push_str(style);
-            out.push('\n');
-            let pad = " ".repeat(indent + 2);
-            for line in s.lines() {
-                if line.is_empty() {
-                    out.push('\n');
-                } else {
-                    out.push_str(&pad);
-                    out.push_str(line);
-                    out.push('\n');
-                }
-            }
-        }
-        None => {
-            out.push(' ');
-            out.push_str(&serde_json::to_string(s).unwrap_or_default());
-            out.push('\n');
-        }
-    }
-}
-
-fn emit(v: &Value, indent: usize, out: &mut String) {
-    let pad = " ".repeat(indent);
-    match v {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, val) in map {
-                out.push_str(&pad);
-                out.push_str(&key(k));
-                out.push(':');
-                match val {
-                    Value::String(s) => emit_string_value(s, indent, out),
-                    _ => match scalar(val) {
-                        Some(s) => {
-                            out.push(' ');
-                            out.push_str(&s);
-                            out.push('\n');
-                        }
-                        None => {
-                            out.push('\n');
-                            emit(val, indent + 2, out);
-                        }
-                    },
-                }
-            }
-        }
-        Value::Array(items) if !items.is_empty() => {
-            for item in items {
-                out.push_str(&pad);
-                out.push('-');
-                match item {
-                    Value::Object(m) if !m.is_empty() => {
-                        // First key on the dash line, the rest indented under it.
-                        let mut sub = String::new();
-                        emit(item, indent + 2, &mut sub);
-                        out.push(' ');
-                        out.push_str(&sub[indent + 2..]);
-                    }
-                    Value::String(s) => emit_string_value(s, indent, out),
-                    _ => match scalar(item) {
-                        Some(s) => {
-                            out.push(' ');
-                            out.push_str(&s);
-                            out.push('\n');
-                        }
-                        None => {
-                            out.push('\n');
-                            emit(item, indent + 2, out);
-                        }
-                    },
-                }
-            }
-        }
-        other => {
-            out.push_str(&pad);
-            out.push_str(&scalar(other).unwrap_or_default());
-            out.push('\n');
-        }
-    }
 }

@@ -5,7 +5,8 @@
 //!   livepatch transition (dry run unless asked).
 //! * [`script`]: the same logic as a standalone POSIX sh script.
 //! * [`daemonset`]: a Kubernetes manifest running the script on every node.
-//! * [`root`]: all host reads go through `--root`.
+//! * [`root`]: all host reads go through `--root`, confined and bounded.
+//! * [`text`]: which recipe text may reach a node (printable, one line).
 //! * [`modinfo`]: a `.ko`'s `.modinfo` section (vermagic, name), read from the ELF.
 
 pub mod apply;
@@ -15,6 +16,7 @@ pub mod daemonset;
 pub use crate::modinfo;
 pub mod root;
 pub mod script;
+pub mod text;
 
 pub use check::{check, CheckReport, Verdict};
 pub use root::HostRoot;

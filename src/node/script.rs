@@ -3,10 +3,18 @@
 //! data or a cloud assistant where no khotfix binary is installed.
 //!
 //! Safety: every recipe value that reaches the script is validated again here
-//! (identifiers, host paths, kernel releases, one-line messages) and written
-//! only as a single-quoted sh word ([`sh_quote`]); recipe text never reaches a
-//! comment, an `echo`, an awk program or a here-document. Output uses
-//! `printf '%s'`, so backslashes in messages are not interpreted.
+//! (identifiers, host paths, kernel releases, one-line printable messages:
+//! [`text::printable_line`]) and written only as a single-quoted sh word
+//! ([`sh_quote`]); recipe text never reaches a comment, an `echo`, an awk
+//! program or a here-document. The template's `@@NAME@@` placeholders are
+//! filled in one pass ([`fill`]), so a value that contains a placeholder name
+//! is never expanded again. Output uses `printf '%s'`, so backslashes in
+//! messages are not interpreted.
+//!
+//! Host reads follow the rules of [`super::root`]: links resolved as in a
+//! chroot (`in_root`), only regular files read, each with the same size limit
+//! as `node check` (`file_at`, `head -c`), and the rpm database queried on a
+//! private copy so that nothing under the root is written.
 //!
 //! Version comparison: the node's kernel is only known at run time, so the
 //! script carries a small awk implementation of rpmvercmp (numeric segments
@@ -21,6 +29,8 @@
 //! those of `node check` (dry run) and `node apply` (`-y`).
 
 use super::check::{affected_set, covered_flavors};
+use super::root::{MODULES_CAP, RPMDB_CAP, VALUE_CAP};
+use super::text;
 use crate::kernel::KernelRelease;
 use crate::recipe::Recipe;
 use crate::util::validate::{self, sh_quote};
@@ -142,9 +152,13 @@ function parse(s,    p, rest, n, t, i, last, d, base, tail, a, best, v) {
 }
 BEGIN {
   rel = ENVIRON["KHOTFIX_REL"]
-  gsub(/^[ \t\r\n]+/, "", rel); gsub(/[ \t\r\n]+$/, "", rel)
+  gsub(/^[ \t\r\n\f]+/, "", rel); gsub(/[ \t\r\n\f]+$/, "", rel)
   why = parse(rel)
-  if (why != "") { print "err|invalid kernel release \"" rel "\": " why; exit 0 }
+  if (why != "") {
+    shown = length(rel) > 80 ? substr(rel, 1, 80) "..." : rel
+    gsub(/\t/, "\\t", shown); gsub(/\r/, "\\r", shown); gsub(/\n/, "\\n", shown); gsub(/\f/, "\\f", shown)
+    print "err|invalid kernel release \"" shown "\": " why; exit 0
+  }
   aff = 0
   n = split(ENVIRON["KHOTFIX_RANGES"], r, " ")
   for (i = 1; i + 3 <= n; i += 4)
@@ -209,6 +223,63 @@ fail() {
   exit 2
 }
 
+# in_root HOSTPATH: set R to the path under $ROOT that HOSTPATH names, every
+# symbolic link followed as in a chroot (an absolute target starts again at
+# $ROOT). Exit 2 when a link climbs above the root or there are more than 40.
+# R itself is never a link (its last part may not exist).
+in_root() {
+  todo=${1#/}
+  done_=''
+  links=0
+  while [ -n "$todo" ]; do
+    case $todo in
+      */*) c=${todo%%/*}; todo=${todo#*/} ;;
+      *) c=$todo; todo='' ;;
+    esac
+    case $c in
+      ''|.) continue ;;
+      ..)
+        [ -n "$done_" ] || fail "$1: a symbolic link leads outside the root ${ROOT:-/}"
+        done_=${done_%/*}
+        continue ;;
+    esac
+    if [ -L "$ROOT$done_/$c" ]; then
+      links=$((links + 1))
+      [ "$links" -le 40 ] || fail "$1: more than 40 symbolic links"
+      # procfs's own links name the reading process: this shell, as the
+      # kernel would resolve them for `[ -e ]` (readlink would name itself).
+      case $done_/$c in
+        /proc/self) t=$$ ;;
+        /proc/thread-self) t=$$/task/$$ ;;
+        *) t=$(readlink "$ROOT$done_/$c") || fail "$1: reading the link $ROOT$done_/$c" ;;
+      esac
+      case $t in /*) done_='' ;; esac
+      todo=${t#/}${todo:+/$todo}
+    else
+      done_=$done_/$c
+    fi
+  done
+  R=$ROOT$done_
+}
+
+# file_at HOSTPATH CAP: R = the regular file HOSTPATH names under the root.
+# Return 1 when it does not exist; exit 2 when it is not a regular file or is
+# larger than CAP bytes (/proc and /sys files may be endless).
+file_at() {
+  in_root "$1"
+  [ -e "$R" ] || return 1
+  [ -f "$R" ] || fail "$ROOT$1: not a regular file"
+  size=$(head -c "$(($2 + 1))" "$R" | wc -c) || fail "reading $ROOT$1"
+  [ "$((size))" -le "$2" ] || fail "$ROOT$1: larger than $2 bytes"
+}
+
+# is_one FILE: does FILE hold exactly "1" or "1\n", as the kernel writes a
+# true sysfs flag? (Compared as bytes: NUL or invalid UTF-8 never match.)
+is_one() {
+  hex=$(head -c 3 "$1" | od -An -tx1 | tr -d ' \n')
+  [ "$hex" = 31 ] || [ "$hex" = 310a ]
+}
+
 # Known flavors: 0 fixable, 3 unsupported, 1 not covered.
 flavor_kind() {
   case $1 in
@@ -218,7 +289,7 @@ flavor_kind() {
 }
 
 # Messages are literal text: nothing in them expands.
-# shellcheck disable=SC2016
+# shellcheck disable=SC2016,SC1003
 unsupported_message() {
   case $1 in
 @@MESSAGE_CASES@@
@@ -241,13 +312,20 @@ set_verdict() {
 live_state() {
   LP_ENABLED=''
   loaded=0
-  if [ -r "$ROOT/proc/modules" ] && grep -q "^$MODULE " "$ROOT/proc/modules"; then
+  # Lines end at a newline or a NUL, as in `node check`.
+  if file_at /proc/modules @@MODULES_CAP@@ &&
+    head -c @@MODULES_CAP@@ "$R" | tr '\000' '\n' | LC_ALL=C grep -q "^$MODULE "; then
     loaded=1
   fi
-  lp="$ROOT/sys/kernel/livepatch/$MODULE"
-  if [ -d "$lp" ]; then
-    LP_ENABLED=$(cat "$lp/enabled" 2>/dev/null) || LP_ENABLED=''
-    transition=$(cat "$lp/transition" 2>/dev/null) || transition=''
+  lp=/sys/kernel/livepatch/$MODULE
+  in_root "$lp"
+  if [ -d "$R" ]; then
+    LP_ENABLED=missing
+    transition=0
+    if file_at "$lp/enabled" @@VALUE_CAP@@; then
+      if is_one "$R"; then LP_ENABLED=1; else LP_ENABLED=0; fi
+    fi
+    if file_at "$lp/transition" @@VALUE_CAP@@ && is_one "$R"; then transition=1; fi
     if [ "$LP_ENABLED" = 1 ]; then
       if [ "$transition" = 1 ]; then STATE=transitioning; else STATE=live; fi
     else
@@ -267,8 +345,12 @@ evaluate() {
   found=''
 @@PATH_LOOP@@
   osr="$ROOT/proc/sys/kernel/osrelease"
-  [ -r "$osr" ] || fail "reading $osr: no such file"
-  rel=$(cat "$osr") || fail "reading $osr"
+  file_at /proc/sys/kernel/osrelease @@VALUE_CAP@@ || fail "reading $osr: no such file"
+  # Bytes outside the release alphabet (NUL, invalid UTF-8, ...) are refused
+  # here, before the shell or awk could drop or reinterpret them.
+  bad=$(head -c @@VALUE_CAP@@ "$R" | LC_ALL=C tr -d 'A-Za-z0-9._+~ \t\n\r\f-' | wc -c)
+  [ "$((bad))" = 0 ] || fail "$osr: invalid kernel release: contains a character outside [A-Za-z0-9._+~-]"
+  rel=$(cat "$R") || fail "reading $osr"
   kinfo=$(KHOTFIX_REL=$rel LC_ALL=C awk '@@AWK@@' </dev/null) || fail "awk failed"
   IFS='|' read -r k_status KREL FLAVOR k_version k_release k_affected <<EOF
 $kinfo
@@ -305,21 +387,44 @@ EOF
   else
     reason="kernel $KREL is affected and $MODULE is not live: install $PKG"
   fi
-  dbpath=''
-  for d in /var/lib/rpm /usr/lib/sysimage/rpm; do
-    if [ -d "$ROOT$d" ]; then dbpath=$d; break; fi
-  done
-  if [ -n "$dbpath" ] && command -v rpm >/dev/null 2>&1; then
-    if [ -n "$ROOT" ]; then
-      rpm --root "$ROOT" --dbpath "$dbpath" -q --quiet "$PKG" >/dev/null 2>&1 && installed=1 || installed=0
-    else
-      rpm --dbpath "$dbpath" -q --quiet "$PKG" >/dev/null 2>&1 && installed=1 || installed=0
-    fi
-    if [ "$installed" = 1 ]; then
-      reason="kernel $KREL is affected and $MODULE is not live although $PKG is installed: reload it (kpatch load) or reinstall"
-    fi
+  package_installed
+  if [ "$installed" = 1 ]; then
+    reason="kernel $KREL is affected and $MODULE is not live although $PKG is installed: reload it (kpatch load) or reinstall"
   fi
   set_verdict needs-hotfix "$reason"
+}
+
+# is_db_file FILE: a regular file (not a link) worth copying from an rpm
+# database directory (not a lock, environment or shared-memory file).
+is_db_file() {
+  [ -f "$1" ] && [ ! -L "$1" ] || return 1
+  case ${1##*/} in __db.*|*-shm) return 1 ;; esac
+}
+
+# Is $PKG installed? Sets installed=1, 0, or '' when not checked. rpm writes
+# even for -q (a new database in an empty directory, -shm and -wal files next
+# to an existing one), so the query runs on a private copy of the database
+# (at most @@RPMDB_CAP@@ bytes) and nothing under the root is written.
+package_installed() {
+  installed=''
+  command -v rpm >/dev/null 2>&1 || return 0
+  for d in /var/lib/rpm /usr/lib/sysimage/rpm; do
+    in_root "$d"
+    [ -d "$R" ] || continue
+    is_db_file "$R/rpmdb.sqlite" || is_db_file "$R/Packages" || is_db_file "$R/Packages.db" || continue
+    dbdir=$R
+    tmp=$(mktemp -d) || return 0
+    total=0
+    for f in "$dbdir"/*; do
+      is_db_file "$f" || continue
+      head -c "$((@@RPMDB_CAP@@ - total + 1))" "$f" >"$tmp/${f##*/}" || { rm -rf "$tmp"; return 0; }
+      total=$((total + $(wc -c <"$tmp/${f##*/}")))
+      if [ "$total" -gt @@RPMDB_CAP@@ ]; then rm -rf "$tmp"; return 0; fi
+    done
+    if rpm --dbpath "$tmp" -q --quiet "$PKG" >/dev/null 2>&1; then installed=1; else installed=0; fi
+    rm -rf "$tmp"
+    return 0
+  done
 }
 
 report() {
@@ -341,10 +446,12 @@ wait_live() {
   done
 }
 
+# dnf anywhere first, then yum (as `node apply`).
 find_pm() {
-  for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
-    for pm in dnf yum; do
-      if [ -x "$ROOT$d/$pm" ] && [ -f "$ROOT$d/$pm" ]; then
+  for pm in dnf yum; do
+    for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+      in_root "$d/$pm"
+      if [ -f "$R" ] && [ -x "$R" ]; then
         PM="$d/$pm"
         return 0
       fi
@@ -405,8 +512,8 @@ esac
 "#;
 
 /// Validate every recipe value the script embeds (again: the script must be
-/// safe even if a recipe bypassed `Recipe::load`).
-fn validate_recipe(recipe: &Recipe) -> Result<()> {
+/// safe even if a recipe bypassed `Recipe::load`, or lint let a value pass).
+pub fn validate_recipe(recipe: &Recipe) -> Result<()> {
     let n = &recipe.node;
     let check =
         |r: Result<(), String>| r.map_err(|e| anyhow::anyhow!("{}: {e}", recipe.path.display()));
@@ -423,6 +530,7 @@ fn validate_recipe(recipe: &Recipe) -> Result<()> {
     }
     for u in &n.unsupported {
         check(validate::message("unsupported message", &u.message))?;
+        check(text::printable_line("unsupported message", &u.message))?;
     }
     let kernels = n
         .ranges
@@ -436,12 +544,95 @@ fn validate_recipe(recipe: &Recipe) -> Result<()> {
     Ok(())
 }
 
+/// Replace each `@@NAME@@` of `template` by its value in one left-to-right
+/// pass. Values are copied, never scanned again: a recipe message containing
+/// `@@AWK@@` stays those seven characters. An unknown or unused name is an
+/// internal error.
+fn fill(template: &str, values: &[(&str, String)]) -> Result<String> {
+    let mut out = String::with_capacity(template.len() + 8192);
+    let mut used = vec![false; values.len()];
+    let mut rest = template;
+    while let Some(start) = rest.find("@@") {
+        let after = &rest[start + 2..];
+        let Some(len) = after.find("@@") else {
+            bail!("internal: unterminated placeholder in the script template");
+        };
+        let name = &after[..len];
+        let Some(i) = values.iter().position(|(n, _)| *n == name) else {
+            bail!("internal: unknown placeholder @@{name}@@ in the script template");
+        };
+        used[i] = true;
+        out.push_str(&rest[..start]);
+        out.push_str(&values[i].1);
+        rest = &after[len + 2..];
+    }
+    out.push_str(rest);
+    if let Some(i) = used.iter().position(|u| !u) {
+        bail!(
+            "internal: placeholder @@{}@@ is not in the script template",
+            values[i].0
+        );
+    }
+    Ok(out)
+}
+
+/// `case` arms for `flavor_kind` (0 fixable, 3 unsupported) and
+/// `unsupported_message`, every recipe value a single-quoted word.
+fn flavor_cases(recipe: &Recipe) -> (String, String) {
+    let n = &recipe.node;
+    let mut kinds = String::new();
+    // `check` treats a flavor in both lists as unsupported: mirror that order.
+    for u in n
+        .unsupported
+        .iter()
+        .filter(|u| n.flavors.contains(&u.flavor))
+    {
+        kinds.push_str(&format!("    {}) return 3 ;;\n", sh_quote(&u.flavor)));
+    }
+    for f in &n.flavors {
+        kinds.push_str(&format!("    {}) return 0 ;;\n", sh_quote(f)));
+    }
+    let mut messages = String::new();
+    for u in &n.unsupported {
+        if !n.flavors.contains(&u.flavor) {
+            kinds.push_str(&format!("    {}) return 3 ;;\n", sh_quote(&u.flavor)));
+        }
+        messages.push_str(&format!(
+            "    {}) printf '%s' {} ;;\n",
+            sh_quote(&u.flavor),
+            sh_quote(&u.message)
+        ));
+    }
+    (kinds, messages)
+}
+
+/// The required-path loop of `evaluate` (a no-op without required paths).
+fn path_loop(recipe: &Recipe) -> String {
+    let paths = &recipe.node.required_paths;
+    if paths.is_empty() {
+        return "  :\n".into();
+    }
+    let words: Vec<String> = paths.iter().map(|p| sh_quote(p)).collect();
+    let mut s = String::from("  # shellcheck disable=SC2043\n");
+    s.push_str(&format!("  for p in {}; do\n", words.join(" ")));
+    s.push_str(concat!(
+        "    in_root \"$p\"\n",
+        "    if [ -e \"$R\" ]; then found=$p; break; fi\n",
+        "  done\n",
+        "  if [ -z \"$found\" ]; then\n",
+        "    set_verdict not-affected \"none of the required paths exist: $REQUIRED_PATHS_TEXT\"\n",
+        "    return\n",
+        "  fi\n",
+    ));
+    s
+}
+
 /// Generate the script for a recipe.
 pub fn generate(recipe: &Recipe) -> Result<String> {
     validate_recipe(recipe)?;
     let n = &recipe.node;
-    if AWK_PROGRAM.contains('\'') {
-        bail!("internal: the awk program must not contain a single quote");
+    if AWK_PROGRAM.contains('\'') || AWK_PROGRAM.contains("@@") {
+        bail!("internal: the awk program must not contain a single quote or @@");
     }
     let ranges: Vec<String> = n
         .ranges
@@ -464,54 +655,47 @@ pub fn generate(recipe: &Recipe) -> Result<String> {
             }
         })
         .collect();
-    let mut flavor_cases = String::new();
-    for f in &n.flavors {
-        flavor_cases.push_str(&format!("    {}) return 0 ;;\n", sh_quote(f)));
-    }
-    let mut message_cases = String::new();
-    for u in &n.unsupported {
-        if !n.flavors.contains(&u.flavor) {
-            flavor_cases.push_str(&format!("    {}) return 3 ;;\n", sh_quote(&u.flavor)));
-        }
-        message_cases.push_str(&format!(
-            "    {}) printf '%s' {} ;;\n",
-            sh_quote(&u.flavor),
-            sh_quote(&u.message)
-        ));
-    }
-    // `check` treats a flavor in both lists as unsupported: mirror that order.
-    let flavor_cases = {
-        let mut s = String::new();
-        for u in &n.unsupported {
-            if n.flavors.contains(&u.flavor) {
-                s.push_str(&format!("    {}) return 3 ;;\n", sh_quote(&u.flavor)));
-            }
-        }
-        s + &flavor_cases
-    };
-    let path_loop = if n.required_paths.is_empty() {
-        "  :".to_string()
-    } else {
-        let words: Vec<String> = n.required_paths.iter().map(|p| sh_quote(p)).collect();
-        format!(
-            "  # shellcheck disable=SC2043\n  for p in {}; do\n    if [ -e \"$ROOT$p\" ]; then found=$p; break; fi\n  done\n  if [ -z \"$found\" ]; then\n    set_verdict not-affected \"none of the required paths exist: $REQUIRED_PATHS_TEXT\"\n    return\n  fi",
-            words.join(" ")
-        )
-    };
-    let out = TEMPLATE
-        .replace("@@ID@@", &recipe.hotfix.id.to_string())
-        .replace("@@MODULE@@", &sh_quote(&n.module))
-        .replace("@@PATHS_TEXT@@", &sh_quote(&n.required_paths.join(", ")))
-        .replace(
-            "@@COVERED@@",
-            &sh_quote(&covered_flavors(recipe).join(", ")),
-        )
-        .replace("@@AFFECTED@@", &sh_quote(&affected_set(recipe)))
-        .replace("@@RANGES@@", &sh_quote(&ranges.join(" ")))
-        .replace("@@KERNELS@@", &sh_quote(&kernels.join(" ")))
-        .replace("@@FLAVOR_CASES@@\n", &flavor_cases)
-        .replace("@@MESSAGE_CASES@@\n", &message_cases)
-        .replace("@@PATH_LOOP@@", &path_loop)
-        .replace("@@AWK@@", AWK_PROGRAM);
+    let (kinds, messages) = flavor_cases(recipe);
+    let out = fill(
+        TEMPLATE,
+        &[
+            ("ID", recipe.hotfix.id.to_string()),
+            ("MODULE", sh_quote(&n.module)),
+            ("PATHS_TEXT", sh_quote(&n.required_paths.join(", "))),
+            ("COVERED", sh_quote(&covered_flavors(recipe).join(", "))),
+            ("AFFECTED", sh_quote(&affected_set(recipe))),
+            ("RANGES", sh_quote(&ranges.join(" "))),
+            ("KERNELS", sh_quote(&kernels.join(" "))),
+            ("FLAVOR_CASES", kinds.trim_end().to_string()),
+            ("MESSAGE_CASES", messages.trim_end().to_string()),
+            ("PATH_LOOP", path_loop(recipe).trim_end().to_string()),
+            ("AWK", AWK_PROGRAM.to_string()),
+            ("VALUE_CAP", VALUE_CAP.to_string()),
+            ("MODULES_CAP", MODULES_CAP.to_string()),
+            ("RPMDB_CAP", RPMDB_CAP.to_string()),
+        ],
+    )?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_never_rescans_values() {
+        let out = fill(
+            "a=@@A@@ b=@@B@@",
+            &[("A", "@@B@@".into()), ("B", "x".into())],
+        )
+        .unwrap();
+        assert_eq!(out, "a=@@B@@ b=x");
+    }
+
+    #[test]
+    fn fill_refuses_unknown_and_unused_names() {
+        assert!(fill("@@X@@", &[]).is_err());
+        assert!(fill("plain", &[("A", "1".into())]).is_err());
+        assert!(fill("@@A", &[("A", "1".into())]).is_err());
+    }
 }
