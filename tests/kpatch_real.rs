@@ -1,9 +1,14 @@
-//! Opt-in: the REAL kpatch-build (upstream dynup/kpatch), not the CI
-//! stand-in (tests/stand-ins/kpatch-build, tests/build_kpatch.rs).
+//! Opt-in and optional: the REAL kpatch-build (upstream dynup/kpatch), run
+//! on the host from a checkout the developer provides.
 //!
-//! kpatch-build is in no package registry and CI cannot fetch it, so CI keeps
-//! the strict stand-in. This test runs the real one when a developer provides
-//! it, to check that the argument list khotfix builds for the prepared-tree
+//! CI already runs the real kpatch-build: the debian12 builder image compiles
+//! the pinned v0.9.11 (with khotfix's carried patch), and tests/run_e2e.rs
+//! builds the recipe's debian12-kpatch target with it on Debian's current
+//! kernel, module-only (`-t net/netfilter/ipvs/ip_vs.ko`), and boot-checks
+//! it. What this test still adds: a *full* kpatch-build (no `-t`, so
+//! `vmlinux modules`) on a small tree, outside any container, with whatever
+//! kpatch checkout is given (e.g. a newer upstream before changing the pin).
+//! It checks that the argument list khotfix builds for the prepared-tree
 //! mode (`src/build/kpatch.rs`: `-s SRCDIR -c CONFIG -v VMLINUX -n
 //! kpatch-<id> -o OUT -j N PATCH`, the debian12/alinux3 mode) makes a real
 //! livepatch module that really patches a running kernel:

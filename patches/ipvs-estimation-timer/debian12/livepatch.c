@@ -12,14 +12,16 @@
  * The replacement keeps the timer alive but skips the walk over est_list
  * (which took >100 ms per run in softirq with ~30,000 IPVS rules, seed 003).
  * It does exactly what the unpatched function does when
- * net.ipv4.vs.run_estimation = 0: re-arm the timer 2 s later. So:
- *   - rates (CPS/PPS/BPS in /proc/net/ip_vs_stats, ipvsadm -L --stats/--rate)
- *     stop updating and keep their last values while the patch is enabled;
- *     the connection/packet/byte counters keep counting;
- *   - disabling the patch (echo 0 > /sys/kernel/livepatch/kpatch_30001/enabled)
- *     or unloading the module puts the original function back on the next
- *     tick; the first estimate after that averages over the whole patched
- *     interval, then rates converge again within ~8 s.
+ * net.ipv4.vs.run_estimation = 0: re-arm the timer 2 s later. The skipped
+ * walk is also what sums the per-CPU counters, so while the patch is enabled
+ * the totals (connections, packets, bytes) freeze along with the rates.
+ * Disabling it (echo 0 > /sys/kernel/livepatch/kpatch_30001/enabled) or
+ * unloading the module puts the original function back within about 2 s;
+ * its first rates spike, then settle. Details and figures: the description
+ * in recipes/ipvs-estimation-timer.toml.
+ *
+ * This module is the verify-only cross-check (target debian12) of the
+ * kpatch-built target debian12-kpatch, which is the one published.
  *
  * Built with kbuild: make -C /lib/modules/<kver>/build M=$PWD
  * The module file is kpatch-30001.ko, so the loaded name is kpatch_30001.
