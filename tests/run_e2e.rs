@@ -829,3 +829,91 @@ fn a_patch_that_does_not_apply_fails_its_job_alone() {
         text(&v.stderr)
     );
 }
+
+// ---- 3. a kernel the host does not have ------------------------------------
+
+/// The newest Debian 6.1 ABI in the archive older than the one
+/// `linux-image-amd64` depends on (the previous security update), with its
+/// headers still available.
+fn previous_abi() -> String {
+    let current =
+        text(&ok(Command::new("apt-cache").args(["depends", "linux-image-amd64"])).stdout)
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Depends: linux-image-")
+                    .map(str::to_string)
+            })
+            .expect("linux-image-amd64 depends on an ABI");
+    let number = |abi: &str| -> Option<u32> {
+        abi.strip_prefix("6.1.0-")?
+            .strip_suffix("-amd64")?
+            .parse()
+            .ok()
+    };
+    let cur = number(&current).unwrap_or_else(|| panic!("unexpected ABI {current}"));
+    let listed = text(
+        &ok(Command::new("apt-cache").args([
+            "search",
+            "--names-only",
+            r"^linux-headers-6\.1\.0-[0-9]+-amd64$",
+        ]))
+        .stdout,
+    );
+    let mut older: Vec<u32> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|p| number(p.strip_prefix("linux-headers-")?))
+        .filter(|n| *n < cur)
+        .collect();
+    older.sort();
+    let n = older
+        .pop()
+        .unwrap_or_else(|| panic!("no Debian ABI older than {current} in the archive"));
+    format!("6.1.0-{n}-amd64")
+}
+
+/// Issue 14: verify boots the kernel fetch downloaded, never the host's own
+/// /boot or /lib/modules. The previous Debian ABI, which this host does not
+/// have installed, builds, boots and verifies.
+#[test]
+fn a_kernel_the_host_does_not_have_verifies_from_fetched_packages() {
+    let abi = previous_abi();
+    for p in [
+        format!("/lib/modules/{abi}"),
+        format!("/boot/vmlinuz-{abi}"),
+    ] {
+        assert!(
+            !Path::new(&p).exists(),
+            "{p} exists: this test needs an ABI the host does not have (remove linux-image-{abi})"
+        );
+    }
+    let work = tempfile::tempdir().unwrap();
+    let kernels = work.path().join("kernels.txt");
+    std::fs::write(&kernels, format!("{abi}\n")).unwrap();
+    let out = work.path().join("out");
+    let o = khotfix_run(
+        &[
+            "recipes/ipvs-estimation-timer.toml",
+            "--target",
+            "debian12",
+            "--kernels",
+            kernels.to_str().unwrap(),
+        ],
+        &out,
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "khotfix run: {}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let r = report(&o);
+    let j = job(&r, "30001-debian12-6.");
+    assert_eq!(j["kernel"], abi.as_str());
+    let verify = boot_verified(&out, j);
+    let (_, vermagic) = check(&verify, "vermagic");
+    assert!(vermagic.contains(&abi), "{vermagic}");
+}
