@@ -26,7 +26,7 @@
 use super::script;
 use crate::recipe::Recipe;
 use crate::util::validate;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 /// Options for the manifest.
@@ -186,25 +186,7 @@ pub fn manifest(recipe: &Recipe, opts: &DaemonSetOptions) -> Result<String> {
     to_yaml_stream(&objects(recipe, opts)?)
 }
 
-/// Documents as a YAML stream (`---` before each), written by serde_norway,
-/// whose emitter (libyaml's) chooses quoting and escaping for every string:
-/// a line or paragraph separator, NEL or other non-printing character is
-/// escaped or kept inside its scalar, never taken as structure. The stream
-/// is then parsed back and must equal `docs`: a manifest that would mean
-/// anything else is an internal error instead of output.
+/// Documents as a YAML stream: the one YAML writer ([`crate::util::yaml`]).
 pub fn to_yaml_stream(docs: &[Value]) -> Result<String> {
-    use serde::Deserialize;
-    let mut out = String::new();
-    for d in docs {
-        out.push_str("---\n");
-        out.push_str(&serde_norway::to_string(d).context("writing the manifest as YAML")?);
-    }
-    let mut back = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(&out) {
-        back.push(Value::deserialize(doc).context("reading the manifest back")?);
-    }
-    if back != docs {
-        bail!("internal: the YAML manifest does not read back as the objects it was made from");
-    }
-    Ok(out)
+    crate::util::yaml::stream(docs)
 }

@@ -300,83 +300,11 @@ pub fn manifest_yaml(plan: &Plan, o: &K8sOptions) -> Result<String> {
     for (i, j) in plan.jobs.iter().enumerate() {
         out.push_str(&format!("#   index {i}: {}\n", j.id));
     }
-    for d in &docs {
-        out.push_str("---\n");
-        out.push_str(&to_yaml(d));
-    }
+    out.push_str(&crate::util::yaml::stream(&docs)?);
     Ok(out)
 }
 
-/// Block-style YAML for a JSON value. Strings are written as JSON strings,
-/// which are valid YAML double-quoted scalars, so no value can change the
-/// document's structure.
-pub fn to_yaml(v: &Value) -> String {
-    let mut out = String::new();
-    emit(v, 0, &mut out);
-    out
-}
-
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => Some("null".into()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) => Some(Value::String(s.clone()).to_string()),
-        Value::Array(a) if a.is_empty() => Some("[]".into()),
-        Value::Object(m) if m.is_empty() => Some("{}".into()),
-        _ => None,
-    }
-}
-
-/// A mapping key: bare when it cannot be read as anything but a string
-/// (starts with a letter, no YAML 1.1 boolean/null words), quoted otherwise.
-fn key(k: &str) -> String {
-    const WORDS: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null"];
-    let bare = k.starts_with(|c: char| c.is_ascii_alphabetic())
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
-        && !WORDS.contains(&k.to_ascii_lowercase().as_str());
-    if bare {
-        k.to_string()
-    } else {
-        Value::String(k.to_string()).to_string()
-    }
-}
-
-fn emit(v: &Value, indent: usize, out: &mut String) {
-    let pad = " ".repeat(indent);
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, v) in m {
-                match scalar(v) {
-                    Some(s) => out.push_str(&format!("{pad}{}: {s}\n", key(k))),
-                    None => {
-                        out.push_str(&format!("{pad}{}:\n", key(k)));
-                        emit(v, indent + 2, out);
-                    }
-                }
-            }
-        }
-        Value::Array(a) if !a.is_empty() => {
-            for item in a {
-                match scalar(item) {
-                    Some(s) => out.push_str(&format!("{pad}- {s}\n")),
-                    None => {
-                        // Render the item two deeper, then put the dash in
-                        // place of the first line's extra indentation.
-                        let mut inner = String::new();
-                        emit(item, indent + 2, &mut inner);
-                        out.push_str(&pad);
-                        out.push_str("- ");
-                        out.push_str(&inner[indent + 2..]);
-                    }
-                }
-            }
-        }
-        other => {
-            out.push_str(&pad);
-            out.push_str(&scalar(other).unwrap_or_default());
-            out.push('\n');
-        }
-    }
+/// One document as YAML (`---` first), by the one YAML writer.
+pub fn to_yaml(v: &Value) -> Result<String> {
+    crate::util::yaml::stream(std::slice::from_ref(v))
 }

@@ -4,6 +4,7 @@
 pub mod fsx;
 pub mod table;
 pub mod validate;
+pub mod yaml;
 
 /// Process exit codes, documented in the README.
 pub mod exit {
