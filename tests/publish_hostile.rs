@@ -265,6 +265,12 @@ impl Drop for Http {
 }
 
 fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
+    dnf_at(url, url, cache, args)
+}
+
+/// dnf over one part of the repository (`url`, e.g. `…/al8/`), with the
+/// repository key from the top level (`root_url`).
+fn dnf_at(url: &str, root_url: &str, cache: &Path, args: &[&str]) -> Output {
     run(Command::new("dnf")
         .args([
             "-y",
@@ -276,7 +282,7 @@ fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
         .arg(format!("--setopt=cachedir={}", cache.display()))
         .arg(format!("--repofrompath=khf,{url}"))
         .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
-        .arg(format!("--setopt=khf.gpgkey={url}RPM-GPG-KEY-khotfix"))
+        .arg(format!("--setopt=khf.gpgkey={root_url}RPM-GPG-KEY-khotfix"))
         .args([
             "--setopt=khf.metadata_expire=0",
             "--setopt=skip_if_unavailable=False",
@@ -344,7 +350,7 @@ fn unsigned_truncated_and_foreign_packages_are_refused_and_sign_signs() {
     let r = publish_ok(&keys, &repo, &["--sign"], std::slice::from_ref(&unsigned));
     assert_eq!(
         r["added"],
-        serde_json::json!(["khf-unsigned-1.0-1.x86_64.rpm"])
+        serde_json::json!(["Packages/khf-unsigned-1.0-1.x86_64.rpm"])
     );
     // The input itself is left alone.
     let k = run(Command::new("rpm").arg("-K").arg(&unsigned));
@@ -411,12 +417,12 @@ fn same_nevra_with_other_bytes_needs_replace_and_epochs_never_collide() {
     assert_eq!(r["packages"], 1);
     assert_eq!(
         r["removed"],
-        serde_json::json!(["khf-same-1.0-1.x86_64.rpm"])
+        serde_json::json!(["Packages/khf-same-1.0-1.x86_64.rpm"])
     );
     let added = r["added"][0].as_str().unwrap().to_string();
-    assert_ne!(added, "khf-same-1.0-1.x86_64.rpm");
+    assert_ne!(added, "Packages/khf-same-1.0-1.x86_64.rpm");
     assert_eq!(
-        std::fs::read(repo.join("Packages").join(&added)).unwrap(),
+        std::fs::read(repo.join(&added)).unwrap(),
         std::fs::read(&v2).unwrap()
     );
     verify_ok(&repo);
@@ -582,7 +588,11 @@ fn long_kernel_release_package_end_to_end_and_bad_files_do_not_brick() {
     };
     let repo = w.path().join("repo");
     let r = publish_ok(&keys, &repo, &[], std::slice::from_ref(&out.path));
-    assert_eq!(r["added"], serde_json::json!([name]));
+    // An al8 package goes to the al8 part of the repository.
+    assert_eq!(
+        r["added"],
+        serde_json::json!([format!("al8/Packages/{name}")])
+    );
     verify_ok(&repo);
     // Later publishes keep working.
     let r = publish_ok(&keys, &repo, &[], &[]);
@@ -591,23 +601,21 @@ fn long_kernel_release_package_end_to_end_and_bad_files_do_not_brick() {
     // dnf reads it from the signed repository over HTTP (gpgcheck and
     // repo_gpgcheck on); repo verify above checked its bytes and signature.
     let http = Http::serve(&repo);
-    let q = dnf_ok(
-        &http.url(),
-        &w.path().join("c"),
-        &["repoquery", "--qf", "%{name}"],
-    );
+    let part = format!("{}al8/", http.url());
+    let query = |args: &[&str]| {
+        let o = dnf_at(&part, &http.url(), &w.path().join("c"), args);
+        assert!(o.status.success(), "dnf {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let q = query(&["repoquery", "--qf", "%{name}"]);
     assert_eq!(q.trim(), out.name);
-    let loc = dnf_ok(
-        &http.url(),
-        &w.path().join("c"),
-        &["repoquery", "--location", &out.name],
-    );
-    assert_eq!(loc.trim(), format!("{}Packages/{name}", http.url()));
+    let loc = query(&["repoquery", "--location", &out.name]);
+    assert_eq!(loc.trim(), format!("{part}Packages/{name}"));
 
     // Bad files already in Packages/ are skipped with one warning line each,
     // never fatal: a name longer than NAME_MAX cannot exist, so a bad
     // character, a non-file and an unreadable package stand in.
-    let pk = repo.join("Packages");
+    let pk = repo.join("al8/Packages");
     std::fs::write(pk.join("junk.rpm"), b"not an rpm").unwrap();
     std::fs::copy(&out.path, pk.join("bad name.rpm")).unwrap();
     std::fs::create_dir(pk.join("dir.rpm")).unwrap();
