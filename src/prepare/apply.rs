@@ -231,6 +231,11 @@ fn run_patch(
     path: &Path,
     patch: &Patch,
 ) -> Result<AppliedPatch, ApplyError> {
+    // `-d` makes patch chdir before it opens `-i`: a relative patch path
+    // (from the command line, resolved against our current directory) must
+    // be made absolute first. `path` itself still names the patch in errors.
+    let input = std::path::absolute(path)
+        .map_err(|e| io_err(format!("resolving patch path {}", path.display()), e))?;
     let out = Command::new("patch")
         .args([
             "-p1",
@@ -243,7 +248,7 @@ fn run_patch(
         ])
         .arg(dir)
         .arg("-i")
-        .arg(path)
+        .arg(&input)
         .env("LC_ALL", "C")
         .env_remove("POSIXLY_CORRECT")
         .env_remove("PATCH_GET")

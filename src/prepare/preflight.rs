@@ -202,7 +202,7 @@ impl fmt::Display for Finding {
 }
 
 /// A path relative to the current directory when it is under it.
-fn display_path(p: &Path) -> String {
+pub fn display_path(p: &Path) -> String {
     let p = p.strip_prefix(".").unwrap_or(p);
     std::env::current_dir()
         .ok()
@@ -220,6 +220,12 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub errors: usize,
     pub warnings: usize,
+    /// The local kernel tree the patches were checked against (`--tree`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree: Option<PathBuf>,
+    /// Why the series does not apply to `tree` (one line), if it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree_error: Option<String>,
 }
 
 impl Report {
@@ -241,6 +247,27 @@ impl Report {
             findings,
             errors,
             warnings,
+            tree: None,
+            tree_error: None,
+        }
+    }
+
+    /// Check the series against a local kernel tree (a dry run of GNU
+    /// `patch` over copies of the touched files, see [`apply::check`]); a
+    /// series that does not apply is one more error. `Err` only for I/O
+    /// trouble (unreadable tree, `patch` missing).
+    pub fn check_tree(&mut self, tree: &Path, series: &[PathBuf]) -> Result<()> {
+        use crate::prepare::apply::{self, ApplyError};
+        self.tree = Some(tree.to_path_buf());
+        let shown: Vec<PathBuf> = series.iter().map(|p| display_path(p).into()).collect();
+        match apply::check(tree, &shown) {
+            Ok(_) => Ok(()),
+            Err(e @ ApplyError::Io { .. }) => Err(anyhow::anyhow!(e)),
+            Err(e) => {
+                self.tree_error = Some(e.to_string().replace('\n', " "));
+                self.errors += 1;
+                Ok(())
+            }
         }
     }
 
