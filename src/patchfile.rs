@@ -34,7 +34,8 @@ pub struct Hunk {
     pub section: String,
     /// 1-based line of the `@@` header in the patch file.
     pub line: usize,
-    /// Body lines with their leading ' ', '+' or '-'.
+    /// Body lines with their leading ' ', '+', '-' or '\\' (context lines are
+    /// normalized to a leading space, whatever form the diff used).
     pub lines: Vec<String>,
 }
 
@@ -57,11 +58,62 @@ impl fmt::Display for PatchError {
     }
 }
 
-fn strip_one(path: &str) -> &str {
-    let path = path.split('\t').next().unwrap_or(path).trim_end();
-    match path.split_once('/') {
+/// The file name in a `---`/`+++` header, as GNU patch reads it: a
+/// C-quoted name (git's form for unusual names), or the text up to the first
+/// whitespace (a tab- or space-separated timestamp follows in `diff -u`).
+fn header_name(field: &str) -> String {
+    if let Some(q) = field.strip_prefix('"') {
+        if let Some(name) = unquote_c(q) {
+            return name;
+        }
+    }
+    field.split([' ', '\t']).next().unwrap_or(field).to_string()
+}
+
+/// Undo git's C quoting of a name; `q` is the text after the opening quote.
+/// `None` when there is no closing quote.
+fn unquote_c(q: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let b = q.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(String::from_utf8_lossy(&out).into_owned()),
+            b'\\' if i + 1 < b.len() => {
+                i += 1;
+                let c = b[i];
+                let octal = |j: usize| b.get(j).filter(|c| (b'0'..=b'7').contains(c));
+                if octal(i).is_some() && octal(i + 1).is_some() && octal(i + 2).is_some() {
+                    let v = (b[i] - b'0') as u32 * 64
+                        + (b[i + 1] - b'0') as u32 * 8
+                        + (b[i + 2] - b'0') as u32;
+                    out.push(v as u8);
+                    i += 2;
+                } else {
+                    out.push(match c {
+                        b'n' => b'\n',
+                        b't' => b'\t',
+                        b'r' => b'\r',
+                        b'a' => 7,
+                        b'b' => 8,
+                        b'f' => 12,
+                        b'v' => 11,
+                        other => other,
+                    });
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Strip one leading component (`a/`, `b/`), as `patch -p1`.
+fn strip_one(name: &str) -> &str {
+    match name.split_once('/') {
         Some((_, rest)) => rest,
-        None => path,
+        None => name,
     }
 }
 
@@ -81,8 +133,36 @@ fn parse_hunk_header(line: &str) -> Option<(u32, u32, u32, u32, String)> {
     Some((os, ol, ns, nl, rest.trim().to_string()))
 }
 
+/// What a hunk body line is, read as GNU patch reads unified hunks.
+enum BodyLine<'a> {
+    /// Context, with its text. GNU patch also takes an empty line, a line
+    /// starting with a tab and a line starting with `=` as context ("assume
+    /// the space got eaten", e.g. by a mailer or an editor).
+    Context(&'a str),
+    Removed,
+    Added,
+    /// `\ No newline at end of file`.
+    NoNewline,
+    /// Anything else ends the hunk.
+    Other,
+}
+
+fn body_line(l: &str) -> BodyLine<'_> {
+    match l.as_bytes().first() {
+        None => BodyLine::Context(""),
+        Some(b' ' | b'=') => BodyLine::Context(&l[1..]),
+        Some(b'\t') => BodyLine::Context(l),
+        Some(b'-') => BodyLine::Removed,
+        Some(b'+') => BodyLine::Added,
+        Some(b'\\') => BodyLine::NoNewline,
+        Some(_) => BodyLine::Other,
+    }
+}
+
 impl Patch {
-    /// Parse a unified diff; refuse anything that is not one.
+    /// Parse a unified diff; refuse anything that is not one. Text outside
+    /// file sections (mail headers, `diff --git`/`index`/mode lines, a
+    /// trailing signature) is skipped, as GNU patch skips it.
     pub fn parse(text: &str) -> Result<Patch, PatchError> {
         let lines: Vec<&str> = text.lines().collect();
         let mut files: Vec<FilePatch> = Vec::new();
@@ -90,16 +170,16 @@ impl Patch {
         while i < lines.len() {
             let l = lines[i];
             if let Some(old) = l.strip_prefix("--- ") {
+                // A `---` line not followed by `+++` is prose (GNU patch skips it).
                 let Some(new) = lines.get(i + 1).and_then(|n| n.strip_prefix("+++ ")) else {
-                    return Err(PatchError {
-                        line: i + 1,
-                        message: "'---' header not followed by '+++'".into(),
-                    });
+                    i += 1;
+                    continue;
                 };
-                let target = if new.starts_with("/dev/null") {
-                    strip_one(old)
+                let (old, new) = (header_name(old), header_name(new));
+                let target = if new == "/dev/null" {
+                    strip_one(&old)
                 } else {
-                    strip_one(new)
+                    strip_one(&new)
                 };
                 crate::util::validate::relative_path("patched file", target).map_err(|m| {
                     PatchError {
@@ -122,50 +202,9 @@ impl Patch {
                         message: "hunk before any '---'/'+++' file header".into(),
                     });
                 };
-                let (old_start, old_len, new_start, new_len, section) = parse_hunk_header(l)
-                    .ok_or_else(|| PatchError {
-                        line: i + 1,
-                        message: format!("malformed hunk header {l:?}"),
-                    })?;
-                let header_line = i + 1;
-                let (mut seen_old, mut seen_new) = (0u32, 0u32);
-                let mut body = Vec::new();
-                i += 1;
-                while (seen_old < old_len || seen_new < new_len) && i < lines.len() {
-                    let b = lines[i];
-                    match b.chars().next() {
-                        Some(' ') | None => {
-                            seen_old += 1;
-                            seen_new += 1;
-                        }
-                        Some('-') => seen_old += 1,
-                        Some('+') => seen_new += 1,
-                        Some('\\') => {}
-                        Some(_) => break,
-                    }
-                    body.push(b.to_string());
-                    i += 1;
-                }
-                if seen_old != old_len || seen_new != new_len {
-                    return Err(PatchError {
-                        line: header_line,
-                        message: format!(
-                            "hunk says -{old_len} +{new_len} lines but has -{seen_old} +{seen_new}"
-                        ),
-                    });
-                }
-                while i < lines.len() && lines[i].starts_with('\\') {
-                    i += 1;
-                }
-                file.hunks.push(Hunk {
-                    old_start,
-                    old_len,
-                    new_start,
-                    new_len,
-                    section,
-                    line: header_line,
-                    lines: body,
-                });
+                let (hunk, next) = parse_hunk(&lines, i)?;
+                file.hunks.push(hunk);
+                i = next;
                 continue;
             }
             i += 1;
@@ -178,12 +217,70 @@ impl Patch {
         }
         if let Some(f) = files.iter().find(|f| f.hunks.is_empty()) {
             return Err(PatchError {
-                line: 1,
+                line: f.header_line,
                 message: format!("file {} has no hunks", f.path),
             });
         }
         Ok(Patch { files })
     }
+}
+
+/// Parse the hunk whose `@@` header is `lines[at]`; returns it and the index
+/// of the first line after it. Body lines are stored normalized: context
+/// lines always start with a space.
+fn parse_hunk(lines: &[&str], at: usize) -> Result<(Hunk, usize), PatchError> {
+    let l = lines[at];
+    let (old_start, old_len, new_start, new_len, section) =
+        parse_hunk_header(l).ok_or_else(|| PatchError {
+            line: at + 1,
+            message: format!("malformed hunk header {l:?}"),
+        })?;
+    let header_line = at + 1;
+    let (mut seen_old, mut seen_new) = (0u32, 0u32);
+    let mut body = Vec::new();
+    let mut i = at + 1;
+    while (seen_old < old_len || seen_new < new_len) && i < lines.len() {
+        let b = lines[i];
+        match body_line(b) {
+            BodyLine::Context(text) => {
+                seen_old += 1;
+                seen_new += 1;
+                body.push(format!(" {text}"));
+            }
+            BodyLine::Removed => {
+                seen_old += 1;
+                body.push(b.to_string());
+            }
+            BodyLine::Added => {
+                seen_new += 1;
+                body.push(b.to_string());
+            }
+            BodyLine::NoNewline => body.push(b.to_string()),
+            BodyLine::Other => break,
+        }
+        i += 1;
+    }
+    if seen_old != old_len || seen_new != new_len {
+        return Err(PatchError {
+            line: header_line,
+            message: format!(
+                "hunk says -{old_len} +{new_len} lines but has -{seen_old} +{seen_new}"
+            ),
+        });
+    }
+    while i < lines.len() && lines[i].starts_with('\\') {
+        i += 1;
+    }
+    let hunk = Hunk {
+        old_start,
+        old_len,
+        new_start,
+        new_len,
+        section,
+        line: header_line,
+        lines: body,
+    };
+    Ok((hunk, i))
 }
 
 #[cfg(test)]
