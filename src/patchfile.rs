@@ -11,6 +11,9 @@ pub struct FilePatch {
     /// 1-based line of the `---` header in the patch file.
     pub header_line: usize,
     pub hunks: Vec<Hunk>,
+    /// A `diff --git` section without `---`/`+++` (mode change, rename,
+    /// copy): no hunks, but GNU patch reports it as a file.
+    pub git: bool,
 }
 
 impl Hunk {
@@ -133,6 +136,10 @@ fn parse_hunk_header(line: &str) -> Option<(u32, u32, u32, u32, String)> {
     Some((os, ol, ns, nl, rest.trim().to_string()))
 }
 
+/// How many trailing blank context lines GNU patch restores when the patch
+/// ends before its last hunk does.
+const CHOPPED_BLANK_LINES: u32 = 3;
+
 /// What a hunk body line is, read as GNU patch reads unified hunks.
 enum BodyLine<'a> {
     /// Context, with its text. GNU patch also takes an empty line, a line
@@ -166,10 +173,24 @@ impl Patch {
     pub fn parse(text: &str) -> Result<Patch, PatchError> {
         let lines: Vec<&str> = text.lines().collect();
         let mut files: Vec<FilePatch> = Vec::new();
+        // A `diff --git` section not yet given `---`/`+++` lines: mode
+        // changes, renames and copies have none, and GNU patch still
+        // reports (and applies) them as a file of their own.
+        let mut git: Option<FilePatch> = None;
         let mut i = 0;
         while i < lines.len() {
             let l = lines[i];
-            if let Some(old) = l.strip_prefix("--- ") {
+            if let Some(names) = l.strip_prefix("diff --git ") {
+                files.extend(git.take());
+                git = Some(git_section(names, i)?);
+            } else if let Some(to) = l
+                .strip_prefix("rename to ")
+                .or_else(|| l.strip_prefix("copy to "))
+            {
+                if let Some(g) = git.as_mut() {
+                    g.path = checked_path(strip_git_name(to, false), i)?;
+                }
+            } else if let Some(old) = l.strip_prefix("--- ") {
                 // A `---` line not followed by `+++` is prose (GNU patch skips it).
                 let Some(new) = lines.get(i + 1).and_then(|n| n.strip_prefix("+++ ")) else {
                     i += 1;
@@ -181,22 +202,22 @@ impl Patch {
                 } else {
                     strip_one(&new)
                 };
-                crate::util::validate::relative_path("patched file", target).map_err(|m| {
-                    PatchError {
-                        line: i + 2,
-                        message: m,
-                    }
-                })?;
+                let path = checked_path(target, i + 1)?;
+                git = None;
+                // GNU patch ignores a `---`/`+++` pair that no hunk follows.
+                if files.last().is_some_and(|f| f.hunks.is_empty() && !f.git) {
+                    files.pop();
+                }
                 files.push(FilePatch {
-                    path: target.to_string(),
+                    path,
                     header_line: i + 1,
                     hunks: Vec::new(),
+                    git: false,
                 });
                 i += 2;
                 continue;
-            }
-            if l.starts_with("@@ ") {
-                let Some(file) = files.last_mut() else {
+            } else if l.starts_with("@@ ") {
+                let Some(file) = files.last_mut().filter(|_| git.is_none()) else {
                     return Err(PatchError {
                         line: i + 1,
                         message: "hunk before any '---'/'+++' file header".into(),
@@ -209,20 +230,59 @@ impl Patch {
             }
             i += 1;
         }
+        files.extend(git.take());
+        if files.last().is_some_and(|f| f.hunks.is_empty() && !f.git) {
+            files.pop();
+        }
         if files.is_empty() {
             return Err(PatchError {
                 line: 1,
-                message: "no '---'/'+++' file headers: not a unified diff".into(),
-            });
-        }
-        if let Some(f) = files.iter().find(|f| f.hunks.is_empty()) {
-            return Err(PatchError {
-                line: f.header_line,
-                message: format!("file {} has no hunks", f.path),
+                message: "no '---'/'+++' file headers with hunks: not a unified diff".into(),
             });
         }
         Ok(Patch { files })
     }
+}
+
+/// A `diff --git a/X b/Y` section, named after its new side (`Y`).
+fn git_section(names: &str, i: usize) -> Result<FilePatch, PatchError> {
+    let new = match names.strip_prefix('"') {
+        Some(_) => names.rsplit_once(" \"").map(|(_, n)| format!("\"{n}")),
+        None => names.rsplit_once(" b/").map(|(_, n)| format!("b/{n}")),
+    }
+    .ok_or_else(|| PatchError {
+        line: i + 1,
+        message: format!("malformed 'diff --git' line {names:?}"),
+    })?;
+    Ok(FilePatch {
+        path: checked_path(strip_git_name(&new, true), i)?,
+        header_line: i + 1,
+        hunks: Vec::new(),
+        git: true,
+    })
+}
+
+/// A git name, unquoted, with its `a/`/`b/` prefix stripped when `prefixed`.
+fn strip_git_name(name: &str, prefixed: bool) -> String {
+    let name = match name.strip_prefix('"').and_then(unquote_c) {
+        Some(n) => n,
+        None => name.to_string(),
+    };
+    if prefixed {
+        strip_one(&name).to_string()
+    } else {
+        name
+    }
+}
+
+/// `name` if it is a safe relative path; the error names line `i + 1`.
+fn checked_path(name: impl AsRef<str>, i: usize) -> Result<String, PatchError> {
+    let name = name.as_ref();
+    crate::util::validate::relative_path("patched file", name).map_err(|m| PatchError {
+        line: i + 1,
+        message: m,
+    })?;
+    Ok(name.to_string())
 }
 
 /// Parse the hunk whose `@@` header is `lines[at]`; returns it and the index
@@ -259,6 +319,18 @@ fn parse_hunk(lines: &[&str], at: usize) -> Result<(Hunk, usize), PatchError> {
             BodyLine::Other => break,
         }
         i += 1;
+    }
+    // At the end of the patch GNU patch assumes up to 3 blank context lines
+    // were chopped off (by an editor or mailer) and puts them back.
+    let short_old = old_len.checked_sub(seen_old);
+    let short_new = new_len.checked_sub(seen_new);
+    let chopped = short_old.filter(|&n| n <= CHOPPED_BLANK_LINES && short_new == Some(n));
+    if let (true, Some(n)) = (i == lines.len(), chopped) {
+        for _ in 0..n {
+            body.push(" ".to_string());
+        }
+        seen_old = old_len;
+        seen_new = new_len;
     }
     if seen_old != old_len || seen_new != new_len {
         return Err(PatchError {

@@ -157,3 +157,45 @@ fn both_refuse_malformed_hunks() {
     // No diff at all.
     agree_refuse(&[("f.c", "a\n")], "hello\nworld\n");
 }
+
+#[test]
+fn chopped_trailing_blank_context_at_end_of_patch() {
+    // GNU patch puts back up to 3 blank context lines an editor stripped
+    // from the end of the file, on both sides equally.
+    let files = [("f.c", "a\nb\n\n\n\n")];
+    for counts in ["-1,3 +1,3", "-1,5 +1,5"] {
+        agree_accept(
+            &files,
+            &format!("--- a/f.c\n+++ b/f.c\n@@ {counts} @@\n a\n-b\n+c\n"),
+        );
+    }
+    for counts in ["-1,6 +1,6", "-1,3 +1,2", "-1,2 +1,3"] {
+        agree_refuse(
+            &files,
+            &format!("--- a/f.c\n+++ b/f.c\n@@ {counts} @@\n a\n-b\n+c\n"),
+        );
+    }
+    // Not before another hunk.
+    agree_refuse(
+        &files,
+        "--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a\n-b\n+c\n@@ -4,1 +4,1 @@\n-\n+d\n",
+    );
+}
+
+#[test]
+fn git_sections_without_hunks_and_headers_without_hunks() {
+    let files = [("f.c", "a\nb\n"), ("g.c", "x\n")];
+    // Mode change and rename only: GNU patch reports each as a file.
+    let diff = "diff --git a/f.c b/f.c\nold mode 100644\nnew mode 100755\n\
+                diff --git a/g.c b/h.c\nsimilarity index 100%\nrename from g.c\nrename to h.c\n";
+    agree_accept(&files, diff);
+    let p = Patch::parse(diff).unwrap();
+    let paths: Vec<_> = p.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["f.c", "h.c"]);
+    // A `---`/`+++` pair no hunk follows is skipped.
+    let diff = "--- a/g.c\n+++ b/g.c\n--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n";
+    agree_accept(&files, diff);
+    assert_eq!(Patch::parse(diff).unwrap().files.len(), 1);
+    // ... and alone it is no diff at all.
+    agree_refuse(&files, "--- a/g.c\n+++ b/g.c\n");
+}
