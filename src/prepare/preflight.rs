@@ -9,6 +9,8 @@
 //! of well-known patterns. Every finding names the patch line, the patched
 //! file, why it matters and what the guide says to do instead.
 
+mod functional;
+
 use crate::patchfile::{Hunk, Patch};
 use anyhow::{Context, Result};
 use regex::Regex;
@@ -81,6 +83,8 @@ pub enum Category {
     NotKernelCode,
     /// Makefile/Kconfig changes have no effect on a live kernel.
     BuildFile,
+    /// Only comments, blank lines or whitespace change.
+    NoFunctionalChange,
 }
 
 impl Category {
@@ -108,6 +112,7 @@ impl Category {
             Realmode => "realmode",
             NotKernelCode => "not-kernel-code",
             BuildFile => "build-file",
+            NoFunctionalChange => "no-functional-change",
         }
     }
 
@@ -157,6 +162,8 @@ impl Category {
                 "drop this file from the livepatch; the fix needs a reboot or a tools update"),
             BuildFile => (Warning, "Makefile/Kconfig changes do not reach a running kernel (the livepatch is built with the kernel's original config)",
                 "keep the build configuration unchanged; put the fix in C code"),
+            NoFunctionalChange => (Error, "the patch has no functional change: it only changes comments, blank lines or whitespace, and kpatch-build fails after a full build with \"no functional changes found\"",
+                "check that this is the right patch (a fix changes code); cosmetic changes need no livepatch"),
         }
     }
 }
@@ -332,6 +339,12 @@ pub fn analyze(path: &Path, patch: &Patch) -> Vec<Finding> {
         }
         for hunk in &fp.hunks {
             analyze_hunk(&mut out, file, hunk);
+        }
+    }
+    if functional::no_functional_change(patch) {
+        if let Some(first) = patch.files.first() {
+            let line = first.hunks.first().map_or(first.header_line, |h| h.line);
+            out.add(Category::NoFunctionalChange, line, &first.path, None, None);
         }
     }
     out.list
