@@ -53,6 +53,8 @@ pub struct Patch {
 pub struct PatchError {
     pub line: usize,
     pub message: String,
+    /// The diff is over one of the size limits (not malformed).
+    pub too_large: bool,
 }
 
 impl fmt::Display for PatchError {
@@ -136,6 +138,40 @@ fn parse_hunk_header(line: &str) -> Option<(u32, u32, u32, u32, String)> {
     Some((os, ol, ns, nl, rest.trim().to_string()))
 }
 
+/// Size limits. A kernel fix is kilobytes; these are far above any real
+/// patch and keep a hostile or mistaken input (a whole tree as one diff, a
+/// generated file) from costing minutes or gigabytes before it is refused.
+pub const MAX_PATCH_BYTES: u64 = 64 << 20;
+/// Body lines (old plus new) one hunk may declare.
+pub const MAX_HUNK_LINES: u64 = 1_000_000;
+/// File sections one patch may have.
+pub const MAX_FILES: usize = 10_000;
+
+fn too_large(line: usize, message: String) -> PatchError {
+    PatchError {
+        line,
+        message,
+        too_large: true,
+    }
+}
+
+/// Read a patch file, refusing one over [`MAX_PATCH_BYTES`] without reading
+/// all of it. The error is one line without the path (callers name it).
+pub fn read_patch_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(MAX_PATCH_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_PATCH_BYTES {
+        return Err(format!(
+            "patch is over the limit of {MAX_PATCH_BYTES} bytes"
+        ));
+    }
+    Ok(text)
+}
+
 /// How many trailing blank context lines GNU patch restores when the patch
 /// ends before its last hunk does.
 const CHOPPED_BLANK_LINES: u32 = 3;
@@ -171,6 +207,15 @@ impl Patch {
     /// file sections (mail headers, `diff --git`/`index`/mode lines, a
     /// trailing signature) is skipped, as GNU patch skips it.
     pub fn parse(text: &str) -> Result<Patch, PatchError> {
+        if text.len() as u64 > MAX_PATCH_BYTES {
+            return Err(too_large(
+                1,
+                format!(
+                    "patch is {} bytes, over the limit of {MAX_PATCH_BYTES} bytes",
+                    text.len()
+                ),
+            ));
+        }
         let lines: Vec<&str> = text.lines().collect();
         let mut files: Vec<FilePatch> = Vec::new();
         // A `diff --git` section not yet given `---`/`+++` lines: mode
@@ -221,6 +266,7 @@ impl Patch {
                     return Err(PatchError {
                         line: i + 1,
                         message: "hunk before any '---'/'+++' file header".into(),
+                        too_large: false,
                     });
                 };
                 let (hunk, next) = parse_hunk(&lines, i)?;
@@ -234,10 +280,20 @@ impl Patch {
         if files.last().is_some_and(|f| f.hunks.is_empty() && !f.git) {
             files.pop();
         }
+        if files.len() > MAX_FILES {
+            return Err(too_large(
+                files[MAX_FILES].header_line,
+                format!(
+                    "{} files, over the limit of {MAX_FILES} files per patch",
+                    files.len()
+                ),
+            ));
+        }
         if files.is_empty() {
             return Err(PatchError {
                 line: 1,
                 message: "no '---'/'+++' file headers with hunks: not a unified diff".into(),
+                too_large: false,
             });
         }
         Ok(Patch { files })
@@ -253,6 +309,7 @@ fn git_section(names: &str, i: usize) -> Result<FilePatch, PatchError> {
     .ok_or_else(|| PatchError {
         line: i + 1,
         message: format!("malformed 'diff --git' line {names:?}"),
+        too_large: false,
     })?;
     Ok(FilePatch {
         path: checked_path(strip_git_name(&new, true), i)?,
@@ -281,6 +338,7 @@ fn checked_path(name: impl AsRef<str>, i: usize) -> Result<String, PatchError> {
     crate::util::validate::relative_path("patched file", name).map_err(|m| PatchError {
         line: i + 1,
         message: m,
+        too_large: false,
     })?;
     Ok(name.to_string())
 }
@@ -294,8 +352,16 @@ fn parse_hunk(lines: &[&str], at: usize) -> Result<(Hunk, usize), PatchError> {
         parse_hunk_header(l).ok_or_else(|| PatchError {
             line: at + 1,
             message: format!("malformed hunk header {l:?}"),
+            too_large: false,
         })?;
     let header_line = at + 1;
+    let declared = old_len as u64 + new_len as u64;
+    if declared > MAX_HUNK_LINES {
+        return Err(too_large(
+            header_line,
+            format!("hunk of {declared} lines, over the limit of {MAX_HUNK_LINES} lines per hunk"),
+        ));
+    }
     let (mut seen_old, mut seen_new) = (0u32, 0u32);
     let mut body = Vec::new();
     let mut i = at + 1;
@@ -338,6 +404,7 @@ fn parse_hunk(lines: &[&str], at: usize) -> Result<(Hunk, usize), PatchError> {
             message: format!(
                 "hunk says -{old_len} +{new_len} lines but has -{seen_old} +{seen_new}"
             ),
+            too_large: false,
         });
     }
     while i < lines.len() && lines[i].starts_with('\\') {

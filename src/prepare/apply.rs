@@ -158,7 +158,7 @@ fn parse_all(patches: &[PathBuf]) -> Result<Vec<(PathBuf, Patch)>, ApplyError> {
     patches
         .iter()
         .map(|path| {
-            let text = std::fs::read_to_string(path)
+            let text = crate::patchfile::read_patch_file(path)
                 .map_err(|e| io_err(format!("reading patch {}", path.display()), e))?;
             let p = Patch::parse(&text).map_err(|e| ApplyError::Malformed {
                 patch: path.clone(),
@@ -173,7 +173,7 @@ fn parse_all(patches: &[PathBuf]) -> Result<Vec<(PathBuf, Patch)>, ApplyError> {
 /// Old-side paths a patch reads: `--- a/x` names and git `rename from` /
 /// `copy from` sources. Only paths that pass `validate::relative_path`.
 fn source_paths(path: &Path) -> Result<Vec<String>, ApplyError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::patchfile::read_patch_file(path)
         .map_err(|e| io_err(format!("reading patch {}", path.display()), e))?;
     let mut out = Vec::new();
     for l in text.lines() {

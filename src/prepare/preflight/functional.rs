@@ -57,7 +57,7 @@ fn normalize(line: &str, in_comment: &mut bool) -> Option<String> {
     let mut out = String::with_capacity(line.len());
     let mut space = false;
     let mut i = 0;
-    let mut push = |out: &mut String, c: char, space: &mut bool| {
+    let push = |out: &mut String, c: char, space: &mut bool| {
         if *space && !out.is_empty() {
             out.push(' ');
         }
