@@ -644,9 +644,10 @@ impl Recipe {
         }
         let default_backend = h.backend.unwrap_or(Backend::Kpatch);
         let mut targets = Vec::new();
+        let mut names = std::collections::HashSet::new();
         for t in &raw.target {
             if let Some(t) = Self::check_target(c, t, default_backend) {
-                if targets.iter().any(|o: &Target| o.name == t.name) {
+                if !names.insert(t.name.clone()) {
                     c.at(
                         second_name_span(&raw.target, &t.name),
                         format!("duplicate target name {:?}", t.name),
