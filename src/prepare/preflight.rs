@@ -716,9 +716,9 @@ impl Scopes {
                         });
                     }
                     '}' => {
-                        if stack.pop().is_none() {
-                            boundary_at_base = false;
-                        }
+                        // An unmatched `}` closes something before the hunk.
+                        let matched = stack.pop().is_some();
+                        boundary_at_base &= matched;
                     }
                     _ => {}
                 }
@@ -839,13 +839,13 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
         let v = view(hunk, new);
         let scopes = Scopes::new(&v);
         let verb = if new { "adds" } else { "removes" };
-        for p in 0..v.len() {
-            if !v[p].changed {
+        for (p, vp) in v.iter().enumerate() {
+            if !vp.changed {
                 continue;
             }
-            let line = hunk.line + 1 + v[p].idx;
-            let code = v[p].code.as_str();
-            let raw = hunk.lines[v[p].idx].get(1..).unwrap_or("").trim();
+            let line = hunk.line + 1 + vp.idx;
+            let code = vp.code.as_str();
+            let raw = hunk.lines[vp.idx].get(1..).unwrap_or("").trim();
 
             // Line patterns.
             if new {
