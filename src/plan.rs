@@ -11,6 +11,7 @@ use crate::recipe::{Backend, Recipe, Select};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 /// One unit of work: one hotfix for one kernel.
@@ -35,26 +36,110 @@ pub struct Plan {
     pub jobs: Vec<Job>,
 }
 
+/// The longest line a kernel list may have (a release is at most 128
+/// characters; the rest is room for indentation and comments).
+pub const MAX_KERNEL_LINE: usize = 4096;
+
 /// Read a kernel list: one release per line; blank lines and `#` comments
 /// are skipped. Errors name the file and line.
 pub fn read_kernel_list(path: &Path) -> Result<Vec<KernelRelease>> {
-    let text = std::fs::read_to_string(path)
+    let mut out = Vec::new();
+    read_kernel_list_with(path, |k| out.push(k))?;
+    Ok(out)
+}
+
+/// Read a kernel list keeping only the kernels some target of `recipes`
+/// can match (a distinct set, in list order). The list is streamed, so
+/// memory is bounded by the kernels kept, not by the list's size: a list of
+/// every kernel a vendor ever shipped costs no more than the plan.
+pub fn read_kernel_list_for(path: &Path, recipes: &[Recipe]) -> Result<Vec<KernelRelease>> {
+    let targets = TargetIndex::new(recipes)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    read_kernel_list_with(path, |k| {
+        if targets.wants(&k) && seen.insert(k.as_str().to_string()) {
+            out.push(k);
+        }
+    })?;
+    Ok(out)
+}
+
+fn read_kernel_list_with(path: &Path, each: impl FnMut(KernelRelease)) -> Result<()> {
+    let file = std::fs::File::open(path)
         .with_context(|| format!("reading kernel list {}", path.display()))?;
-    parse_kernel_list(&path.display().to_string(), &text)
+    let name = path.display().to_string();
+    for_each_kernel(&name, std::io::BufReader::new(file), each)
 }
 
 /// Parse kernel-list text (see [`read_kernel_list`]).
 pub fn parse_kernel_list(name: &str, text: &str) -> Result<Vec<KernelRelease>> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
+    for_each_kernel(name, text.as_bytes(), |k| out.push(k))?;
+    Ok(out)
+}
+
+/// Call `each` for every release in a kernel list read line by line; a line
+/// over [`MAX_KERNEL_LINE`] bytes or not UTF-8 is an error naming `name:line`.
+fn for_each_kernel(
+    name: &str,
+    mut reader: impl BufRead,
+    mut each: impl FnMut(KernelRelease),
+) -> Result<()> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    loop {
+        buf.clear();
+        n += 1;
+        let got = (&mut reader)
+            .take(MAX_KERNEL_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading kernel list {name}"))?;
+        if got == 0 {
+            return Ok(());
+        }
+        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if body.len() > MAX_KERNEL_LINE {
+            anyhow::bail!("{name}:{n}: line longer than {MAX_KERNEL_LINE} bytes");
+        }
+        let line = std::str::from_utf8(body)
+            .map_err(|_| anyhow::anyhow!("{name}:{n}: line is not UTF-8"))?
+            .trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let k = KernelRelease::parse(line).map_err(|e| anyhow::anyhow!("{name}:{}: {e}", i + 1))?;
-        out.push(k);
+        let k = KernelRelease::parse(line).map_err(|e| anyhow::anyhow!("{name}:{n}: {e}"))?;
+        each(k);
     }
-    Ok(out)
+}
+
+/// Every target of a set of recipes with its distro, loaded once.
+struct TargetIndex<'a> {
+    targets: Vec<(&'a crate::recipe::Target, Distro)>,
+}
+
+impl<'a> TargetIndex<'a> {
+    fn new(recipes: &'a [Recipe]) -> Result<TargetIndex<'a>> {
+        let mut distros: std::collections::HashMap<&str, Distro> = Default::default();
+        let mut targets = Vec::new();
+        for t in recipes.iter().flat_map(|r| &r.targets) {
+            let d = match distros.get(t.distro.as_str()) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = Distro::builtin(&t.distro)?;
+                    distros.insert(&t.distro, d.clone());
+                    d
+                }
+            };
+            targets.push((t, d));
+        }
+        Ok(TargetIndex { targets })
+    }
+
+    /// Could a target match `k` through a range or a bare version?
+    fn wants(&self, k: &KernelRelease) -> bool {
+        self.targets.iter().any(|(t, d)| d.owns(k) && t.matches(k))
+    }
 }
 
 impl Plan {
@@ -63,9 +148,11 @@ impl Plan {
     /// from `known` whose flavour belongs to the target's distro.
     pub fn expand(recipes: &[Recipe], known: &[KernelRelease]) -> Result<Plan> {
         let mut jobs = Vec::new();
+        let index = TargetIndex::new(recipes)?;
+        let mut distros = index.targets.iter().map(|(_, d)| d);
         for r in recipes {
             for t in &r.targets {
-                let distro = Distro::builtin(&t.distro)?;
+                let distro = distros.next().expect("one distro per target");
                 let mut chosen: BTreeSet<KernelRelease> = BTreeSet::new();
                 for k in t.kernels.iter().filter(|k| !k.is_bare()) {
                     if !t
@@ -107,6 +194,22 @@ impl Plan {
         });
         jobs.dedup_by(|a, b| a.id == b.id);
         Ok(Plan { jobs })
+    }
+
+    /// Targets that matched no kernel, as (recipe, target name), in recipe
+    /// order. One pass over the jobs and one over the targets.
+    pub fn unmatched_targets<'a>(&self, recipes: &'a [Recipe]) -> Vec<(&'a Path, &'a str)> {
+        let matched: std::collections::HashSet<(u64, &str)> = self
+            .jobs
+            .iter()
+            .map(|j| (j.hotfix_id, j.target.as_str()))
+            .collect();
+        recipes
+            .iter()
+            .flat_map(|r| r.targets.iter().map(move |t| (r, t)))
+            .filter(|(r, t)| !matched.contains(&(r.hotfix.id, t.name.as_str())))
+            .map(|(r, t)| (r.path.as_path(), t.name.as_str()))
+            .collect()
     }
 
     /// A plain table for people.
@@ -186,6 +289,21 @@ mod tests {
                 "5.10.134-19.al8.x86_64"
             ]
         );
+    }
+
+    #[test]
+    fn kernel_list_line_length_is_capped() {
+        let long = format!(
+            "5.10.134-18.al8.x86_64\n{}\n",
+            "#".repeat(MAX_KERNEL_LINE + 1)
+        );
+        let e = parse_kernel_list("k.txt", &long).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("k.txt:2: line longer than {MAX_KERNEL_LINE} bytes")
+        );
+        let ok = format!("{}\n5.10.134-18.al8.x86_64", "#".repeat(MAX_KERNEL_LINE));
+        assert_eq!(parse_kernel_list("k.txt", &ok).unwrap().len(), 1);
     }
 
     #[test]

@@ -134,21 +134,72 @@ impl Target {
     }
 }
 
-/// Two published targets of one recipe that can match the same kernel
-/// would ship two different packages under one name.
-fn publish_clash(a: &Target, b: &Target) -> bool {
-    use std::cmp::Ordering::Greater;
-    if !(a.publish && b.publish) || a.distro != b.distro {
-        return false;
+/// The published targets seen so far, to find two that can match the same
+/// kernel (they would ship two different packages under one name). Listed
+/// kernels are looked up by name; ranges (few per recipe) are compared with
+/// every range and listed kernel of their distro, so a recipe with
+/// thousands of single-kernel targets stays linear.
+#[derive(Default)]
+struct PublishIndex {
+    /// (distro, kernel) → target name.
+    listed: std::collections::HashMap<(String, String), String>,
+    /// Listed kernels per distro, for range checks.
+    kernels_of: std::collections::HashMap<String, Vec<(KernelRelease, String)>>,
+    /// (distro, range, target name).
+    ranges: Vec<(String, KernelRange, String)>,
+}
+
+impl PublishIndex {
+    /// The earlier published target `t` would clash with, if any.
+    fn clash(&self, t: &Target) -> Option<String> {
+        use std::cmp::Ordering::Greater;
+        if !t.publish {
+            return None;
+        }
+        for k in &t.kernels {
+            if let Some(o) = self.listed.get(&(t.distro.clone(), k.to_string())) {
+                return Some(o.clone());
+            }
+        }
+        for (d, r, o) in &self.ranges {
+            let meets = t.ranges.iter().any(|x| {
+                x.from.cmp_version_release(&r.to) != Greater
+                    && r.from.cmp_version_release(&x.to) != Greater
+            });
+            if d == &t.distro && (meets || t.kernels.iter().any(|k| r.contains(k))) {
+                return Some(o.clone());
+            }
+        }
+        if !t.ranges.is_empty() {
+            let earlier = self
+                .kernels_of
+                .get(&t.distro)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            if let Some((_, o)) = earlier.iter().find(|(k, _)| t.matches(k)) {
+                return Some(o.clone());
+            }
+        }
+        None
     }
-    let ranges_meet = a.ranges.iter().any(|x| {
-        b.ranges.iter().any(|y| {
-            x.from.cmp_version_release(&y.to) != Greater
-                && y.from.cmp_version_release(&x.to) != Greater
-        })
-    });
-    let listed = a.kernels.iter().any(|k| b.matches(k)) || b.kernels.iter().any(|k| a.matches(k));
-    ranges_meet || listed
+
+    fn add(&mut self, t: &Target) {
+        if !t.publish {
+            return;
+        }
+        for k in &t.kernels {
+            self.listed
+                .insert((t.distro.clone(), k.to_string()), t.name.clone());
+            self.kernels_of
+                .entry(t.distro.clone())
+                .or_default()
+                .push((k.clone(), t.name.clone()));
+        }
+        for r in &t.ranges {
+            self.ranges
+                .push((t.distro.clone(), r.clone(), t.name.clone()));
+        }
+    }
 }
 
 /// A bare `version-release` matches any dist/arch; a full release matches exactly.
@@ -248,7 +299,15 @@ struct RawHotfix {
     #[serde(default)]
     backend: Option<Backend>,
     #[serde(default)]
-    changelog: Vec<Spanned<ChangelogEntry>>,
+    changelog: Vec<Spanned<RawChangelogEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChangelogEntry {
+    date: Spanned<String>,
+    author: Spanned<String>,
+    text: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -358,13 +417,18 @@ impl Checker<'_> {
         Some(KernelRange { from, to })
     }
 
+    /// Free text that reaches a package header, a script or a node message:
+    /// not empty, no control characters (multi-line text may have newlines
+    /// and tabs), nothing invisible or reordering (see [`non_printing`]).
     fn text(&mut self, what: &str, s: &Spanned<String>, one_line: bool) -> String {
         let v = s.get_ref();
         if v.trim().is_empty() {
             self.at(s.span(), format!("{what} is empty"));
         } else if one_line {
             let r = validate::message(what, v);
-            self.check(s.span(), r);
+            if self.check(s.span(), r).is_some() {
+                self.printable(what, s);
+            }
         } else if let Some(c) = v
             .chars()
             .find(|c| c.is_control() && *c != '\n' && *c != '\t')
@@ -373,8 +437,26 @@ impl Checker<'_> {
                 s.span(),
                 format!("{what} contains the control character {c:?}"),
             );
+        } else {
+            self.printable(what, s);
         }
         v.clone()
+    }
+
+    fn printable(&mut self, what: &str, s: &Spanned<String>) {
+        if let Some((c, name)) = s
+            .get_ref()
+            .chars()
+            .find_map(|c| Some((c, non_printing(c)?)))
+        {
+            self.at(
+                s.span(),
+                format!(
+                    "{what} contains U+{:04X} ({name}), which does not print or reorders the text around it",
+                    c as u32
+                ),
+            );
+        }
     }
 
     /// A file or directory named relative to the recipe root, which must
@@ -427,13 +509,15 @@ impl Checker<'_> {
         if self.for_node {
             return Some(p);
         }
-        match std::fs::read_to_string(&p) {
+        match crate::patchfile::read_patch_file(&p) {
             Ok(text) => {
                 if let Err(e) = Patch::parse(&text) {
-                    self.at(
-                        s.span(),
-                        format!("patch {:?}: not a valid unified diff: {e}", s.get_ref()),
-                    );
+                    let what = if e.too_large {
+                        "too large"
+                    } else {
+                        "not a valid unified diff"
+                    };
+                    self.at(s.span(), format!("patch {:?}: {what}: {e}", s.get_ref()));
                     return None;
                 }
             }
@@ -597,15 +681,19 @@ impl Recipe {
         let summary = c.text("summary", &h.summary, true);
         let description = c.text("description", &h.description, false);
         for e in &h.changelog {
-            let ok = is_date(&e.get_ref().date);
-            if !ok {
+            let e = e.get_ref();
+            if !is_date(e.date.get_ref()) {
                 c.at(
-                    e.span(),
-                    format!("changelog date {:?} must be YYYY-MM-DD", e.get_ref().date),
+                    e.date.span(),
+                    format!(
+                        "changelog date {:?} must be YYYY-MM-DD from 1970-01-01 to {LAST_RPM_DATE} \
+                         (RPM keeps dates as 32-bit seconds)",
+                        e.date.get_ref()
+                    ),
                 );
             }
-            let r = validate::message("changelog author", &e.get_ref().author);
-            c.check(e.span(), r);
+            c.text("changelog author", &e.author, true);
+            c.text("changelog text", &e.text, false);
         }
         let hotfix = Hotfix {
             id,
@@ -613,30 +701,53 @@ impl Recipe {
             summary,
             description,
             version: h.version.get_ref().clone(),
-            changelog: h.changelog.into_iter().map(Spanned::into_inner).collect(),
+            changelog: h
+                .changelog
+                .into_iter()
+                .map(|e| {
+                    let e = e.into_inner();
+                    ChangelogEntry {
+                        date: e.date.into_inner(),
+                        author: e.author.into_inner(),
+                        text: e.text.into_inner(),
+                    }
+                })
+                .collect(),
         };
         if raw.target.is_empty() {
             c.at(hotfix_span.clone(), "recipe has no [[target]]");
         }
         let default_backend = h.backend.unwrap_or(Backend::Kpatch);
         let mut targets = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        let mut published = PublishIndex::default();
         for raw_t in &raw.target {
             if let Some(t) = Self::check_target(c, raw_t, default_backend) {
-                if targets.iter().any(|o: &Target| o.name == t.name) {
+                if !names.insert(t.name.clone()) {
                     c.at(
                         second_name_span(&raw.target, &t.name),
                         format!("duplicate target name {:?}", t.name),
                     );
-                } else if let Some(o) = targets.iter().find(|o: &&Target| publish_clash(o, &t)) {
+                } else if let Some(o) = published.clash(&t) {
                     c.at(
                         raw_t.get_ref().name.span(),
                         format!(
-                            "targets {:?} and {:?} would both publish kernel-hotfix-{id} for the same {} kernels; set publish = false on one (a verify-only cross-check)",
-                            o.name, t.name, t.distro
+                            "targets {o:?} and {:?} would both publish kernel-hotfix-{id} for the same {} kernels; set publish = false on one (a verify-only cross-check)",
+                            t.name, t.distro
                         ),
                     );
+                } else {
+                    published.add(&t);
                 }
                 targets.push(t);
+            }
+        }
+        // The package name (`kernel-hotfix-<id>-<version-release>`) of each
+        // listed kernel must be one the package stage accepts.
+        for k in raw.target.iter().flat_map(|t| &t.get_ref().kernels) {
+            if let (Ok(kernel), true) = (KernelRelease::parse(k.get_ref()), id > 0) {
+                let r = validate::package_token("package name", &hotfix.package_name(&kernel));
+                c.check(k.span(), r);
             }
         }
         let node = Self::check_node(c, raw.node.as_ref(), &hotfix, &targets, hotfix_span);
@@ -879,7 +990,46 @@ fn second_name_span(targets: &[Spanned<RawTarget>], name: &str) -> Range<usize> 
         .unwrap_or(0..0)
 }
 
-/// `YYYY-MM-DD` naming a real calendar day (rpm refuses bogus changelog dates).
+/// The last changelog date whose midnight fits RPM's 32-bit time (u32 seconds).
+const LAST_RPM_DATE: &str = "2106-02-07";
+
+/// What kind of invisible character `c` is, if it is one: line and
+/// paragraph separators, bidi controls, zero-width and other format
+/// characters (Unicode category Cf), and noncharacters. Control characters
+/// (Cc) are checked separately.
+fn non_printing(c: char) -> Option<&'static str> {
+    let n = c as u32;
+    Some(match n {
+        0x2028 => "line separator",
+        0x2029 => "paragraph separator",
+        0x200E | 0x200F | 0x061C | 0x202A..=0x202E | 0x2066..=0x2069 => "bidi control",
+        0x200B..=0x200D | 0x2060..=0x2064 | 0xFEFF => "zero-width character",
+        0x00AD
+        | 0x0600..=0x0605
+        | 0x06DD
+        | 0x070F
+        | 0x0890
+        | 0x0891
+        | 0x08E2
+        | 0x180E
+        | 0x206A..=0x206F
+        | 0xFFF9..=0xFFFB
+        | 0x110BD
+        | 0x110CD
+        | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A
+        | 0xE0001
+        | 0xE0020..=0xE007F => "format character",
+        0xFDD0..=0xFDEF => "noncharacter",
+        _ if n & 0xFFFE == 0xFFFE => "noncharacter",
+        _ => return None,
+    })
+}
+
+/// `YYYY-MM-DD` naming a real calendar day RPM can store: rpm refuses bogus
+/// changelog dates, and keeps them as u32 seconds since 1970, so a date
+/// after [`LAST_RPM_DATE`] would wrap.
 fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
     let shape = b.len() == 10
@@ -901,7 +1051,7 @@ fn is_date(s: &str) -> bool {
         2 => 28,
         _ => return false,
     };
-    (1970..=9999).contains(&y) && (1..=days).contains(&d)
+    (1970..=9999).contains(&y) && (1..=days).contains(&d) && s <= LAST_RPM_DATE
 }
 
 #[cfg(test)]
@@ -912,6 +1062,8 @@ mod tests {
     fn dates() {
         assert!(is_date("2025-08-04"));
         assert!(is_date("2024-02-29"));
+        assert!(is_date("1970-01-01"));
+        assert!(is_date(LAST_RPM_DATE));
         for bad in [
             "2025-8-4",
             "2025-13-01",
@@ -920,6 +1072,9 @@ mod tests {
             "2025-00-10",
             "0000-01-01",
             "2025/08/04",
+            "2106-02-08",
+            "2200-01-01",
+            "1969-12-31",
         ] {
             assert!(!is_date(bad), "{bad}");
         }

@@ -258,3 +258,131 @@ fn bad_kernel_list_names_file_and_line() {
         "nothing on stdout when the input is bad"
     );
 }
+
+/// Run `khotfix plan ARGS` in `dir` under `/usr/bin/time -f %M` (max RSS,
+/// KiB, printed last on stderr); kill it after a generous guard.
+fn plan_measured(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String, u64) {
+    use std::time::{Duration, Instant};
+    // Output goes to files: a pipe nobody reads until exit would block a big plan.
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_khotfix"))
+        .arg("plan")
+        .args(args)
+        .current_dir(dir)
+        .stdout(out_file.reopen().unwrap())
+        .stderr(err_file.reopen().unwrap())
+        .spawn()
+        .expect("run khotfix plan under /usr/bin/time");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(600) {
+            child.kill().unwrap();
+            panic!("plan still running after 600 s: hung or quadratic");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(err_file.path()).unwrap();
+    let rss = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("max RSS from /usr/bin/time");
+    // Drop /usr/bin/time's own lines (the RSS, "Command exited with ...").
+    let stderr: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("Command exited with") && l.trim().parse::<u64>().is_err())
+        .collect();
+    (
+        status.code(),
+        std::fs::read_to_string(out_file.path()).unwrap(),
+        stderr.join("\n"),
+        rss,
+    )
+}
+
+/// A recipe with `n` kpatch targets on centos7, each one listed kernel.
+fn many_targets(dir: &std::path::Path, n: usize) {
+    std::fs::create_dir_all(dir.join("r")).unwrap();
+    std::fs::write(
+        dir.join("r/fix.patch"),
+        "--- a/k.c\n+++ b/k.c\n@@ -1 +1 @@\n-a\n+b\n",
+    )
+    .unwrap();
+    let mut s = String::from(
+        "[hotfix]\nid = 7\nname = \"many\"\nsummary = \"s\"\ndescription = \"d\"\nversion = \"1.0\"\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "\n[[target]]\nname = \"t{i}\"\ndistro = \"centos7\"\nkernels = [\"3.10.0-{i}.el7.x86_64\"]\npatches = [\"fix.patch\"]\n"
+        ));
+    }
+    // The last target matches nothing: one warning. (Its range lies above
+    // every listed kernel: two published targets that can match the same
+    // kernel are a lint error.)
+    s.push_str("\n[[target]]\nname = \"none\"\ndistro = \"centos7\"\nranges = [{ from = \"3.10.0-100000\", to = \"3.10.0-100001\" }]\npatches = [\"fix.patch\"]\n");
+    std::fs::write(dir.join("r/many.toml"), s).unwrap();
+}
+
+#[test]
+fn twenty_thousand_targets_plan_completes() {
+    // Was 43 s: the "matched no kernel" warning compared every target with every job.
+    let d = tempfile::tempdir().unwrap();
+    many_targets(d.path(), 20_000);
+    let (code, out, err, _) = plan_measured(d.path(), &["r/many.toml", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json_jobs(&v).len(), 20_000);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("target \"none\" matched no kernel"), "{err}");
+}
+
+#[test]
+fn million_line_kernel_list_is_streamed_in_bounded_memory() {
+    // Was 774 MB RSS: the whole list was read and parsed into memory.
+    let d = tempfile::tempdir().unwrap();
+    let mut list = String::with_capacity(30 << 20);
+    for i in 0..1_000_000 {
+        list.push_str(&format!("5.10.134-{i}.al8.x86_64\n"));
+    }
+    std::fs::write(d.path().join("kernels.txt"), list).unwrap();
+    let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(RECIPES[0]);
+    let (code, out, err, rss_kib) = plan_measured(
+        d.path(),
+        &[
+            recipe.to_str().unwrap(),
+            "--kernels",
+            "kernels.txt",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The seed recipe's range is 5.10.134-15 ..= 5.10.134-19.1: 15..=19.
+    assert_eq!(json_jobs(&v).len(), 5, "{out}");
+    eprintln!("plan over a 1,000,000-line kernel list: max RSS {rss_kib} KiB");
+    assert!(
+        rss_kib < 100 * 1024,
+        "max RSS {rss_kib} KiB: the list was not streamed"
+    );
+}
+
+#[test]
+fn overlong_kernel_list_line_is_one_located_error() {
+    let d = tempfile::tempdir().unwrap();
+    let text = format!("5.10.134-18.al8.x86_64\n{}\n", "x".repeat(1 << 20));
+    std::fs::write(d.path().join("k.txt"), text).unwrap();
+    let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(RECIPES[0]);
+    let (code, out, err, _) =
+        plan_measured(d.path(), &[recipe.to_str().unwrap(), "--kernels", "k.txt"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("k.txt:2: line longer than 4096 bytes"),
+        "{err}"
+    );
+}

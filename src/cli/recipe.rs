@@ -1,7 +1,7 @@
 //! `khotfix recipe lint`, `khotfix plan`.
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use khotfix::plan::{read_kernel_list, Plan};
+use khotfix::plan::{read_kernel_list_for, Plan};
 use khotfix::recipe::Recipe;
 use khotfix::util::exit;
 use std::path::PathBuf;
@@ -99,8 +99,10 @@ fn default_recipes() -> Result<Vec<PathBuf>> {
 
 pub fn plan(a: PlanArgs) -> Result<i32> {
     let recipes = load_recipes(&a.recipes)?;
+    // Only the kernels some target can match are kept: memory stays bounded
+    // by the plan, however long the list.
     let mut known = match &a.kernels {
-        Some(f) => read_kernel_list(f)?,
+        Some(f) => read_kernel_list_for(f, &recipes)?,
         None => Vec::new(),
     };
     if a.from_repos {
@@ -109,25 +111,16 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
     let plan = Plan::expand(&recipes, &known)?;
     // A target that matched nothing is usually a stale kernel list or a typo
     // in a range: say so on stderr (stdout stays machine-readable).
-    for r in &recipes {
-        for t in &r.targets {
-            if !plan
-                .jobs
-                .iter()
-                .any(|j| j.hotfix_id == r.hotfix.id && j.target == t.name)
-            {
-                eprintln!(
-                    "khotfix: warning: {}: target {:?} matched no kernel{}",
-                    r.path.display(),
-                    t.name,
-                    if known.is_empty() {
-                        " (no --kernels list given)"
-                    } else {
-                        ""
-                    }
-                );
+    for (recipe, target) in plan.unmatched_targets(&recipes) {
+        eprintln!(
+            "khotfix: warning: {}: target {target:?} matched no kernel{}",
+            recipe.display(),
+            if a.kernels.is_none() && !a.from_repos {
+                " (no --kernels list given)"
+            } else {
+                ""
             }
-        }
+        );
     }
     let format = if a.json { PlanFormat::Json } else { a.format };
     match format {

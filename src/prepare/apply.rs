@@ -158,7 +158,7 @@ fn parse_all(patches: &[PathBuf]) -> Result<Vec<(PathBuf, Patch)>, ApplyError> {
     patches
         .iter()
         .map(|path| {
-            let text = std::fs::read_to_string(path)
+            let text = crate::patchfile::read_patch_file(path)
                 .map_err(|e| io_err(format!("reading patch {}", path.display()), e))?;
             let p = Patch::parse(&text).map_err(|e| ApplyError::Malformed {
                 patch: path.clone(),
@@ -173,7 +173,7 @@ fn parse_all(patches: &[PathBuf]) -> Result<Vec<(PathBuf, Patch)>, ApplyError> {
 /// Old-side paths a patch reads: `--- a/x` names and git `rename from` /
 /// `copy from` sources. Only paths that pass `validate::relative_path`.
 fn source_paths(path: &Path) -> Result<Vec<String>, ApplyError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::patchfile::read_patch_file(path)
         .map_err(|e| io_err(format!("reading patch {}", path.display()), e))?;
     let mut out = Vec::new();
     for l in text.lines() {
@@ -231,6 +231,11 @@ fn run_patch(
     path: &Path,
     patch: &Patch,
 ) -> Result<AppliedPatch, ApplyError> {
+    // `-d` makes patch chdir before it opens `-i`: a relative patch path
+    // (from the command line, resolved against our current directory) must
+    // be made absolute first. `path` itself still names the patch in errors.
+    let input = std::path::absolute(path)
+        .map_err(|e| io_err(format!("resolving patch path {}", path.display()), e))?;
     let out = Command::new("patch")
         .args([
             "-p1",
@@ -243,7 +248,7 @@ fn run_patch(
         ])
         .arg(dir)
         .arg("-i")
-        .arg(path)
+        .arg(&input)
         .env("LC_ALL", "C")
         .env_remove("POSIXLY_CORRECT")
         .env_remove("PATCH_GET")

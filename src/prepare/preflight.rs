@@ -9,8 +9,10 @@
 //! of well-known patterns. Every finding names the patch line, the patched
 //! file, why it matters and what the guide says to do instead.
 
+mod functional;
+
 use crate::patchfile::{Hunk, Patch};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use regex::Regex;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -81,6 +83,8 @@ pub enum Category {
     NotKernelCode,
     /// Makefile/Kconfig changes have no effect on a live kernel.
     BuildFile,
+    /// Only comments, blank lines or whitespace change.
+    NoFunctionalChange,
 }
 
 impl Category {
@@ -108,6 +112,7 @@ impl Category {
             Realmode => "realmode",
             NotKernelCode => "not-kernel-code",
             BuildFile => "build-file",
+            NoFunctionalChange => "no-functional-change",
         }
     }
 
@@ -157,6 +162,8 @@ impl Category {
                 "drop this file from the livepatch; the fix needs a reboot or a tools update"),
             BuildFile => (Warning, "Makefile/Kconfig changes do not reach a running kernel (the livepatch is built with the kernel's original config)",
                 "keep the build configuration unchanged; put the fix in C code"),
+            NoFunctionalChange => (Error, "the patch has no functional change: it only changes comments, blank lines or whitespace, and kpatch-build fails after a full build with \"no functional changes found\"",
+                "check that this is the right patch (a fix changes code); cosmetic changes need no livepatch"),
         }
     }
 }
@@ -202,7 +209,7 @@ impl fmt::Display for Finding {
 }
 
 /// A path relative to the current directory when it is under it.
-fn display_path(p: &Path) -> String {
+pub fn display_path(p: &Path) -> String {
     let p = p.strip_prefix(".").unwrap_or(p);
     std::env::current_dir()
         .ok()
@@ -220,6 +227,12 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub errors: usize,
     pub warnings: usize,
+    /// The local kernel tree the patches were checked against (`--tree`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree: Option<PathBuf>,
+    /// Why the series does not apply to `tree` (one line), if it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree_error: Option<String>,
 }
 
 impl Report {
@@ -241,6 +254,27 @@ impl Report {
             findings,
             errors,
             warnings,
+            tree: None,
+            tree_error: None,
+        }
+    }
+
+    /// Check the series against a local kernel tree (a dry run of GNU
+    /// `patch` over copies of the touched files, see [`apply::check`]); a
+    /// series that does not apply is one more error. `Err` only for I/O
+    /// trouble (unreadable tree, `patch` missing).
+    pub fn check_tree(&mut self, tree: &Path, series: &[PathBuf]) -> Result<()> {
+        use crate::prepare::apply::{self, ApplyError};
+        self.tree = Some(tree.to_path_buf());
+        let shown: Vec<PathBuf> = series.iter().map(|p| display_path(p).into()).collect();
+        match apply::check(tree, &shown) {
+            Ok(_) => Ok(()),
+            Err(e @ ApplyError::Io { .. }) => Err(anyhow::anyhow!(e)),
+            Err(e) => {
+                self.tree_error = Some(e.to_string().replace('\n', " "));
+                self.errors += 1;
+                Ok(())
+            }
         }
     }
 
@@ -256,10 +290,12 @@ impl Report {
 
 /// Read and analyse one patch file. Errors (unreadable, not a diff) name the file.
 pub fn analyze_file(path: &Path) -> Result<Vec<Finding>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading patch {}", path.display()))?;
-    let patch = Patch::parse(&text)
-        .map_err(|e| anyhow::anyhow!("patch {}: {e}: not a valid unified diff", path.display()))?;
+    let text = crate::patchfile::read_patch_file(path)
+        .map_err(|e| anyhow::anyhow!("reading patch {}: {e}", path.display()))?;
+    let patch = Patch::parse(&text).map_err(|e| match e.too_large {
+        true => anyhow::anyhow!("patch {}: {e}", path.display()),
+        false => anyhow::anyhow!("patch {}: {e}: not a valid unified diff", path.display()),
+    })?;
     Ok(analyze(path, &patch))
 }
 
@@ -305,6 +341,12 @@ pub fn analyze(path: &Path, patch: &Patch) -> Vec<Finding> {
         }
         for hunk in &fp.hunks {
             analyze_hunk(&mut out, file, hunk);
+        }
+    }
+    if functional::no_functional_change(patch) {
+        if let Some(first) = patch.files.first() {
+            let line = first.hunks.first().map_or(first.header_line, |h| h.line);
+            out.add(Category::NoFunctionalChange, line, &first.path, None, None);
         }
     }
     out.list
@@ -575,56 +617,140 @@ fn decl_before(v: &[ViewLine], j: usize, brace_at: usize) -> (String, bool) {
     (text, top)
 }
 
-/// Enclosing blocks of view line `p`, innermost first. `complete` is false
-/// when the hunk started before the outermost block was closed off.
-fn enclosing(v: &[ViewLine], p: usize) -> (Vec<Block>, bool, bool) {
-    let mut chain = Vec::new();
-    // Whether the innermost block's opening line is itself new (a new type).
-    let mut innermost_new = false;
-    let mut need = 0usize;
-    for j in (0..p).rev() {
-        let code = &v[j].code;
-        // Kernel style: a `}` or a complete statement at column 0 is file
-        // scope, so nothing before it encloses this line.
-        let t = code.trim_end();
-        let boundary = t.starts_with('}')
-            || (!t.is_empty()
-                && !t.starts_with([' ', '\t', '#'])
-                && t.ends_with(';')
-                && !t.contains('{'));
-        if boundary && (chain.is_empty() || need == 0) {
-            return (chain, true, innermost_new);
-        }
-        for (ci, c) in code.char_indices().rev() {
-            match c {
-                '}' => need += 1,
-                '{' if need > 0 => need -= 1,
-                '{' => {
-                    let (decl, top) = decl_before(v, j, ci);
-                    let b = classify(&decl, top);
-                    let at_top = top && code.starts_with(|ch: char| !ch.is_whitespace());
-                    if chain.is_empty() {
-                        innermost_new = v[j].changed;
-                    }
-                    chain.push(b);
-                    if at_top {
-                        return (chain, true, innermost_new);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    (chain, false, innermost_new)
+/// Where a view line sits, from the hunk's own lines: its enclosing blocks
+/// (the chain, innermost first) and whether the chain is complete (false
+/// when the hunk started before the outermost block was closed off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Scope {
+    /// The innermost enclosing block (index into [`Scopes::blocks`]).
+    innermost: Option<usize>,
+    /// How many blocks the chain has.
+    len: usize,
+    complete: bool,
+    /// Whether the innermost block's opening line is itself new (a new type).
+    innermost_new: bool,
+    /// The innermost function in the chain (index into [`Scopes::blocks`]).
+    function: Option<usize>,
 }
 
-/// The function a changed line is in, from the hunk or from the `@@` section.
-fn function_of(chain: &[Block], complete: bool, section: &str) -> Option<String> {
-    if let Some(f) = chain.iter().find_map(|b| match b {
-        Block::Function(d) => Some(d.clone()),
-        _ => None,
-    }) {
-        return Some(f);
+/// One `{` still open at some point of a forward pass over a view.
+struct Open {
+    /// View line of the brace.
+    line: usize,
+    /// Index into [`Scopes::blocks`].
+    block: usize,
+    /// Whether a boundary line (see [`is_boundary`]) ended with this brace
+    /// on top of the stack: reading backwards, the chain stops there.
+    boundary_above: bool,
+    /// Stack index where the chain of a line directly inside this block
+    /// starts, and whether it is complete there.
+    chain_from: usize,
+    complete: bool,
+    /// Innermost function block at or below this one within its chain.
+    function: Option<usize>,
+}
+
+/// The [`Scope`] of every line of a view, in one forward pass (linear in
+/// the hunk: a stack of open braces, where each brace remembers where a
+/// backward reading from inside it would stop). The reading is: walk back
+/// from the line, matching braces; an unmatched `{` opens a block of the
+/// chain (stop after one that starts at column 0 at file scope); stop at a
+/// boundary line when no block was found yet or all braces since it matched.
+struct Scopes {
+    blocks: Vec<Block>,
+    at: Vec<Scope>,
+}
+
+impl Scopes {
+    fn new(v: &[ViewLine]) -> Scopes {
+        let mut blocks = Vec::new();
+        let mut at = Vec::with_capacity(v.len());
+        let mut stack: Vec<Open> = Vec::new();
+        // A boundary line ended with nothing open, and no unmatched `}` since.
+        let mut boundary_at_base = false;
+        let mut last_boundary: Option<usize> = None;
+        for (j, line) in v.iter().enumerate() {
+            at.push(match stack.last() {
+                None => Scope {
+                    complete: last_boundary.is_some(),
+                    ..Scope::default()
+                },
+                Some(top) if last_boundary >= Some(top.line) => Scope {
+                    complete: true,
+                    ..Scope::default()
+                },
+                Some(top) => Scope {
+                    innermost: Some(top.block),
+                    len: stack.len() - top.chain_from,
+                    complete: top.complete,
+                    innermost_new: v[top.line].changed,
+                    function: top.function,
+                },
+            });
+            for (ci, c) in line.code.char_indices() {
+                match c {
+                    '{' => {
+                        let (decl, top) = decl_before(v, j, ci);
+                        let block = classify(&decl, top);
+                        let at_top = top && line.code.starts_with(|ch: char| !ch.is_whitespace());
+                        let here = stack.len();
+                        let (chain_from, complete) = match stack.last() {
+                            _ if at_top => (here, true),
+                            None => (here, boundary_at_base),
+                            Some(below) if below.boundary_above => (here, true),
+                            Some(below) => (below.chain_from, below.complete),
+                        };
+                        let function = match (&block, stack.last()) {
+                            (Block::Function(_), _) => Some(blocks.len()),
+                            (_, Some(below)) if chain_from < here => below.function,
+                            _ => None,
+                        };
+                        blocks.push(block);
+                        stack.push(Open {
+                            line: j,
+                            block: blocks.len() - 1,
+                            boundary_above: false,
+                            chain_from,
+                            complete,
+                            function,
+                        });
+                    }
+                    '}' => {
+                        // An unmatched `}` closes something before the hunk.
+                        let matched = stack.pop().is_some();
+                        boundary_at_base &= matched;
+                    }
+                    _ => {}
+                }
+            }
+            if is_boundary(&line.code) {
+                last_boundary = Some(j);
+                match stack.last_mut() {
+                    Some(top) => top.boundary_above = true,
+                    None => boundary_at_base = true,
+                }
+            }
+        }
+        Scopes { blocks, at }
+    }
+}
+
+/// Kernel style: a `}` or a complete statement at column 0 is file scope,
+/// so nothing before it encloses the lines after it.
+fn is_boundary(code: &str) -> bool {
+    let t = code.trim_end();
+    t.starts_with('}')
+        || (!t.is_empty()
+            && !t.starts_with([' ', '\t', '#'])
+            && t.ends_with(';')
+            && !t.contains('{'))
+}
+
+/// The function a changed line is in, from the hunk (`function`, the
+/// innermost function block of its chain) or from the `@@` section.
+fn function_of(function: Option<&Block>, complete: bool, section: &str) -> Option<String> {
+    if let Some(Block::Function(d)) = function {
+        return Some(d.clone());
     }
     if complete {
         return None;
@@ -711,14 +837,15 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
 
     for new in [true, false] {
         let v = view(hunk, new);
+        let scopes = Scopes::new(&v);
         let verb = if new { "adds" } else { "removes" };
-        for p in 0..v.len() {
-            if !v[p].changed {
+        for (p, vp) in v.iter().enumerate() {
+            if !vp.changed {
                 continue;
             }
-            let line = hunk.line + 1 + v[p].idx;
-            let code = v[p].code.as_str();
-            let raw = hunk.lines[v[p].idx].get(1..).unwrap_or("").trim();
+            let line = hunk.line + 1 + vp.idx;
+            let code = vp.code.as_str();
+            let raw = hunk.lines[vp.idx].get(1..).unwrap_or("").trim();
 
             // Line patterns.
             if new {
@@ -810,8 +937,9 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
             }
 
             // Context: which block is this line in?
-            let (chain, complete, innermost_new) = enclosing(&v, p);
-            match chain.first() {
+            let scope = scopes.at[p];
+            let (complete, innermost_new) = (scope.complete, scope.innermost_new);
+            match scope.innermost.map(|i| &scopes.blocks[i]) {
                 // A whole new type is not a layout change of existing data.
                 Some(Block::Type(_)) if innermost_new => continue,
                 Some(Block::Type(d)) => {
@@ -826,8 +954,8 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
                 }
                 Some(Block::Initializer { .. }) if innermost_new => {}
                 Some(Block::Initializer { decl, top_level })
-                    if (*top_level || !chain.iter().any(|b| matches!(b, Block::Function(_))))
-                        && !(chain.len() == 1 && complete && !*top_level) =>
+                    if (*top_level || scope.function.is_none())
+                        && !(scope.len == 1 && complete && !*top_level) =>
                 {
                     out.add(
                         Category::GlobalData,
@@ -874,7 +1002,8 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
             } else {
                 None
             };
-            let func = function_of(&chain, complete, &hunk.section).or(own_decl.clone());
+            let function = scope.function.map(|i| &scopes.blocks[i]);
+            let func = function_of(function, complete, &hunk.section).or(own_decl.clone());
             if let Some(f) = &func {
                 let name = func_name(f);
                 if let Some(w) = has_word(f, INIT_WORDS) {
@@ -927,6 +1056,51 @@ fn analyze_hunk(out: &mut Findings, file: &str, hunk: &Hunk) {
             }
         }
     }
+}
+
+/// The original quadratic reading (walk back from every line), kept as
+/// the oracle [`Scopes`] is tested against. Enclosing blocks of view line `p`, innermost first. `complete` is false
+/// when the hunk started before the outermost block was closed off.
+#[cfg(test)]
+fn enclosing_reference(v: &[ViewLine], p: usize) -> (Vec<Block>, bool, bool) {
+    let mut chain = Vec::new();
+    // Whether the innermost block's opening line is itself new (a new type).
+    let mut innermost_new = false;
+    let mut need = 0usize;
+    for j in (0..p).rev() {
+        let code = &v[j].code;
+        // Kernel style: a `}` or a complete statement at column 0 is file
+        // scope, so nothing before it encloses this line.
+        let t = code.trim_end();
+        let boundary = t.starts_with('}')
+            || (!t.is_empty()
+                && !t.starts_with([' ', '\t', '#'])
+                && t.ends_with(';')
+                && !t.contains('{'));
+        if boundary && (chain.is_empty() || need == 0) {
+            return (chain, true, innermost_new);
+        }
+        for (ci, c) in code.char_indices().rev() {
+            match c {
+                '}' => need += 1,
+                '{' if need > 0 => need -= 1,
+                '{' => {
+                    let (decl, top) = decl_before(v, j, ci);
+                    let b = classify(&decl, top);
+                    let at_top = top && code.starts_with(|ch: char| !ch.is_whitespace());
+                    if chain.is_empty() {
+                        innermost_new = v[j].changed;
+                    }
+                    chain.push(b);
+                    if at_top {
+                        return (chain, true, innermost_new);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (chain, false, innermost_new)
 }
 
 /// Declarations shortened for messages.
@@ -996,6 +1170,107 @@ mod tests {
     fn new_struct_is_not_a_layout_change() {
         let p = "--- a/k.c\n+++ b/k.c\n@@ -1,2 +1,6 @@\n #include <linux/types.h>\n+struct hotfix_state {\n+\tint a;\n+\tint b;\n+};\n \n";
         assert_eq!(cats(p), vec![]);
+    }
+
+    /// Lines a generated hunk is made of: braces at several depths, type,
+    /// initializer and function openers, boundaries, control blocks.
+    const SHAPES: &[&str] = &[
+        " {",
+        " }",
+        " \t{",
+        " \t}",
+        " };",
+        " } else {",
+        " \t} else {",
+        " static void f(int a)",
+        " static int __init g(void)",
+        " int h(void) {",
+        " struct s {",
+        " \tstruct t {",
+        " static int a[] = {",
+        " \tint b[] = {",
+        " \tif (x) {",
+        " \tfor (;;) {",
+        " \tx = 1;",
+        " x = 1;",
+        " #define Y {",
+        " ",
+        " \t/* { */",
+        " int",
+        " foo(void)",
+        "+{",
+        "+}",
+        "+\tif (y) {",
+        "+struct n {",
+        "+\ty();",
+        "+static const int c[] = {",
+        "-}",
+        "-{",
+        "-\tz();",
+        "+x;",
+        "+} else {",
+        "+int k(void) {",
+    ];
+
+    fn generated_hunk(picks: &[usize]) -> Hunk {
+        Hunk {
+            old_start: 1,
+            old_len: 0,
+            new_start: 1,
+            new_len: 0,
+            section: String::new(),
+            line: 1,
+            lines: picks
+                .iter()
+                .map(|&i| SHAPES[i % SHAPES.len()].to_string())
+                .collect(),
+        }
+    }
+
+    /// The linear [`Scopes`] reads every line of every view exactly as the
+    /// original backward walk did.
+    #[test]
+    fn scopes_agree_with_the_backward_walk() {
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let cases = std::env::var("KHOTFIX_FUZZ_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(512);
+        let mut runner = TestRunner::new_with_rng(
+            Config {
+                cases,
+                failure_persistence: None,
+                ..Config::default()
+            },
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+        );
+        let strategy = proptest::collection::vec(0..SHAPES.len(), 0..40);
+        runner
+            .run(&strategy, |picks| {
+                let hunk = generated_hunk(&picks);
+                for new in [true, false] {
+                    let v = view(&hunk, new);
+                    let scopes = Scopes::new(&v);
+                    for p in 0..v.len() {
+                        let (chain, complete, innermost_new) = enclosing_reference(&v, p);
+                        let s = scopes.at[p];
+                        let got_first = s.innermost.map(|i| scopes.blocks[i].clone());
+                        let got_fn = s.function.map(|i| scopes.blocks[i].clone());
+                        let want_fn = chain
+                            .iter()
+                            .find(|b| matches!(b, Block::Function(_)))
+                            .cloned();
+                        let ctx = format!("line {p} of {:?}", hunk.lines);
+                        proptest::prop_assert_eq!(got_first, chain.first().cloned(), "{}", ctx);
+                        proptest::prop_assert_eq!(s.len, chain.len(), "{}", ctx);
+                        proptest::prop_assert_eq!(s.complete, complete, "{}", ctx);
+                        proptest::prop_assert_eq!(s.innermost_new, innermost_new, "{}", ctx);
+                        proptest::prop_assert_eq!(got_fn, want_fn, "{}", ctx);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]
