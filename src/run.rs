@@ -726,7 +726,14 @@ fn run_publish(pipeline: &Pipeline, jobs: &[JobResult], settings: &RunSettings) 
         .filter_map(|j| j.rpm.clone())
         .collect();
     if rpms.is_empty() {
-        return PublishResult::skipped("no job passed verify");
+        let verify_only = jobs
+            .iter()
+            .any(|j| j.status == JobStatus::Passed && !j.publish);
+        return PublishResult::skipped(if verify_only {
+            "no publishing job passed verify (verify-only targets are not published)"
+        } else {
+            "no job passed verify"
+        });
     }
     let Some(p) = &pipeline.publisher else {
         return PublishResult::failed(

@@ -788,8 +788,17 @@ fn a_patch_that_does_not_apply_fails_its_job_alone() {
     assert_eq!(bad["failed_stage"], "prepare", "{bad:#}");
     let err = bad["error"].as_str().expect("failed job has an error");
     assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    // The line of the patch's second hunk header (the one that cannot apply).
+    let patch_text = std::fs::read_to_string(fx.join("patches").join(patch_name)).unwrap();
+    let hunk2 = patch_text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("@@ "))
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .expect("the patch has two hunks");
     for want in [
-        format!("patches/{patch_name}:33:"),
+        format!("patches/{patch_name}:{hunk2}:"),
         "hunk #2 of net/netfilter/ipvs/ip_vs_est.c does not apply".to_string(),
     ] {
         assert!(err.contains(&want), "error lacks {want:?}: {err}");

@@ -379,28 +379,46 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
         "/* the module is built above */\n",
     )
     .unwrap();
-    let rp = dir.path().join("recipes/r.toml");
-    std::fs::write(
-        &rp,
-        format!(
-            "[hotfix]\nid = 30001\nname = \"ipvs\"\nsummary = \"s\"\ndescription = \"d\"\nversion = \"1.0\"\nbackend = \"kbuild\"\n\
-             [[target]]\nname = \"good\"\ndistro = \"debian12\"\nkernels = [\"{abi}\"]\nmodule_source = \"src/m\"\n\
-             [[target]]\nname = \"unsignedrpm\"\ndistro = \"debian12\"\nkernels = [\"{abi}\"]\nmodule_source = \"src/m\"\n",
-            abi = b.abi
-        ),
-    )
-    .unwrap();
-    let recipe = Recipe::load(&rp).unwrap_or_else(|e| panic!("{e}"));
-    let plan = Plan::expand(std::slice::from_ref(&recipe), &[]).unwrap();
+    // Two recipes (one recipe may not publish two targets for one kernel),
+    // each with one target for the host's kernel.
+    let recipes: Vec<Recipe> = ["good", "unsignedrpm"]
+        .iter()
+        .map(|t| {
+            let rp = dir.path().join(format!("recipes/{t}.toml"));
+            std::fs::write(
+                &rp,
+                format!(
+                    "[hotfix]\nid = 30001\nname = \"ipvs\"\nsummary = \"s\"\ndescription = \"d\"\nversion = \"1.0\"\nbackend = \"kbuild\"\n\
+                     [[target]]\nname = \"{t}\"\ndistro = \"debian12\"\nkernels = [\"{abi}\"]\nmodule_source = \"src/m\"\n",
+                    abi = b.abi
+                ),
+            )
+            .unwrap();
+            Recipe::load(&rp).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let plan = Plan::expand(&recipes, &[]).unwrap();
     assert_eq!(plan.jobs.len(), 2);
     let nothing = |_cx: &JobContext| Ok(StageOutput::new());
+    // The target kernel as a fetch stage hands it over: here the host's own
+    // installed kernel, which the module above was built for (verify never
+    // falls back to the host by itself).
+    let (image, modules) = (
+        PathBuf::from(format!("/boot/vmlinuz-{}", b.abi)),
+        PathBuf::from(format!("/lib/modules/{}", b.abi)),
+    );
+    let fetch = move |_cx: &JobContext| {
+        Ok(StageOutput::new()
+            .artifact(artifact::KERNEL_IMAGE, &image)
+            .artifact(artifact::MODULES_DIR, &modules))
+    };
     let signed = b.signed.clone();
     let cert = b.cert.clone();
     let (rpm, rpm_unsigned, key) = (b.rpm.clone(), b.rpm_unsigned.clone(), b.key.clone());
     let published = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let pc = published.clone();
     let p = Pipeline::new()
-        .stage(StageKind::Fetch, nothing)
+        .stage(StageKind::Fetch, fetch)
         .stage(StageKind::Prepare, nothing)
         .stage(StageKind::Build, nothing)
         .stage(StageKind::Sign, move |_cx: &JobContext| {
@@ -428,14 +446,7 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
             })
         });
     let settings = RunSettings::new(dir.path().join("out"));
-    let r = run::run(
-        &p,
-        std::slice::from_ref(&recipe),
-        &plan,
-        &Selection::default(),
-        &settings,
-    )
-    .unwrap();
+    let r = run::run(&p, &recipes, &plan, &Selection::default(), &settings).unwrap();
     let good = r.jobs.iter().find(|j| j.id.contains("-good-")).unwrap();
     let bad = r
         .jobs
@@ -489,14 +500,7 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
     assert!(md.contains("| rpm-signature | ❌ fail |"), "{md}");
 
     // A re-run reuses the verified job (no second boot) and re-verifies the failed one.
-    let r2 = run::run(
-        &p,
-        std::slice::from_ref(&recipe),
-        &plan,
-        &Selection::default(),
-        &settings,
-    )
-    .unwrap();
+    let r2 = run::run(&p, &recipes, &plan, &Selection::default(), &settings).unwrap();
     assert!(r2
         .jobs
         .iter()

@@ -239,23 +239,12 @@ pub fn ensure_on_first_use(
 /// concurrent jobs, tests and processes build it once: under the cache
 /// directory, or the temporary directory when none is set.
 fn image_lock(name: &str, opts: &BuildImageOptions) -> Result<std::fs::File> {
-    use fs2::FileExt;
     let dir = if opts.cache_dir.as_os_str().is_empty() {
         std::env::temp_dir()
     } else {
         opts.cache_dir.join("locks")
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("khotfix-builder-{name}.lock"));
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    f.lock_exclusive()
-        .with_context(|| format!("locking {}", path.display()))?;
-    Ok(f)
+    crate::util::fsx::lock_exclusive(&dir.join(format!("khotfix-builder-{name}.lock")))
 }
 
 /// Build (or reuse) a builder image.

@@ -77,7 +77,7 @@ pub struct BuildInputs {
 pub struct BuildSettings {
     /// Modules go to `<out_dir>/<job id>/kpatch-<id>.ko`.
     pub out_dir: PathBuf,
-    /// Per-job scratch (`<work_dir>/<job id>/`), kpatch CACHEDIRs, ccache.
+    /// Per-job scratch (`<work_dir>/<job id>-<key>/`), kpatch CACHEDIRs, ccache.
     pub work_dir: PathBuf,
     /// Per-job logs (`<log_dir>/<job id>.log`).
     pub log_dir: PathBuf,
@@ -335,7 +335,15 @@ pub fn build_job(
         format!("khotfix build {} (cache key {key})\n", job.id),
     )
     .with_context(|| format!("writing {}", log.display()))?;
-    let work = s.work_dir.join(&job.id);
+    // Scratch per job and inputs; two runs building the same job at once
+    // (same id, other output directories) take turns, and the second finds
+    // the first one's module in the build cache.
+    let work = s.work_dir.join(format!("{}-{}", job.id, &key[..16]));
+    let _work_lock = crate::util::fsx::lock_exclusive(&work.with_extension("lock"))?;
+    if let Some((cached, _)) = s.cache.as_ref().and_then(|c| c.get(&key)) {
+        install_module(&cached, &dest, &owner)?;
+        return Ok(output(true));
+    }
     let built = match job.backend {
         Backend::Kbuild => kbuild::run(engine, inp, &image.tag, &work, &log, s, progress)?,
         Backend::Kpatch => kpatch::run(engine, inp, &distro, &image.tag, &work, &log, s, progress)?,

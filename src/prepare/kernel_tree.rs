@@ -90,17 +90,7 @@ pub fn managed(source: &Path) -> Option<KernelTree> {
 pub struct TreeLock(#[allow(dead_code)] std::fs::File);
 
 fn lock(dir: &Path) -> Result<TreeLock> {
-    use fs2::FileExt;
-    let path = dir.with_extension("lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    f.lock_exclusive()
-        .with_context(|| format!("locking {}", path.display()))?;
-    Ok(TreeLock(f))
+    crate::util::fsx::lock_exclusive(&dir.with_extension("lock")).map(TreeLock)
 }
 
 fn file_sha256(p: &Path) -> Result<String> {

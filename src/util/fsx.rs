@@ -59,3 +59,21 @@ mod tests {
         assert_eq!(leftovers.len(), 1);
     }
 }
+
+/// An exclusive advisory lock on `path` (created if missing), held until the
+/// returned file is dropped; blocks while another process or thread holds it.
+pub fn lock_exclusive(path: &Path) -> Result<std::fs::File> {
+    use fs2::FileExt;
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.lock_exclusive()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(f)
+}
