@@ -106,11 +106,23 @@ fn fail(s: &BuildSettings, j: &Job, err: anyhow::Error) -> ! {
     panic!("{err:#}\n--- log ---\n{log}")
 }
 
+/// The job's scratch: `<work_dir>/<job id>-<cache key prefix>`.
+fn job_scratch(s: &BuildSettings, job: &Job) -> PathBuf {
+    let prefix = format!("{}-", job.id);
+    std::fs::read_dir(&s.work_dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .unwrap_or_else(|| panic!("no scratch for {} in {}", job.id, s.work_dir.display()))
+}
+
 fn invocation(s: &BuildSettings, job: &Job) -> Vec<String> {
-    let p = s
-        .work_dir
-        .join(&job.id)
-        .join("kpatch-cache/stand-in-invocation.txt");
+    let p = job_scratch(s, job).join("kpatch-cache/stand-in-invocation.txt");
     std::fs::read_to_string(&p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         .lines()
@@ -225,23 +237,15 @@ fn centos7_srpm_mode_through_the_container() {
     assert!(modinfo(&out.module, "vermagic").starts_with(&format!("{kernel} ")));
     assert_eq!(modinfo(&out.module, "livepatch"), "Y");
     // Per-job CACHEDIR, ccache shared per kernel.
-    assert!(s.work_dir.join(&j.id).join("kpatch-cache").is_dir());
+    assert!(job_scratch(&s, &j).join("kpatch-cache").is_dir());
     assert!(s.work_dir.join("ccache").join(kernel).is_dir());
 
     // Same inputs again: cache hit, the stand-in is not run.
-    std::fs::remove_file(
-        s.work_dir
-            .join(&j.id)
-            .join("kpatch-cache/stand-in-invocation.txt"),
-    )
-    .unwrap();
+    let invoked = job_scratch(&s, &j).join("kpatch-cache/stand-in-invocation.txt");
+    std::fs::remove_file(&invoked).unwrap();
     let again = stage::build_job(&e.engine, &inputs, &s, None).unwrap();
     assert!(again.cache_hit);
-    assert!(!s
-        .work_dir
-        .join(&j.id)
-        .join("kpatch-cache/stand-in-invocation.txt")
-        .exists());
+    assert!(!invoked.exists());
 
     // Without --skip-compiler-check the (strict) compiler check fails the
     // job, and the failure names the logs.
