@@ -451,8 +451,8 @@ fn debian12_run_boot_verifies_and_installs_with_dnf() {
         "vermagic {:?} is not Debian's {kver}",
         text(&modinfo.stdout)
     );
-    // Only the shipping target's package is in the repository.
-    let published: Vec<String> = std::fs::read_dir(out.join("repo").join("Packages"))
+    // Only the shipping target's package is in the repository (its deb12 part).
+    let published: Vec<String> = std::fs::read_dir(out.join("repo/deb12/Packages"))
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
