@@ -217,7 +217,7 @@ pub fn ensure_on_first_use(
         });
     }
     built(&format!(
-        "builder image {} not found: building it (first use; log: {})",
+        "builder image {} not found: building it once for all jobs (first use; log: {})",
         def.tag(),
         opts.log_dir.join(format!("builder-{name}.log")).display()
     ));
