@@ -39,12 +39,20 @@ pub struct BuilderDef {
 /// khotfix's patches to the pinned kpatch release, applied in order by every
 /// builder that compiles kpatch-build (`containers/kpatch-patches/`; each
 /// file's header says why it is carried).
-pub const KPATCH_PATCHES: &[(&str, &str)] = &[(
-    "kpatch-patches/0001-kpatch-build-undefined-symbols-of-module-only-builds.patch",
-    include_str!(
-        "../../containers/kpatch-patches/0001-kpatch-build-undefined-symbols-of-module-only-builds.patch"
+pub const KPATCH_PATCHES: &[(&str, &str)] = &[
+    (
+        "kpatch-patches/0001-kpatch-build-undefined-symbols-of-module-only-builds.patch",
+        include_str!(
+            "../../containers/kpatch-patches/0001-kpatch-build-undefined-symbols-of-module-only-builds.patch"
+        ),
     ),
-)];
+    (
+        "kpatch-patches/0002-kpatch-build-check-Module.symvers-in-one-pass.patch",
+        include_str!(
+            "../../containers/kpatch-patches/0002-kpatch-build-check-Module.symvers-in-one-pass.patch"
+        ),
+    ),
+];
 
 const BUILDERS: &[BuilderDef] = &[
     BuilderDef {
