@@ -14,7 +14,12 @@
 //!
 //! kpatch-build keeps one kernel at a time in `$CACHEDIR` (default
 //! `~/.kpatch`), so every job gets its own CACHEDIR; ccache (`CCACHE_DIR`)
-//! is shared by the jobs of the same kernel.
+//! is shared by the jobs of the same kernel. kpatch-build puts ccache on
+//! PATH itself for the distros it knows (`-r SRPM`: it unpacks a fresh tree
+//! every time, so ccache is what saves the recompile). A prepared tree
+//! (`-s`) keeps its objects between jobs (see
+//! [`crate::prepare::kernel_tree`]), so there ccache would only add its
+//! hashing to every compile: it is left off.
 
 use super::container::{Engine, Mount, RunSpec};
 use super::{BuildInputs, BuildSettings, KernelInputs};
@@ -31,9 +36,6 @@ pub const PATCH_DIR: &str = "/in/patches";
 pub const OUT_DIR: &str = "/out";
 pub const CACHE_DIR: &str = "/kpatch-cache";
 pub const CCACHE_DIR: &str = "/ccache";
-/// PATH inside the builder: ccache's compiler links first.
-pub const CONTAINER_PATH: &str =
-    "/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Where a host kpatch-build (the test stand-in) is mounted.
 pub const OVERRIDE_PATH: &str = "/opt/khotfix/bin/kpatch-build";
 
@@ -217,9 +219,6 @@ pub fn run(
         env: vec![
             ("CACHEDIR".into(), CACHE_DIR.into()),
             ("CCACHE_DIR".into(), CCACHE_DIR.into()),
-            // kpatch-build puts ccache first only for distros it detects;
-            // a prepared tree (-s) is not one.
-            ("PATH".into(), CONTAINER_PATH.into()),
         ],
         workdir: Some(OUT_DIR.into()),
         command,
