@@ -121,7 +121,7 @@ def col(name, i):
 first, first_build = col("first", 0), col("first", 1)
 second, second_build = col("second", 0), col("second", 1)
 host = col("host", 0)
-print(f"first job (cold tree, ccache, build cache; downloads warm): {first:.1f} s (build stage {first_build:.1f} s)")
+print(f"first job (cold tree and caches; downloads, image warm):     {first:.1f} s (build stage {first_build:.1f} s)")
 print(f"second patch, same kernel:                                 {second:.1f} s (build stage {second_build:.1f} s)")
 print(f"host kpatch-build, same build by hand:                     {host:.1f} s")
 print(f"second/first = {second/first:.2f} (goal <= 0.40)")
