@@ -2,6 +2,8 @@
 //! refused by validation, or quoted so that running the script prints them
 //! verbatim and executes nothing.
 
+#[path = "common/node_bins.rs"]
+mod node_bins;
 use std::path::Path;
 use std::process::Command;
 
@@ -104,8 +106,8 @@ fn hostile_message_is_printed_verbatim_and_runs_nothing() {
         );
     }
     // node check prints the same line.
-    let out = khotfix()
-        .args(["node", "check", "--recipe"])
+    let out = node_bins::both()
+        .args(["check", "--recipe"])
         .arg(&recipe)
         .arg("--root")
         .arg(root.path())

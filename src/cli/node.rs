@@ -1,8 +1,12 @@
-//! `khotfix node check|apply|script|daemonset`.
-use super::print_json;
+//! `khotfix node check|apply|status|script|daemonset`. check, apply and
+//! status run [`khotfix::node::cmd`], the code the `khotfix-node` binary runs.
 use clap::Subcommand;
-use khotfix::node::{self, apply::ApplyOptions, daemonset::DaemonSetOptions, HostRoot};
-use std::path::{Path, PathBuf};
+use khotfix::node::{
+    self,
+    cmd::{ApplyArgs, CheckArgs, Format, StatusArgs},
+    daemonset::DaemonSetOptions,
+};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Subcommand)]
@@ -14,6 +18,23 @@ pub enum NodeCmd {
         #[arg(long)]
         recipe: Option<PathBuf>,
         /// Read the host (/proc, /sys, rpm database) under this directory.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Same as --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// text, json, or prometheus (node_exporter textfile metrics; without
+        /// --recipe: every installed recipe).
+        #[arg(long, default_value = "text")]
+        format: Format,
+        /// Write the output to this file atomically (e.g. into the
+        /// node_exporter textfile directory).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Loaded livepatches (enabled, transition, patched objects) and installed
+    /// hotfix packages with their kernels, like `kpatch list`.
+    Status {
         #[arg(long, default_value = "/")]
         root: PathBuf,
         #[arg(long)]
@@ -83,44 +104,38 @@ pub fn fast_check(args: impl Iterator<Item = std::ffi::OsString>) -> Option<i32>
             _ => return None,
         }
     }
-    Some(match node(NodeCmd::Check { recipe, root, json }) {
+    let format = if json { Format::Json } else { Format::Text };
+    let check = NodeCmd::Check {
+        recipe,
+        root,
+        json: false,
+        format,
+        output: None,
+    };
+    Some(match node(check) {
         Ok(code) => code,
         Err(e) => {
-            super::print_error(&e);
+            node::cmd::print_error(&e);
             khotfix::util::exit::ERROR
         }
     })
 }
 
-fn recipe_for(given: Option<&Path>, root: &HostRoot) -> anyhow::Result<khotfix::recipe::Recipe> {
-    let path = node::check::find_recipe(given, root)?;
-    node::check::load_recipe(&path)
-}
-
 pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
     match c {
-        NodeCmd::Check { recipe, root, json } => {
-            let root = HostRoot::new(root);
-            let result = recipe_for(recipe.as_deref(), &root).and_then(|r| node::check(&r, &root));
-            let report = match result {
-                Ok(r) => r,
-                Err(e) if json => {
-                    // Programs reading --json get an answer on stdout too.
-                    let reason = format!("{e:#}").replace('\n', " ");
-                    print_json(
-                        &serde_json::json!({ "verdict": "error", "reason": reason, "exit_code": 2 }),
-                    )?;
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            };
-            if json {
-                print_json(&report)?;
-            } else {
-                println!("{}", report.line());
-            }
-            Ok(report.exit_code)
-        }
+        NodeCmd::Check {
+            recipe,
+            root,
+            json,
+            format,
+            output,
+        } => node::cmd::check(&CheckArgs {
+            recipe,
+            root,
+            format: if json { Format::Json } else { format },
+            output,
+        }),
+        NodeCmd::Status { root, json } => node::cmd::status(&StatusArgs { root, json }),
         NodeCmd::Apply {
             recipe,
             root,
@@ -128,33 +143,14 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             ko,
             timeout,
             json,
-        } => {
-            let root = HostRoot::new(root);
-            let recipe = recipe_for(recipe.as_deref(), &root)?;
-            let opts = ApplyOptions {
-                yes,
-                ko,
-                timeout: Duration::from_secs(timeout),
-            };
-            let mut log = std::io::stdout();
-            let sink: &mut dyn std::io::Write = if json { &mut std::io::sink() } else { &mut log };
-            let report = node::apply::apply(&recipe, &root, &opts, sink)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                if !report.acted {
-                    for s in &report.steps {
-                        println!("{}: {}", s.would(), s.display());
-                    }
-                }
-                if report.exit_code == khotfix::util::exit::ERROR {
-                    eprintln!("khotfix: error: {}", report.message);
-                } else {
-                    println!("{}", report.message);
-                }
-            }
-            Ok(report.exit_code)
-        }
+        } => node::cmd::apply(&ApplyArgs {
+            recipe,
+            root,
+            yes,
+            ko,
+            timeout: Duration::from_secs(timeout),
+            json,
+        }),
         NodeCmd::Script { recipe, output } => {
             let recipe = node::check::load_recipe(&recipe)?;
             let text = node::script::generate(&recipe)?;
