@@ -6,7 +6,7 @@
 //! arguments by hand instead of building a clap command tree. The commands
 //! are [`khotfix::node::cmd`], which `khotfix node …` runs too.
 
-use khotfix::node::cmd::{self, ApplyArgs, CheckArgs, Format, StatusArgs};
+use khotfix::node::cmd::{self, ApplyArgs, CheckArgs, Format, RunArgs, StatusArgs};
 use khotfix::util::exit;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ const USAGE: &str = "\
 usage: khotfix-node check  [--recipe FILE] [--root DIR] [--json | --format text|json|prometheus] [--output FILE]
        khotfix-node apply  [--recipe FILE] [--root DIR] [--yes] [--ko FILE] [--timeout SECS] [--json]
        khotfix-node status [--root DIR] [--json]
+       khotfix-node run    [--root DIR] [--apply] [--metrics FILE] [--timeout SECS]
 
 check   does this node need the hotfix? exit 0 not affected/fixed/being applied,
         1 needs the hotfix, 3 affected but cannot be hot-fixed, 2 error.
@@ -24,6 +25,9 @@ check   does this node need the hotfix? exit 0 not affected/fixed/being applied,
 apply   install the hotfix (or load --ko) and wait for the livepatch; dry run
         unless --yes. exit 0 live, 1 dry run of a needed hotfix, 2 error, 3 unfixable.
 status  loaded livepatches and installed hotfix packages (like kpatch list).
+run     the periodic run (khotfix-node.service): check every installed recipe,
+        with --apply install the hotfixes that are needed, then write the
+        metrics to --metrics FILE. exit as check (2 if any recipe failed).
 ";
 
 /// A command line that is not understood: one line, exit 2.
@@ -125,13 +129,7 @@ fn apply_args(mut a: Args) -> Result<ApplyArgs, Usage> {
             _ => return Err(Usage(format!("apply: unknown option {}", shown(&k)))),
         }
     }
-    let timeout = match timeout {
-        None => 60,
-        Some(t) => t
-            .to_str()
-            .and_then(|t| t.parse::<u64>().ok())
-            .ok_or_else(|| Usage("--timeout must be a number of seconds".into()))?,
-    };
+    let timeout = seconds(timeout)?;
     Ok(ApplyArgs {
         recipe: recipe.map(PathBuf::from),
         root: root.map_or_else(|| PathBuf::from("/"), PathBuf::from),
@@ -157,6 +155,36 @@ fn status_args(mut a: Args) -> Result<StatusArgs, Usage> {
     })
 }
 
+fn run_args(mut a: Args) -> Result<RunArgs, Usage> {
+    let (mut root, mut metrics, mut timeout) = (None, None, None);
+    let mut apply = false;
+    while let Some((k, v)) = a.next()? {
+        match k.as_str() {
+            "--root" => once(&k, &mut root, a.value(&k, v)?)?,
+            "--metrics" => once(&k, &mut metrics, a.value(&k, v)?)?,
+            "--timeout" => once(&k, &mut timeout, a.value(&k, v)?)?,
+            "--apply" => flag(&k, v, &mut apply)?,
+            _ => return Err(Usage(format!("run: unknown option {}", shown(&k)))),
+        }
+    }
+    Ok(RunArgs {
+        root: root.map_or_else(|| PathBuf::from("/"), PathBuf::from),
+        apply,
+        metrics: metrics.map(PathBuf::from),
+        timeout: Duration::from_secs(seconds(timeout)?),
+    })
+}
+
+fn seconds(v: Option<OsString>) -> Result<u64, Usage> {
+    match v {
+        None => Ok(60),
+        Some(t) => t
+            .to_str()
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or_else(|| Usage("--timeout must be a number of seconds".into())),
+    }
+}
+
 /// Parse and run; `Err` is a usage error.
 fn run(argv: Vec<OsString>) -> Result<anyhow::Result<i32>, Usage> {
     let mut it = argv.into_iter();
@@ -169,6 +197,7 @@ fn run(argv: Vec<OsString>) -> Result<anyhow::Result<i32>, Usage> {
         "check" => cmd::check(&check_args(args)?),
         "apply" => cmd::apply(&apply_args(args)?),
         "status" => cmd::status(&status_args(args)?),
+        "run" => cmd::run(&run_args(args)?),
         "--help" | "-h" | "help" => {
             print!("{USAGE}");
             Ok(exit::OK)

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use khotfix::node::{
     self,
-    cmd::{ApplyArgs, CheckArgs, Format, StatusArgs},
+    cmd::{ApplyArgs, CheckArgs, Format, RunArgs, StatusArgs},
     daemonset::DaemonSetOptions,
 };
 use std::path::PathBuf;
@@ -40,6 +40,21 @@ pub enum NodeCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The periodic run (khotfix-node.service): check every installed recipe,
+    /// with --apply install the hotfixes that are needed, write --metrics.
+    Run {
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Install the hotfixes that are needed (default: check only).
+        #[arg(long)]
+        apply: bool,
+        /// node_exporter textfile metrics file, written atomically.
+        #[arg(long)]
+        metrics: Option<PathBuf>,
+        /// Seconds to wait for each livepatch transition.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Install the hotfix (or load a .ko) and wait for the livepatch; dry run
     /// unless --yes. Exit 0 live, 1 dry run of a needed hotfix, 2 error, 3 unfixable.
     Apply {
@@ -58,6 +73,31 @@ pub enum NodeCmd {
         timeout: u64,
         #[arg(long)]
         json: bool,
+    },
+    /// Build the signed `khotfix-node` RPM (binary, systemd service and timer,
+    /// recipes as config) for one distro; publish it with `khotfix publish`.
+    Package {
+        /// Recipes installed as /etc/khotfix/recipes/<file name>.
+        #[arg(long = "recipe")]
+        recipes: Vec<PathBuf>,
+        /// Built-in distro whose dist tag the release carries (its part of
+        /// the repository), e.g. alinux3.
+        #[arg(long)]
+        distro: String,
+        /// The khotfix-node binary (default: the one next to this khotfix).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        #[arg(long, default_value = "x86_64")]
+        arch: String,
+        /// Armored OpenPGP secret key (RSA) that signs the package.
+        #[arg(long, env = "KHOTFIX_PGP_KEY")]
+        pgp_key: PathBuf,
+        /// File holding the OpenPGP key's passphrase (else KHOTFIX_SIGN_PASSPHRASE).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Where the RPM goes.
+        #[arg(long, default_value = "khotfix-rpms")]
+        out_dir: PathBuf,
     },
     /// Print a standalone POSIX sh script with the same check/apply logic.
     Script {
@@ -136,6 +176,17 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             output,
         }),
         NodeCmd::Status { root, json } => node::cmd::status(&StatusArgs { root, json }),
+        NodeCmd::Run {
+            root,
+            apply,
+            metrics,
+            timeout,
+        } => node::cmd::run(&RunArgs {
+            root,
+            apply,
+            metrics,
+            timeout: Duration::from_secs(timeout),
+        }),
         NodeCmd::Apply {
             recipe,
             root,
@@ -151,6 +202,41 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             timeout: Duration::from_secs(timeout),
             json,
         }),
+        NodeCmd::Package {
+            recipes,
+            distro,
+            binary,
+            arch,
+            pgp_key,
+            passphrase_file,
+            out_dir,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => std::env::current_exe()?.with_file_name("khotfix-node"),
+            };
+            if !binary.is_file() {
+                anyhow::bail!(
+                    "{}: no khotfix-node binary (build it with `cargo build --profile node --bin khotfix-node`, or give --binary)",
+                    binary.display()
+                );
+            }
+            let distro = khotfix::distro::Distro::builtin(&distro)?;
+            let pass = khotfix::keys::read_passphrase(passphrase_file.as_deref())?;
+            let signer = khotfix::keys::PackageSigner::load(&pgp_key, pass.as_ref())?;
+            let input = khotfix::package::node_rpm::NodePackageInput {
+                binary,
+                recipes,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                rpm_dist: distro.rpm_dist.clone(),
+                arch,
+            };
+            let opts = khotfix::package::BuildOptions::from_env()?;
+            let path =
+                khotfix::package::node_rpm::build_node_rpm(&input, &signer, &out_dir, &opts)?;
+            println!("wrote {}", path.display());
+            Ok(khotfix::util::exit::OK)
+        }
         NodeCmd::Script { recipe, output } => {
             let recipe = node::check::load_recipe(&recipe)?;
             let text = node::script::generate(&recipe)?;

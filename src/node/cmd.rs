@@ -71,6 +71,17 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// `run`'s arguments: the periodic run of `khotfix-node.service`.
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    pub root: PathBuf,
+    /// Install the hotfixes that are needed (`apply --yes`); else check only.
+    pub apply: bool,
+    /// Write node_exporter textfile metrics here (atomically), after acting.
+    pub metrics: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
 /// Print the one-line error both binaries print (exit code 2 is the caller's).
 pub fn print_error(e: &anyhow::Error) {
     let msg = format!("{e:#}").replace('\n', " ");
@@ -171,4 +182,50 @@ pub fn status(a: &StatusArgs) -> Result<i32> {
         print!("{}", s.text());
     }
     Ok(exit::OK)
+}
+
+/// `run`: every recipe installed under the root is checked (one verdict
+/// line each); with `--apply` each one that needs its hotfix is applied;
+/// then the metrics are written. Exit 2 if a recipe could not be checked or
+/// applied, else the code of the metrics (1 needed, 3 unfixable, 0).
+pub fn run(a: &RunArgs) -> Result<i32> {
+    let root = HostRoot::new(&a.root);
+    let installed = super::check::installed_recipes(&root)?;
+    if installed.is_empty() {
+        anyhow::bail!(
+            "no recipe installed in {}",
+            root.path(super::check::RECIPES_DIR).display()
+        );
+    }
+    let mut failed = false;
+    for host_path in &installed {
+        let one = || -> Result<()> {
+            let path = super::check::installed_recipe_path(&root, host_path)?;
+            let recipe = super::check::load_recipe(&path)?;
+            let report = super::check(&recipe, &root)?;
+            println!("{host_path}: {}", report.line());
+            if a.apply && report.verdict == super::Verdict::NeedsHotfix {
+                let opts = ApplyOptions {
+                    yes: true,
+                    ko: None,
+                    timeout: a.timeout,
+                };
+                let r = super::apply::apply(&recipe, &root, &opts, &mut std::io::stdout())?;
+                if r.exit_code == exit::ERROR {
+                    anyhow::bail!("{}", r.message);
+                }
+                println!("{host_path}: {}", r.message);
+            }
+            Ok(())
+        };
+        if let Err(e) = one() {
+            print_error(&e.context(host_path.clone()));
+            failed = true;
+        }
+    }
+    let (text, code) = metrics::for_node(None, &root)?;
+    if let Some(p) = &a.metrics {
+        crate::util::fsx::write_atomic(p, text.as_bytes())?;
+    }
+    Ok(if failed { exit::ERROR } else { code })
 }

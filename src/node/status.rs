@@ -140,15 +140,13 @@ fn packages(root: &HostRoot, running: Option<&str>) -> Result<Result<Vec<HotfixP
     }
     // One line per package: name, version-release.arch, then its provides.
     let qf = "%{NAME}\\t%{VERSION}-%{RELEASE}.%{ARCH}[\\t%{PROVIDENAME}=%{PROVIDEVERSION}]\\n";
-    let out = std::process::Command::new("rpm")
-        .arg("--dbpath")
+    let mut rpm = crate::util::proc::process("rpm");
+    rpm.arg("--dbpath")
         .arg(tmp.path())
-        .args(["-qa", "--qf", qf, "kernel-hotfix-*"])
-        .stderr(std::process::Stdio::null())
-        .output();
-    let out = match out {
+        .args(["-qa", "--qf", qf, "kernel-hotfix-*"]);
+    let out = match rpm.output_unchecked() {
         Ok(o) => o,
-        Err(e) => return Ok(Err(format!("rpm not runnable ({e}): packages not listed"))),
+        Err(e) => return Ok(Err(format!("{e}: packages not listed"))),
     };
     let mut v = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
