@@ -98,6 +98,9 @@ pub enum NodeCmd {
         /// Where the RPM goes.
         #[arg(long, default_value = "khotfix-rpms")]
         out_dir: PathBuf,
+        /// Payload compression: xz or gzip.
+        #[arg(long, default_value = "xz")]
+        compression: khotfix::package::Compression,
     },
     /// Print a standalone POSIX sh script with the same check/apply logic.
     Script {
@@ -210,6 +213,7 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             pgp_key,
             passphrase_file,
             out_dir,
+            compression,
         } => {
             let binary = match binary {
                 Some(b) => b,
@@ -231,7 +235,10 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
                 rpm_dist: distro.rpm_dist.clone(),
                 arch,
             };
-            let opts = khotfix::package::BuildOptions::from_env()?;
+            let opts = khotfix::package::BuildOptions {
+                compression,
+                ..khotfix::package::BuildOptions::from_env()?
+            };
             let path =
                 khotfix::package::node_rpm::build_node_rpm(&input, &signer, &out_dir, &opts)?;
             println!("wrote {}", path.display());

@@ -95,7 +95,10 @@ pub fn build_node_rpm(
     let release = format!("{}.{}", release_timestamp(t)?, input.rpm_dist);
     let ts = rpm::Timestamp(u32::try_from(t).context("SOURCE_DATE_EPOCH past 2106")?);
     let config = rpm::BuildConfig::default()
-        .compression(rpm::CompressionType::Xz)
+        .compression(match opts.compression {
+            super::Compression::Xz => rpm::CompressionType::Xz,
+            super::Compression::Gzip => rpm::CompressionType::Gzip,
+        })
         .source_date(ts);
     let mut b = rpm::PackageBuilder::new(
         NODE_PACKAGE,
