@@ -56,3 +56,51 @@ fn khotfix_node_links_no_toolchain_dependency() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(" reqwest::"));
 }
+
+/// `khotfix node image` refuses a dynamically linked binary (a FROM scratch
+/// image has no libc) before building anything, and for a static one
+/// prints the Containerfile: the binary alone. busybox-static stands in
+/// for the static khotfix-node (no image is built here: --dry-run).
+#[test]
+fn node_image_needs_a_static_binary() {
+    let out = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+        .args([
+            "node",
+            "image",
+            "--dry-run",
+            "--binary",
+            env!("CARGO_BIN_EXE_khotfix-node"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is dynamically linked"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+        .args([
+            "node",
+            "image",
+            "--dry-run",
+            "--binary",
+            "/bin/busybox",
+            "--tag",
+            "reg.example/khotfix-node:1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("FROM scratch\nCOPY khotfix-node /khotfix-node\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("build --tag reg.example/khotfix-node:1 --file "),
+        "{text}"
+    );
+}

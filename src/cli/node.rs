@@ -102,6 +102,21 @@ pub enum NodeCmd {
         #[arg(long, default_value = "xz")]
         compression: khotfix::package::Compression,
     },
+    /// Build a minimal OCI image (FROM scratch) holding the static
+    /// khotfix-node binary alone, with the container engine.
+    Image {
+        /// The static khotfix-node binary (default: the one next to this khotfix).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        #[arg(long, default_value = "khotfix-node:latest")]
+        tag: String,
+        /// Container engine.
+        #[arg(long, env = "KHOTFIX_CONTAINER_ENGINE", default_value = "podman")]
+        engine: String,
+        /// Print the Containerfile and the build command only.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a standalone POSIX sh script with the same check/apply logic.
     Script {
         recipe: PathBuf,
@@ -242,6 +257,19 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             let path =
                 khotfix::package::node_rpm::build_node_rpm(&input, &signer, &out_dir, &opts)?;
             println!("wrote {}", path.display());
+            Ok(khotfix::util::exit::OK)
+        }
+        NodeCmd::Image {
+            binary,
+            tag,
+            engine,
+            dry_run,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => std::env::current_exe()?.with_file_name("khotfix-node"),
+            };
+            node::image::build(&binary, &tag, &engine, dry_run)?;
             Ok(khotfix::util::exit::OK)
         }
         NodeCmd::Script { recipe, output } => {

@@ -8,6 +8,7 @@
 //!   livepatch transition (dry run unless asked).
 //! * [`script`]: the same logic as a standalone POSIX sh script.
 //! * [`daemonset`]: a Kubernetes manifest running the script on every node.
+//! * [`image`]: a `FROM scratch` OCI image holding the static `khotfix-node`.
 //! * [`root`]: all host reads go through `--root`, confined and bounded.
 //! * [`text`]: which recipe text may reach a node (printable, one line).
 //! * [`modinfo`]: a `.ko`'s `.modinfo` section (vermagic, name), read from the ELF.
@@ -16,6 +17,7 @@ pub mod apply;
 pub mod check;
 pub mod cmd;
 pub mod daemonset;
+pub mod image;
 pub mod metrics;
 /// The `.modinfo` reader shared by build, verify and node.
 pub use crate::modinfo;
