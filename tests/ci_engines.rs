@@ -162,6 +162,70 @@ fn github_workflows_pass_the_github_workflows_schema() {
     assert!(!ok, "a broken workflow passed: {out}");
 }
 
+/// Issue 18 item 2: every job that runs khotfix runs in Debian 12 (its apt
+/// is what the debian12 target discovers kernels with, and .ci/install-deps
+/// installs Debian 12 packages), the build jobs where podman can run, and
+/// the build guards its index with the plan digest the matrix carries.
+#[test]
+fn pipelines_run_their_jobs_in_debian12() {
+    let gh =
+        yaml_to_json(&std::fs::read_to_string(root().join("examples/github-actions.yml")).unwrap());
+    for (name, job) in gh["jobs"].as_object().unwrap() {
+        assert_eq!(
+            job["container"]["image"], "rust:1-bookworm",
+            "GitHub job {name}"
+        );
+        let setup: String = job["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .collect();
+        assert!(
+            setup.contains("apt-get update"),
+            "GitHub job {name} refreshes apt"
+        );
+        assert!(
+            !setup.contains("sudo"),
+            "GitHub job {name} runs as the container's root"
+        );
+    }
+    let build = &gh["jobs"]["build"];
+    assert_eq!(build["container"]["options"], "--privileged");
+    assert!(build["container"]["volumes"][0]
+        .as_str()
+        .is_some_and(|v| v.ends_with(":/var/lib/containers")));
+    let steps = build["steps"].as_array().unwrap();
+    let run_step = steps
+        .iter()
+        .find_map(|s| s["run"].as_str().filter(|r| r.contains("khotfix run")))
+        .unwrap();
+    assert!(
+        run_step.contains("--expect-plan ${{ matrix.plan }}"),
+        "{run_step}"
+    );
+    assert!(
+        run_step.contains("--expect-job ${{ matrix.job }}"),
+        "{run_step}"
+    );
+
+    for f in ["examples/gitlab-ci.yml", "examples/gitlab-ci-jobs.yml"] {
+        let gl = yaml_to_json(&std::fs::read_to_string(root().join(f)).unwrap());
+        assert_eq!(gl["default"]["image"], "rust:1-bookworm", "{f}");
+    }
+    let jobs =
+        yaml_to_json(&std::fs::read_to_string(root().join("examples/gitlab-ci-jobs.yml")).unwrap());
+    assert_eq!(jobs["build"]["extends"], ".khotfix-plan");
+    let script = jobs["build"]["script"][0].as_str().unwrap();
+    for guard in [
+        "--job-index \"$KHOTFIX_JOB_INDEX\"",
+        "--expect-plan \"$KHOTFIX_PLAN\"",
+        "--expect-job \"$KHOTFIX_JOB\"",
+    ] {
+        assert!(script.contains(guard), "{guard} in {script}");
+    }
+}
+
 #[test]
 fn gitlab_pipelines_pass_the_gitlab_ci_schema() {
     let Some(cj) = tool("check-jsonschema") else {
@@ -340,6 +404,7 @@ fn stand_in_project(dir: &Path, kernels: &[&str], keys: &Path) {
         "examples/gitlab-ci-jobs.yml",
         ".ci/install-deps",
         ".ci/packages.txt",
+        ".ci/env",
     ] {
         let to = dir.join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
