@@ -17,6 +17,8 @@
 //!
 //! Each validator is also shown a broken document and must reject it.
 //!
+//! The pipeline's jobs run `apt-get update` and `.ci/install-deps
+//! --packages-only` as the examples do: run as root (as CI does).
 //! The tools are pinned and installed into .ci/tools by .ci/install-deps;
 //! a missing tool fails the test. KHOTFIX_SKIP_CI_ENGINES=1 opts out (and
 //! says "skipped").
@@ -642,7 +644,11 @@ fn gitlab_ci_local_runs_the_pipeline_and_the_digest_guard_refuses_a_changed_plan
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(dirs, [id.clone()], "build job {i} verified {dirs:?}");
+        assert_eq!(
+            dirs,
+            std::slice::from_ref(id),
+            "build job {i} verified {dirs:?}"
+        );
         let rpms = files_under(&verified, "rpm");
         assert_eq!(rpms.len(), 1, "{rpms:?}");
         let kernel = id.strip_prefix("30001-debian12-").unwrap();
