@@ -8,14 +8,17 @@
 # peak RSS. /bin/true in the same run is the floor (process start alone).
 #
 # Usage: benches/node.sh            (needs hyperfine, /usr/bin/time, bash, dash)
+#        NO_BUILD=1 benches/node.sh (use the binaries already built)
 # Prints hyperfine tables, the speed-up per case, peak RSS and binary sizes.
 set -eu
 cd "$(dirname "$0")/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet
-cargo build --profile node --bin khotfix-node --quiet
-RUSTFLAGS='-C target-feature=+crt-static' \
-  cargo build --profile node --bin khotfix-node --target x86_64-unknown-linux-gnu --quiet
+if [ -z "${NO_BUILD:-}" ]; then
+  cargo build --release --quiet
+  cargo build --profile node --bin khotfix-node --quiet
+  RUSTFLAGS='-C target-feature=+crt-static' \
+    cargo build --profile node --bin khotfix-node --target x86_64-unknown-linux-gnu --quiet
+fi
 BIN=$TARGET_DIR/release/khotfix
 NODE=$TARGET_DIR/node/khotfix-node
 NODE_STATIC=$TARGET_DIR/x86_64-unknown-linux-gnu/node/khotfix-node
