@@ -81,8 +81,9 @@ impl Row {
 /// evaluated, else 1 if a hotfix is needed, else 3 if the node is
 /// unfixable, else 0 (the codes of `check`).
 pub fn for_node(recipe: Option<&Path>, root: &HostRoot) -> Result<(String, i32)> {
-    let paths: Vec<(String, std::path::PathBuf)> = match recipe {
-        Some(p) => vec![(p.display().to_string(), p.to_path_buf())],
+    // (shown name, the recipe file given) or (installed host path, None).
+    let items: Vec<(String, Option<&Path>)> = match recipe {
+        Some(p) => vec![(p.display().to_string(), Some(p))],
         None => {
             let installed = check::installed_recipes(root)?;
             if installed.is_empty() {
@@ -91,18 +92,19 @@ pub fn for_node(recipe: Option<&Path>, root: &HostRoot) -> Result<(String, i32)>
                     root.path(check::RECIPES_DIR).display()
                 );
             }
-            let mut v = Vec::new();
-            for host_path in installed {
-                let p = check::installed_recipe_path(root, &host_path)?;
-                v.push((host_path, p));
-            }
-            v
+            installed.into_iter().map(|h| (h, None)).collect()
         }
     };
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    for (shown, path) in &paths {
-        let result = check::load_recipe(path).and_then(|r| check::check(&r, root));
+    for (shown, given) in items {
+        // An installed recipe is read confined and bounded like every host file.
+        let result = match given {
+            Some(p) => Ok(p.to_path_buf()),
+            None => check::installed_recipe_path(root, &shown),
+        }
+        .and_then(|path| check::load_recipe(&path))
+        .and_then(|r| check::check(&r, root));
         match result {
             Ok(r) => rows.push(Row {
                 id: r.hotfix_id,
@@ -111,7 +113,7 @@ pub fn for_node(recipe: Option<&Path>, root: &HostRoot) -> Result<(String, i32)>
             }),
             Err(e) => {
                 super::cmd::print_error(&e);
-                errors.push(shown.clone());
+                errors.push(shown);
             }
         }
     }
