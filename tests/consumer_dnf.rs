@@ -17,10 +17,14 @@
 //! Tools: rpmbuild, createrepo_c, dnf, rpm, busybox, make + Debian's
 //! linux-headers (the module).
 
-#[path = "data/sign/common.rs"]
-mod common;
+mod support;
 
-use common::*;
+use support::bin::khotfix;
+use support::http::Http;
+use support::rpm::rpmbuild;
+use support::kernel::modules;
+use support::process::{output, run};
+use support::tmp::tmpdir;
 use khotfix::distro::Distro;
 use khotfix::kernel::KernelRelease;
 use khotfix::keys::PackageSigner;
@@ -49,26 +53,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn rpmbuild(spec: &str, work: &Path, name: &str) -> PathBuf {
-    let spec_path = work.join(format!("{name}.spec"));
-    std::fs::write(&spec_path, spec).unwrap();
-    let out = work.join("rpms").join(name);
-    run(Command::new("rpmbuild")
-        .arg("-bb")
-        .arg("--define")
-        .arg(format!("_topdir {}", work.join("rpmbuild").display()))
-        .arg("--define")
-        .arg(format!("_rpmdir {}", out.display()))
-        .args(["--define", "_build_id_links none", "--quiet"])
-        .arg(&spec_path));
-    walkdir::WalkDir::new(&out)
-        .into_iter()
-        .flatten()
-        .map(|e| e.path().to_path_buf())
-        .find(|p| p.extension().is_some_and(|x| x == "rpm"))
-        .expect("rpmbuild produced no package")
 }
 
 /// A stand-in EL kernel package for `kver` (`V-R.dist.arch`).
@@ -260,20 +244,7 @@ fn dnf(w: &World, root: &Path, args: &[&str]) -> Output {
         .unwrap();
     }
     output(
-        Command::new("dnf")
-            .args([
-                "-y",
-                "--releasever=1",
-                "--disableplugin=*",
-                "--setopt=skip_if_unavailable=False",
-            ])
-            .arg(format!("--setopt=reposdir={}", reposdir.display()))
-            .arg(format!(
-                "--setopt=cachedir={}",
-                w.work.join("dnf-cache").display()
-            ))
-            .arg(format!("--installroot={}", root.display()))
-            .args(args),
+        support::dnf::dnf_root(&reposdir, &w.work.join("dnf-cache"), root).args(args),
     )
 }
 
@@ -519,61 +490,13 @@ fn hosts_install_the_hotfixes_for_their_kernels() {
 
 // ---- trust on first use, done right (issue 14, item 5) ---------------------
 
-/// python3 -m http.server on 127.0.0.1, an ephemeral port, killed on drop.
-struct Http {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Http {
-    fn serve(dir: &Path) -> Http {
-        use std::io::BufRead;
-        let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-            .arg("--directory")
-            .arg(dir)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("cannot parse http.server banner {line:?}"));
-        Http { child, port }
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// dnf into `root` with the .repo files in `reposdir` only, the metadata
 /// always fetched again (a server change must be seen), and
 /// skip_if_unavailable=False (Debian's dnf.conf would hide failures).
 fn dnf_in(reposdir: &Path, cache: &Path, root: &Path, args: &[&str]) -> Output {
     output(
-        Command::new("dnf")
-            .args([
-                "-y",
-                "--refresh",
-                "--releasever=1",
-                "--disableplugin=*",
-                "--setopt=skip_if_unavailable=False",
-            ])
-            .arg(format!("--setopt=reposdir={}", reposdir.display()))
-            .arg(format!("--setopt=cachedir={}", cache.display()))
-            .arg(format!("--installroot={}", root.display()))
+        support::dnf::dnf_root(reposdir, cache, root)
+            .arg("--refresh")
             .args(args),
     )
 }

@@ -2,12 +2,10 @@
 //! in either a verified file or a clear one-line error, and never in an
 //! unverified file in the cache.
 
-#[path = "common/fetch_httpd.rs"]
-mod httpd;
-#[path = "common/fetch_rpms.rs"]
-mod rpms;
+mod support;
 
-use httpd::{Fault, Server};
+use support::http::{Fault, Server};
+use support::kernel_rpms as rpms;
 use khotfix::fetch::{self, Cache, FetchOptions, ProgressMode};
 use khotfix::kernel::KernelRelease;
 use std::path::Path;

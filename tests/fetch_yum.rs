@@ -1,12 +1,10 @@
 //! The yum client against real repositories (rpmbuild + createrepo_c) served
 //! over real HTTP on 127.0.0.1.
 
-#[path = "common/fetch_httpd.rs"]
-mod httpd;
-#[path = "common/fetch_rpms.rs"]
-mod rpms;
+mod support;
 
-use httpd::Server;
+use support::http::Server;
+use support::kernel_rpms as rpms;
 use khotfix::fetch::{self, Cache, FetchOptions, FetchedKernel, ProgressMode};
 use khotfix::kernel::KernelRelease;
 use std::time::Duration;

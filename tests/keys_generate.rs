@@ -1,10 +1,12 @@
 //! `khotfix keys generate` and OpenPGP key loading, checked with openssl,
 //! the kernel's sign-file, gpg and rpm.
 
-#[path = "data/sign/common.rs"]
-mod common;
+mod support;
 
-use common::*;
+use support::bin::khotfix;
+use support::kernel::{modules, sign_file};
+use support::process::{output, run};
+use support::tmp::tmpdir;
 use khotfix::keys::{PackageSigner, Passphrase};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -4,10 +4,12 @@
 //! behaviour (with stand-ins for kpatch, uname and systemctl, named as such in
 //! tests/data/sign/standins/), reproducibility, and `khotfix package`.
 
-#[path = "data/sign/common.rs"]
-mod common;
+mod support;
 
-use common::*;
+use support::bin::khotfix;
+use support::kernel::modules;
+use support::process::{output, run};
+use support::tmp::{rand_suffix, tmpdir};
 use khotfix::distro::Distro;
 use khotfix::kernel::KernelRelease;
 use khotfix::keys::PackageSigner;

@@ -1,8 +1,8 @@
 //! Real kernel-like RPMs for the fetch tests, built once per test binary with
 //! rpmbuild from a generated spec (kernel SRPM, kernel, kernel-devel,
 //! kernel-debuginfo, kernel-debuginfo-common-x86_64), and yum repositories
-//! made from them with createrepo_c.
-#![allow(dead_code)]
+//! made from them with createrepo_c. Built once per test binary because
+//! rpmbuild takes seconds and every fetch test needs the same set.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -223,6 +223,17 @@ pub fn test_distro(base_url: &str) -> khotfix::distro::Distro {
         r.direct = false;
     }
     d
+}
+
+/// `KHOTFIX_MIRRORS`-style overrides pointing the built-in alinux3 at the
+/// test server `srv`. Its source repository is `direct` (no repodata):
+/// files by name under Packages/.
+pub fn mirrors(srv: &super::http::Server) -> Vec<String> {
+    vec![
+        format!("plus-source={}source/Packages/", srv.url()),
+        format!("plus-debug={}debug/", srv.url()),
+        format!("plus={}os/", srv.url()),
+    ]
 }
 
 /// Path of the primary metadata file of a repository and its href.
