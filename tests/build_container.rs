@@ -4,28 +4,19 @@
 //! writes into an output mount are given back to the directory's owner.
 //! Runs in the debian12 builder image (built or reused).
 
-use khotfix::build::builder::{self, BuildImageOptions};
+mod support;
+
+use support::bin::khotfix;
+
 use khotfix::build::container::{self, Engine, Mount, RunError, RunSpec};
-use khotfix::config::Config;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 fn engine_and_image() -> (Engine, String) {
-    let config = Config::load().expect("config");
-    let engine =
-        Engine::from_config(&config).expect("a container engine (set KHOTFIX_CONTAINER_ENGINE)");
+    let engine = support::container::engine();
     let logs = tempfile::tempdir().unwrap();
-    let img = builder::ensure(
-        &engine,
-        "debian12",
-        &BuildImageOptions {
-            log_dir: logs.path().into(),
-            ..Default::default()
-        },
-        None,
-    )
-    .expect("debian12 builder image");
-    (engine, img.tag)
+    let image = support::container::debian12_builder(&engine, logs.path());
+    (engine, image)
 }
 
 fn spec(image: &str, prefix: &str, command: &[&str], dir: &std::path::Path) -> RunSpec {
@@ -164,7 +155,7 @@ fn ctrl_c_on_the_cli_stops_the_build_container() {
     )
     .unwrap();
     let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("khotfix-cli-cache");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let mut child = khotfix()
         .args(["build", "--out"])
         .arg(tmp.path().join("out"))
         .arg(tmp.path().join("recipe.toml"))

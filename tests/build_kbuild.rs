@@ -5,6 +5,12 @@
 //! then the same job again is a cache hit, through the library and the CLI.
 //! Needs the container env vars (see README: KHOTFIX_CONTAINER_*).
 
+mod support;
+
+use support::kernel::modinfo;
+
+use support::bin::khotfix;
+
 use khotfix::build::builder::{self, BuildImageOptions};
 use khotfix::build::cache::BuildCache;
 use khotfix::build::container::Engine;
@@ -14,7 +20,6 @@ use khotfix::kernel::KernelRelease;
 use khotfix::plan::Plan;
 use khotfix::recipe::Recipe;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn recipe_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kbuild-recipe/recipe.toml")
@@ -25,21 +30,6 @@ fn headers_dir(kernel: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("khotfix-headers")
         .join(kernel)
-}
-
-fn modinfo(ko: &Path, field: &str) -> String {
-    let out = Command::new("modinfo")
-        .args(["-F", field])
-        .arg(ko)
-        .output()
-        .expect("kmod's modinfo");
-    assert!(
-        out.status.success(),
-        "modinfo {}: {}",
-        ko.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -161,7 +151,7 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
 fn cli_build_reports_built_then_cached() {
     let tmp = tempfile::tempdir().unwrap();
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_khotfix"))
+        khotfix()
             .args(["build", "--json", "--out"])
             .arg(tmp.path().join("out"))
             .arg(recipe_path())
@@ -190,7 +180,7 @@ fn cli_build_reports_built_then_cached() {
     let ko = PathBuf::from(v2[0]["module"].as_str().unwrap());
     assert_eq!(modinfo(&ko, "name"), "kpatch_90001");
     // The table form.
-    let three = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let three = khotfix()
         .args(["build", "--out"])
         .arg(tmp.path().join("out"))
         .arg(recipe_path())

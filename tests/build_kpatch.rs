@@ -5,11 +5,13 @@
 //! documented interface and fails on anything else; the real kpatch-build
 //! runs in the centos7 and alinux3 builder images.
 
-use khotfix::build::builder::{self, BuildImageOptions};
+mod support;
+
+use support::kernel::modinfo;
+
 use khotfix::build::cache::BuildCache;
 use khotfix::build::container::{Engine, RunSpec};
 use khotfix::build::{self as stage, BuildInputs, BuildSettings, KernelInputs};
-use khotfix::config::Config;
 use khotfix::kernel::KernelRelease;
 use khotfix::plan::Job;
 use khotfix::recipe::Backend;
@@ -48,25 +50,10 @@ struct Env {
 }
 
 fn setup() -> Env {
-    let config = Config::load().unwrap();
-    let engine =
-        Engine::from_config(&config).expect("a container engine (set KHOTFIX_CONTAINER_ENGINE)");
+    let engine = support::container::engine();
     let tmp = tempfile::tempdir().unwrap();
-    let img = builder::ensure(
-        &engine,
-        "debian12",
-        &BuildImageOptions {
-            log_dir: tmp.path().join("logs"),
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
-    Env {
-        engine,
-        image: img.tag,
-        tmp,
-    }
+    let image = support::container::debian12_builder(&engine, &tmp.path().join("logs"));
+    Env { engine, image, tmp }
 }
 
 fn settings(e: &Env) -> BuildSettings {
@@ -136,20 +123,6 @@ fn args_of(lines: &[String]) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("ARG="))
         .map(str::to_string)
         .collect()
-}
-
-fn modinfo(ko: &Path, field: &str) -> String {
-    let out = Command::new("modinfo")
-        .args(["-F", field])
-        .arg(ko)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The gcc identification string of the builder's compiler (what vmlinux's

@@ -19,12 +19,6 @@
 
 mod support;
 
-use support::bin::khotfix;
-use support::http::Http;
-use support::rpm::rpmbuild;
-use support::kernel::modules;
-use support::process::{output, run};
-use support::tmp::tmpdir;
 use khotfix::distro::Distro;
 use khotfix::kernel::KernelRelease;
 use khotfix::keys::PackageSigner;
@@ -32,6 +26,12 @@ use khotfix::package::{build_rpm, BuildOptions, Compression, PackageInput};
 use khotfix::recipe::Hotfix;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::bin::khotfix;
+use support::http::Http;
+use support::kernel::modules;
+use support::process::{output, run};
+use support::rpm::rpmbuild;
+use support::tmp::tmpdir;
 
 /// Installed on the host; A is the one running.
 const KA: &str = "5.10.134-18.al8.x86_64";
@@ -243,9 +243,7 @@ fn dnf(w: &World, root: &Path, args: &[&str]) -> Output {
         )
         .unwrap();
     }
-    output(
-        support::dnf::dnf_root(&reposdir, &w.work.join("dnf-cache"), root).args(args),
-    )
+    output(support::dnf::dnf_root(&reposdir, &w.work.join("dnf-cache"), root).args(args))
 }
 
 /// A host root holding kernels A and B, kpatch and /bin/sh.

@@ -3,17 +3,15 @@
 
 mod support;
 
-use support::http::{Fault, Server};
-use support::bin::khotfix_fetch;
-use support::kernel_rpms as rpms;
-use support::kernel_rpms::mirrors;
 use khotfix::fetch::Cache;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::bin::khotfix_fetch;
+use support::http::{Fault, Server};
+use support::kernel_rpms as rpms;
+use support::kernel_rpms::mirrors;
 
 const DEVEL: &str = "kernel-devel-5.10.134-18.al8.x86_64.rpm";
-
-
 
 fn recipe(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("mod")).unwrap();

@@ -4,12 +4,12 @@
 
 mod support;
 
-use support::http::{Fault, Server};
-use support::kernel_rpms as rpms;
 use khotfix::fetch::{self, Cache, FetchOptions, ProgressMode};
 use khotfix::kernel::KernelRelease;
 use std::path::Path;
 use std::time::Duration;
+use support::http::{Fault, Server};
+use support::kernel_rpms as rpms;
 
 const DEVEL: &str = "kernel-devel-5.10.134-18.al8.x86_64.rpm";
 

@@ -6,19 +6,17 @@
 
 mod support;
 
-use support::http::{Fault, Server};
-use support::bin::khotfix_fetch;
-use support::kernel_rpms as rpms;
-use support::kernel_rpms::mirrors;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::bin::khotfix_fetch;
+use support::http::{Fault, Server};
+use support::kernel_rpms as rpms;
+use support::kernel_rpms::mirrors;
 
 /// Peak RSS any run here may reach (the bombs expand to 10 GiB).
 const RSS_LIMIT_KB: i64 = 300 * 1024;
-
-
 
 /// Exit code, stderr and peak RSS (KiB) of `cmd`, from wait4(2) on the
 /// child itself (not the test process or other tests' children).

@@ -3,11 +3,11 @@
 
 mod support;
 
-use support::http::Server;
-use support::kernel_rpms as rpms;
 use khotfix::fetch::{self, Cache, FetchOptions, FetchedKernel, ProgressMode};
 use khotfix::kernel::KernelRelease;
 use std::time::Duration;
+use support::http::Server;
+use support::kernel_rpms as rpms;
 
 fn opts(cache: &std::path::Path) -> FetchOptions {
     let mut o = FetchOptions {

@@ -3,14 +3,14 @@
 
 mod support;
 
-use support::bin::khotfix;
-use support::kernel::{modules, sign_file};
-use support::process::{output, run};
-use support::tmp::tmpdir;
 use khotfix::keys::{PackageSigner, Passphrase};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use support::bin::khotfix;
+use support::kernel::{modules, sign_file};
+use support::process::{output, run};
+use support::tmp::tmpdir;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777

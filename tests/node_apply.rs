@@ -10,6 +10,10 @@
 //! /sys/kernel/livepatch/kpatch_22519882/{enabled,transition}. chroot and the
 //! wait loop are real.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -17,10 +21,6 @@ use std::process::Command;
 const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
 const CT4: &str = "/sys/fs/bpf/tc/globals/cilium_ct4_global";
 const LP: &str = "/sys/kernel/livepatch/kpatch_22519882";
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
 
 fn write(root: &Path, p: &str, t: &str, mode: u32) {
     let f = root.join(p.trim_start_matches('/'));
@@ -61,11 +61,7 @@ fn run(args: &[&str], root: &Path) -> (i32, String, String) {
         .args(args)
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::bin::code_out_err(out)
 }
 
 #[test]

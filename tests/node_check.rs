@@ -1,6 +1,10 @@
 //! `node check` and the generated `node script` against fake roots for every
 //! case of seed 000's scripts: both must give the same verdict and exit code.
 
+mod support;
+
+use support::bin::khotfix;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,10 +62,6 @@ impl FakeRoot {
         );
         self.module_loaded()
     }
-}
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
 }
 
 struct Outcome {

@@ -3,15 +3,15 @@
 //! command labels the node with the verdict (run here with a stand-in
 //! `kubectl` that records its arguments: no cluster exists on this machine).
 
+mod support;
+
+use support::bin::khotfix;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
 const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
 
 /// Parse a YAML stream with PyYAML and return the documents as JSON.
 fn yaml_docs(yaml: &str) -> Vec<Value> {

@@ -7,6 +7,10 @@
 //! Fixed seed and a short budget in the suite; `KHOTFIX_FUZZ_CASES=N` runs N
 //! cases of the whole-check property (and 16 N of the parser one) instead.
 
+mod support;
+
+use support::bin::khotfix;
+
 use khotfix::node::check::{flag_is_one, modules_list_has};
 use khotfix::node::root::{clipped, shown, SHOWN_CHARS};
 use khotfix::node::HostRoot;
@@ -168,7 +172,7 @@ fn lay_out(h: &Host, root: &Path) {
 
 fn script() -> PathBuf {
     let p = std::env::temp_dir().join(format!("khotfix-node-fuzz-{}.sh", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let out = khotfix()
         .args(["node", "script", RECIPE, "-o"])
         .arg(&p)
         .output()

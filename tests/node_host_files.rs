@@ -9,6 +9,10 @@
 //! * Where the two implementations used to differ (invalid UTF-8 in /proc
 //!   files, no package manager in a dry run), they give the same answer.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -19,10 +23,6 @@ const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519
 const CT4: &str = "/sys/fs/bpf/tc/globals/cilium_ct4_global";
 const MODULE: &str = "kpatch_22519882";
 const AL8: &str = "5.10.134-18.al8.x86_64";
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
 
 fn write(root: &Path, host: &str, bytes: &[u8]) {
     let p = root.join(host.trim_start_matches('/'));

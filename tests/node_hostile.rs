@@ -2,14 +2,14 @@
 //! refused by validation, or quoted so that running the script prints them
 //! verbatim and executes nothing.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::path::Path;
 use std::process::Command;
 
 const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
 
 /// The test recipe with its `[node]` table replaced.
 fn recipe_with_node(dir: &Path, node: &str) -> std::path::PathBuf {

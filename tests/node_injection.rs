@@ -12,6 +12,10 @@
 //!   `hotfix.sh` byte-identical to `node script`, for hostile messages; and
 //!   the serializer keeps any string (U+2028 included) inside its scalar.
 
+mod support;
+
+use support::bin::khotfix;
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,10 +39,6 @@ const PLACEHOLDERS: &[&str] = &[
     "@@MODULES_CAP@@",
     "@@RPMDB_CAP@@",
 ];
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
 
 /// The test recipe with its `[node]` table replaced.
 fn recipe_with(dir: &Path, paths: &[String], message: &str) -> PathBuf {

@@ -6,10 +6,6 @@
 
 mod support;
 
-use support::bin::khotfix;
-use support::kernel::modules;
-use support::process::{output, run};
-use support::tmp::{rand_suffix, tmpdir};
 use khotfix::distro::Distro;
 use khotfix::kernel::KernelRelease;
 use khotfix::keys::PackageSigner;
@@ -18,6 +14,10 @@ use khotfix::recipe::{ChangelogEntry, Hotfix};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use support::bin::khotfix;
+use support::kernel::modules;
+use support::process::{output, run};
+use support::tmp::{rand_suffix, tmpdir};
 
 const SDE: u64 = 1754322514; // 2025-08-04 15:48:34 UTC, the seed's release stamp
 const KVER: &str = "5.10.134-18.al8.x86_64";

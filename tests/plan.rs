@@ -1,6 +1,10 @@
 //! `khotfix plan` on the two seed recipes against tests/data/kernels.txt,
 //! through the real binary: exactly the expected jobs, in every format.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
@@ -10,7 +14,7 @@ const RECIPES: [&str; 2] = [
 ];
 
 fn plan(extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    khotfix()
         .arg("plan")
         .args(RECIPES)
         .args(extra)
@@ -268,7 +272,7 @@ fn plan_measured(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, 
     let err_file = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_khotfix"))
+        .arg(support::bin::BIN)
         .arg("plan")
         .args(args)
         .current_dir(dir)

@@ -12,6 +12,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use support::bin::khotfix;
 use support::gpg::{keys, rpmsign, Keys};
 use support::http::Http;
@@ -19,7 +20,6 @@ use support::kernel::modules;
 use support::process::{ok, output, run, text};
 use support::publish::{publish, publish_ok, verify};
 use support::rpm::rpmbuild_next;
-use std::time::{Duration, Instant};
 
 fn spec(name: &str, epoch: u32, content: &str) -> String {
     format!(
@@ -346,22 +346,18 @@ fn long_kernel_release_package_end_to_end_and_bad_files_do_not_brick() {
     let w = tempfile::tempdir().unwrap();
     // Keys and a signed module as `khotfix package` uses them.
     let kdir = w.path().join("keys");
-    run(
-        khotfix()
-            .args(["keys", "generate", "--bits", "2048"])
-            .arg(&kdir),
-    );
+    run(khotfix()
+        .args(["keys", "generate", "--bits", "2048"])
+        .arg(&kdir));
     let module = w.path().join("kpatch-22519882.ko");
-    run(
-        khotfix()
-            .args(["sign", "--key"])
-            .arg(kdir.join("module-signing.key.pem"))
-            .arg("--cert")
-            .arg(kdir.join("module-signing.crt.pem"))
-            .arg("-o")
-            .arg(&module)
-            .arg(&modules()[0]),
-    );
+    run(khotfix()
+        .args(["sign", "--key"])
+        .arg(kdir.join("module-signing.key.pem"))
+        .arg("--cert")
+        .arg(kdir.join("module-signing.crt.pem"))
+        .arg("-o")
+        .arg(&module)
+        .arg(&modules()[0]));
     let secret = kdir.join(khotfix::keys::PGP_SECRET_FILE);
     let signer = khotfix::keys::PackageSigner::load(&secret, None).unwrap();
     // A long vendor release (hotfix streams and rebuilds add numeric parts).

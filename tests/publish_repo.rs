@@ -9,13 +9,13 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use support::bin::khotfix;
 use support::gpg::{keys, rpmsign, Keys};
 use support::http::Http;
 use support::process::{ok, output};
 use support::publish::{publish, publish_ok, verify};
 use support::rpm::{rpmbuild_next, walk_rpms};
-use std::time::{Duration, Instant};
 
 /// Many small signed packages, fast: built in-process with the rpm crate.
 fn gen_rpms(keys: &Keys, dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
@@ -385,12 +385,14 @@ fn bad_input_changes_nothing() {
     );
 
     // A wrong passphrase source: key file that is not a key.
-    let out = output(khotfix()
-        .args(["publish", "--repo"])
-        .arg(&repo)
-        .arg("--gpg-key")
-        .arg(&junk)
-        .args(&good));
+    let out = output(
+        khotfix()
+            .args(["publish", "--repo"])
+            .arg(&repo)
+            .arg("--gpg-key")
+            .arg(&junk)
+            .args(&good),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an armored OpenPGP secret key"));
 }
@@ -748,8 +750,11 @@ fn part_names(http: &Http, part: &str, cache: &Path) -> Vec<String> {
     };
     let mut c = support::dnf::dnf_no_repos(cache);
     c.arg("-q");
-    support::dnf::signed_repo(&mut c, "khf", &url, &support::dnf::key_url(&http.url()))
-        .args(["repoquery", "--qf", "%{name}"]);
+    support::dnf::signed_repo(&mut c, "khf", &url, &support::dnf::key_url(&http.url())).args([
+        "repoquery",
+        "--qf",
+        "%{name}",
+    ]);
     let q = output(&mut c);
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
     let mut v: Vec<String> = stdout(&q).lines().map(str::to_owned).collect();

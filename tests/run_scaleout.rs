@@ -5,6 +5,8 @@
 //! `--job-index`, the plan digest guard, volumes, and the workflow's
 //! plan → matrix → publish wiring.
 
+mod support;
+
 use khotfix::run::k8s::{manifests, to_yaml, K8sOptions};
 use serde_json::Value;
 use std::io::Write;
@@ -38,7 +40,7 @@ fn parse_yaml(text: &str) -> Vec<Value> {
 }
 
 fn khotfix(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_khotfix"));
+    let mut c = support::bin::khotfix();
     c.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
     for (k, v) in env {
         c.env(k, v);

@@ -5,11 +5,11 @@
 
 mod support;
 
+use std::path::Path;
 use support::bin::khotfix;
 use support::kernel::{modules, openssl_key, shared_key, sign_file};
 use support::process::{output, run};
 use support::tmp::{rand_suffix, tmpdir};
-use std::path::Path;
 
 fn khotfix_sign(hash: &str, key: &Path, cert: &Path, input: &Path, out: &Path) {
     run(khotfix()

@@ -41,7 +41,11 @@ pub fn rpmbuild_with(spec: &str, work: &Path, name: &str, defines: &[(&str, &str
 /// build many packages into one work directory.
 pub fn rpmbuild_next(spec: &str, work: &Path) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    rpmbuild(spec, work, &format!("s{}", N.fetch_add(1, Ordering::SeqCst)))
+    rpmbuild(
+        spec,
+        work,
+        &format!("s{}", N.fetch_add(1, Ordering::SeqCst)),
+    )
 }
 
 /// Every `.rpm` below `dir`.
