@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::bin::khotfix;
 use support::http::Http;
-use support::kernel::modules;
+use support::kernel::{generate_keys, modules, sign_module};
 use support::process::{output, run};
-use support::rpm::rpmbuild;
+use support::rpm::{rpmbuild, BUSYBOX_SH_SPEC};
 use support::tmp::tmpdir;
 
 /// Installed on the host; A is the one running.
@@ -82,27 +82,6 @@ echo stand-in > %{{buildroot}}/boot/vmlinuz-{kver}
     )
 }
 
-/// busybox-static as /bin/sh plus the applets the kpatch stand-in uses.
-const SH_SPEC: &str = r#"
-%global debug_package %{nil}
-%global __os_install_post %{nil}
-Name: busybox-sh
-Version: 1.0
-Release: 1
-Summary: STAND-IN /bin/sh (busybox-static) for the test installroots
-License: GPL-2.0
-AutoReqProv: no
-Provides: /bin/sh
-%description
-Stand-in for the distro's shell package.
-%install
-mkdir -p %{buildroot}/bin
-cp /bin/busybox %{buildroot}/bin/busybox
-for a in sh basename mkdir cp rm rmdir; do ln -s busybox %{buildroot}/bin/$a; done
-%files
-/bin/*
-"#;
-
 fn kpatch_spec() -> String {
     format!(
         r#"
@@ -152,19 +131,10 @@ fn hotfix(id: u64) -> Hotfix {
 fn world() -> World {
     let work = tmpdir();
     let keys = work.join("keys");
-    run(khotfix()
-        .args(["keys", "generate", "--bits", "2048"])
-        .arg(&keys));
+    generate_keys(&keys);
     let signer = PackageSigner::load(&keys.join("package-signing.secret.asc"), None).unwrap();
     let module = work.join("signed.ko");
-    run(khotfix()
-        .args(["sign", "--key"])
-        .arg(keys.join("module-signing.key.pem"))
-        .arg("--cert")
-        .arg(keys.join("module-signing.crt.pem"))
-        .arg("-o")
-        .arg(&module)
-        .arg(&modules()[0]));
+    sign_module(&keys, &module);
     let out = work.join("hotfixes");
     std::fs::create_dir_all(&out).unwrap();
     let mut hotfixes = Vec::new();
@@ -207,7 +177,7 @@ fn base_repo(work: &Path, kernels: &[&str]) -> PathBuf {
     let base = work.join("base");
     std::fs::create_dir_all(&base).unwrap();
     let mut base_rpms = vec![
-        rpmbuild(SH_SPEC, work, "sh"),
+        rpmbuild(BUSYBOX_SH_SPEC, work, "sh"),
         rpmbuild(&kpatch_spec(), work, "kpatch"),
     ];
     for (i, k) in kernels.iter().enumerate() {
@@ -513,9 +483,7 @@ fn the_release_rpm_pins_the_repository_key() {
     let work = tmpdir();
     let keygen = |name: &str| {
         let dir = work.join(name);
-        run(khotfix()
-            .args(["keys", "generate", "--bits", "2048"])
-            .arg(&dir));
+        generate_keys(&dir);
         dir
     };
     let (ours, theirs) = (keygen("keys"), keygen("other-keys"));

@@ -50,6 +50,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::kernel::modinfo;
 
+/// Run `cmd`, require success, its stdout trimmed.
+fn output(cmd: &mut Command) -> String {
+    support::process::run(cmd).trim().to_string()
+}
+
 /// The recipe's hotfix id (recipes/ipvs-estimation-timer.toml).
 const HOTFIX: u64 = 30001;
 
@@ -59,19 +64,6 @@ fn repo() -> &'static Path {
 
 fn patch() -> PathBuf {
     repo().join("tests/data/kpatch-real/0001-ipvs-estimation_timer-skip-est_list-walk.patch")
-}
-
-fn output(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The tree to use: the given one, or one prepare.sh makes now.

@@ -14,9 +14,11 @@
 
 mod support;
 
+use support::yaml::pyyaml;
+
 use support::bin::khotfix;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -282,30 +284,6 @@ fn generators_refuse_separators_even_without_lint() {
 }
 
 /// Parse a YAML stream with PyYAML and return the documents as JSON.
-fn pyyaml(yaml: &str) -> Result<Vec<Value>, String> {
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin.buffer))))",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with PyYAML");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap())
-}
 
 /// Messages that are printable but mean something to YAML or sh.
 fn yaml_hostile_messages() -> Vec<String> {

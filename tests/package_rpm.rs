@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use support::bin::khotfix;
-use support::kernel::modules;
+use support::kernel::{generate_keys, modules, sign_module};
 use support::process::{output, run};
 use support::tmp::{rand_suffix, tmpdir};
 
@@ -39,18 +39,9 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let d = tmpdir();
         let keys = d.join("keys");
-        run(khotfix()
-            .args(["keys", "generate", "--bits", "2048"])
-            .arg(&keys));
+        generate_keys(&keys);
         let module = d.join(format!("kpatch-{ID}.ko"));
-        run(khotfix()
-            .args(["sign", "--key"])
-            .arg(keys.join("module-signing.key.pem"))
-            .arg("--cert")
-            .arg(keys.join("module-signing.crt.pem"))
-            .arg("-o")
-            .arg(&module)
-            .arg(&modules()[0]));
+        sign_module(&keys, &module);
         Fixture { keys, module }
     })
 }

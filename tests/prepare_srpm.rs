@@ -11,23 +11,15 @@
 //! `%prep` with `%setup -c -n kernel-<ver>`, vmlinux under
 //! /usr/lib/debug/lib/modules/<kver>/.
 
+mod support;
+
 use khotfix::kernel::KernelRelease;
 use khotfix::prepare::apply;
 use khotfix::prepare::srpm::{self, EntryKind, RpmbuildPrep, UnpackError};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::process::run;
 
 /// Every path under `dir` (files, dirs, links), for "nothing was written" checks.
 fn snapshot(dir: &Path) -> BTreeSet<PathBuf> {

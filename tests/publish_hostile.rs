@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use support::bin::khotfix;
 use support::gpg::{keys, rpmsign, Keys};
 use support::http::Http;
-use support::kernel::modules;
-use support::process::{ok, output, run, text};
+use support::kernel::{generate_keys, sign_module};
+use support::process::{ok, output, text};
 use support::publish::{publish, publish_ok, verify};
 use support::rpm::rpmbuild_next;
 
@@ -346,18 +346,9 @@ fn long_kernel_release_package_end_to_end_and_bad_files_do_not_brick() {
     let w = tempfile::tempdir().unwrap();
     // Keys and a signed module as `khotfix package` uses them.
     let kdir = w.path().join("keys");
-    run(khotfix()
-        .args(["keys", "generate", "--bits", "2048"])
-        .arg(&kdir));
+    generate_keys(&kdir);
     let module = w.path().join("kpatch-22519882.ko");
-    run(khotfix()
-        .args(["sign", "--key"])
-        .arg(kdir.join("module-signing.key.pem"))
-        .arg("--cert")
-        .arg(kdir.join("module-signing.crt.pem"))
-        .arg("-o")
-        .arg(&module)
-        .arg(&modules()[0]));
+    sign_module(&kdir, &module);
     let secret = kdir.join(khotfix::keys::PGP_SECRET_FILE);
     let signer = khotfix::keys::PackageSigner::load(&secret, None).unwrap();
     // A long vendor release (hotfix streams and rebuilds add numeric parts).

@@ -32,7 +32,7 @@ use support::gpg::rpmsign_with;
 use support::http::Http;
 use support::kernel::debian_previous_abi;
 use support::process::{ok, output, text};
-use support::rpm::rpmbuild;
+use support::rpm::{rpmbuild, BUSYBOX_SH_SPEC};
 
 /// `khotfix run` with the container settings CI uses (`.ci/env`'s values
 /// unless the environment already sets them) and the default cache.
@@ -129,28 +129,6 @@ chmod 755 %{buildroot}/usr/sbin/kpatch
 %files
 /usr/sbin/kpatch
 %dir /var/log
-"#;
-
-/// The hotfix's scriptlets need `/bin/sh` (rpm adds `Requires: /bin/sh`);
-/// an empty installroot has none. This stand-in for the distro's shell
-/// package ships busybox-static as `/bin/sh`.
-const SH_SPEC: &str = r#"
-%global debug_package %{nil}
-%global __os_install_post %{nil}
-Name: busybox-sh
-Version: 1.0
-Release: 1
-Summary: stand-in /bin/sh (busybox-static) for the end-to-end test installroot
-License: GPL-2.0
-AutoReqProv: no
-Provides: /bin/sh
-%description
-Stand-in for the distro's shell package: busybox-static as /bin/sh.
-%install
-mkdir -p %{buildroot}/bin
-cp /bin/busybox %{buildroot}/bin/sh
-%files
-/bin/sh
 "#;
 
 /// Names (`name-version-release.arch`) the repository's primary.xml lists.
@@ -322,7 +300,7 @@ fn debian12_run_boot_verifies_and_installs_with_dnf() {
     let repo = out.join("repo");
     let secret = out.join("keys").join(khotfix::keys::PGP_SECRET_FILE);
     let kpatch = rpmbuild(KPATCH_SPEC, work.path(), "kpatch");
-    let sh = rpmbuild(SH_SPEC, work.path(), "busybox-sh");
+    let sh = rpmbuild(BUSYBOX_SH_SPEC, work.path(), "busybox-sh");
     rpmsign_with(&secret, &kpatch, work.path());
     rpmsign_with(&secret, &sh, work.path());
     ok(khotfix()

@@ -160,3 +160,24 @@ pub fn sign_file(hash: &str, key: &Path, cert: &Path, module: &Path, dest: &Path
         .arg(module)
         .arg(dest));
 }
+
+/// `khotfix keys generate --bits 2048 DIR`: the module- and package-signing
+/// keys a run would use, in `dir`.
+pub fn generate_keys(dir: &Path) {
+    run(super::bin::khotfix()
+        .args(["keys", "generate", "--bits", "2048"])
+        .arg(dir));
+}
+
+/// The first of [`modules`] signed by `khotfix sign` with the module-signing
+/// key [`generate_keys`] wrote to `keys`, written to `out`.
+pub fn sign_module(keys: &Path, out: &Path) {
+    run(super::bin::khotfix()
+        .args(["sign", "--key"])
+        .arg(keys.join("module-signing.key.pem"))
+        .arg("--cert")
+        .arg(keys.join("module-signing.crt.pem"))
+        .arg("-o")
+        .arg(out)
+        .arg(&modules()[0]));
+}

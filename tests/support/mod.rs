@@ -20,3 +20,4 @@ pub mod process;
 pub mod publish;
 pub mod rpm;
 pub mod tmp;
+pub mod yaml;

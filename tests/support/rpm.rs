@@ -7,6 +7,30 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The distro's /bin/sh package, stood in for by busybox-static: `/bin/sh`
+/// plus the applets the kpatch runtime stand-in uses. An empty installroot
+/// has no shell, and rpm scriptlets (and the `Requires: /bin/sh` rpm adds
+/// for them) need one.
+pub const BUSYBOX_SH_SPEC: &str = r#"
+%global debug_package %{nil}
+%global __os_install_post %{nil}
+Name: busybox-sh
+Version: 1.0
+Release: 1
+Summary: STAND-IN /bin/sh (busybox-static) for the test installroots
+License: GPL-2.0
+AutoReqProv: no
+Provides: /bin/sh
+%description
+Stand-in for the distro's shell package.
+%install
+mkdir -p %{buildroot}/bin
+cp /bin/busybox %{buildroot}/bin/busybox
+for a in sh basename mkdir cp rm rmdir; do ln -s busybox %{buildroot}/bin/$a; done
+%files
+/bin/*
+"#;
+
 /// `rpmbuild -bb` of `spec` (written to `work/NAME.spec`), topdir
 /// `work/rpmbuild`, packages under `work/rpms/NAME/`; the built package.
 pub fn rpmbuild(spec: &str, work: &Path, name: &str) -> PathBuf {
