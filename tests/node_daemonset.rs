@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
+use support::node::RECIPE;
 
 /// Parse a YAML stream with PyYAML and return the documents as JSON.
 fn yaml_docs(yaml: &str) -> Vec<Value> {

@@ -9,8 +9,6 @@
 
 mod support;
 
-use support::bin::khotfix;
-
 use khotfix::verify::qemu::{boot, debian_kernel_abi, QemuSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,18 +67,7 @@ fn apply_loads_the_ipvs_livepatch_in_a_debian_guest() {
 
     let recipe = Path::new(ROOT).join("recipes/ipvs-estimation-timer.toml");
     let script = work.path().join("hotfix.sh");
-    let gen = khotfix()
-        .args(["node", "script"])
-        .arg(&recipe)
-        .arg("-o")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    support::node::script(&recipe, &script);
 
     let guest = r#"
 R=/recipes/ipvs-estimation-timer.toml

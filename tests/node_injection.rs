@@ -22,7 +22,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
+use support::node::RECIPE;
 
 /// Every placeholder name the script template has (or had).
 const PLACEHOLDERS: &[&str] = &[

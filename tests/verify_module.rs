@@ -19,6 +19,7 @@ use khotfix::verify::{self, Outcome, VerifyInputs, VerifyReport};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use support::gpg::{gpg, private_home};
 use support::process::run;
 
 struct Built {
@@ -37,10 +38,8 @@ struct Built {
 }
 
 fn gpg_key(home: &Path, name: &str) -> PathBuf {
-    std::fs::create_dir_all(home).unwrap();
-    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    run(Command::new("gpg")
-        .env("GNUPGHOME", home)
+    private_home(home);
+    run(gpg(home)
         .args([
             "--batch",
             "--pinentry-mode",
@@ -52,9 +51,7 @@ fn gpg_key(home: &Path, name: &str) -> PathBuf {
         .arg(format!("{name} <{name}@example.com>"))
         .args(["rsa2048", "sign", "never"]));
     let out = home.join("key.asc");
-    let armored = run(Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args(["--armor", "--export"]));
+    let armored = run(gpg(home).args(["--armor", "--export"]));
     std::fs::write(&out, armored).unwrap();
     out
 }

@@ -16,6 +16,7 @@ pub mod gpg;
 pub mod http;
 pub mod kernel;
 pub mod kernel_rpms;
+pub mod node;
 pub mod process;
 pub mod publish;
 pub mod rpm;
