@@ -283,8 +283,6 @@ fn generators_refuse_separators_even_without_lint() {
     }
 }
 
-/// Parse a YAML stream with PyYAML and return the documents as JSON.
-
 /// Messages that are printable but mean something to YAML or sh.
 fn yaml_hostile_messages() -> Vec<String> {
     vec![
