@@ -10,9 +10,9 @@
 //! image lives in some registry khotfix does not know.
 
 use super::container::Engine;
+use crate::progress::Reporter;
 use crate::util::proc::process;
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -225,7 +225,7 @@ pub fn ensure_on_first_use(
         opts.log_dir.join(format!("builder-{name}.log")).display()
     ));
     let started = std::time::Instant::now();
-    let img = ensure(engine, name, opts, None)?;
+    let img = ensure(engine, name, opts, &crate::progress::Quiet)?;
     if img.reused {
         // Another job or process built it while this one waited.
         return Ok(img);
@@ -255,7 +255,7 @@ pub fn ensure(
     engine: &Engine,
     name: &str,
     opts: &BuildImageOptions,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Reporter,
 ) -> Result<BuilderImage> {
     let def = BuilderDef::get(name)?;
     let _lock = image_lock(name, opts)?;
@@ -310,12 +310,10 @@ pub fn ensure(
         std::fs::write(&dest, c).with_context(|| format!("writing build context file {p}"))?;
     }
     if def.kpatch {
-        if let Some(p) = progress {
-            p.set_message(format!(
-                "checking kpatch {}",
-                super::kpatch_source::PINNED.tag
-            ));
-        }
+        progress.status(&format!(
+            "checking kpatch {}",
+            super::kpatch_source::PINNED.tag
+        ));
         let src = super::kpatch_source::resolve(
             opts.kpatch_source.as_deref(),
             opts.config_kpatch_source.as_deref(),
@@ -327,9 +325,7 @@ pub fn ensure(
         )
         .with_context(|| format!("copying {} into the build context", src.path.display()))?;
     }
-    if let Some(p) = progress {
-        p.set_message(format!("building {tag}"));
-    }
+    progress.status(&format!("building {tag}"));
     let args = vec![("BASE".to_string(), base_image)];
     engine.build_image(
         ctx.path(),
@@ -402,7 +398,7 @@ fn mmdebstrap_base(
     suite: &str,
     force: bool,
     log: &Path,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Reporter,
 ) -> Result<String> {
     let tag = def.base_tag().context("builder has no mmdebstrap base")?;
     let previous = engine.image_id(&tag)?;
@@ -415,9 +411,7 @@ fn mmdebstrap_base(
         .tempdir()
         .context("creating a rootfs directory")?;
     let tar = tmp.path().join("rootfs.tar");
-    if let Some(p) = progress {
-        p.set_message(format!("mmdebstrap {suite} (host apt sources)"));
-    }
+    progress.status(&format!("mmdebstrap {suite} (host apt sources)"));
     let mut args: Vec<std::ffi::OsString> = vec![
         "--variant=minbase".into(),
         "--format=tar".into(),
@@ -448,7 +442,10 @@ fn mmdebstrap_base(
         .status()
         .map_err(|e| mmdebstrap.spawn_error(e))?;
     if !status.success() {
-        bail!("mmdebstrap {suite} failed ({status}); see {}", log.display());
+        bail!(
+            "mmdebstrap {suite} failed ({status}); see {}",
+            log.display()
+        );
     }
     engine.import(&tar, &tag, log)?;
     if let (Some(old), Some(new)) = (previous, engine.image_id(&tag)?) {

@@ -10,8 +10,8 @@
 
 use super::container::{Engine, Mount, RunSpec};
 use super::{BuildInputs, BuildSettings, KernelInputs};
+use crate::progress::Reporter;
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 
 /// Where the module source is built inside the container.
@@ -155,7 +155,7 @@ pub fn run(
     work: &Path,
     log: &Path,
     s: &BuildSettings,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Reporter,
 ) -> Result<PathBuf> {
     let KernelInputs::Headers { root, kdir } = &inp.kernel else {
         bail!("job {}: kbuild needs kernel headers", inp.job.id)

@@ -25,8 +25,8 @@ use super::container::{Engine, Mount, RunSpec};
 use super::{BuildInputs, BuildSettings, KernelInputs};
 use crate::distro::Distro;
 use crate::plan::Job;
+use crate::progress::Reporter;
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 
 /// Container paths.
@@ -129,7 +129,7 @@ pub fn run(
     work: &Path,
     log: &Path,
     s: &BuildSettings,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Reporter,
 ) -> Result<PathBuf> {
     let job = &inp.job;
     let out = work.join("out");

@@ -5,6 +5,7 @@ pub mod build;
 pub mod fetch;
 pub mod node;
 pub mod prepare;
+pub mod progress;
 pub mod publish;
 pub mod recipe;
 pub mod run;

@@ -330,7 +330,7 @@ impl Stage for BuildStage {
             kpatch_build: None,
         };
         cx.note("building in the builder container");
-        let out = build::build_job(&engine, &inputs, &settings, None)?;
+        let out = build::build_job(&engine, &inputs, &settings, &crate::progress::Quiet)?;
         let summary = if out.cache_hit {
             "module from the build cache"
         } else {
