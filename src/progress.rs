@@ -55,3 +55,32 @@ pub trait Reporter: Send + Sync {
 pub struct Quiet;
 
 impl Reporter for Quiet {}
+
+/// A reporter shared by options structs and threads (`Clone`, `Debug`,
+/// [`Quiet`] by default).
+#[derive(Clone)]
+pub struct SharedReporter(pub std::sync::Arc<dyn Reporter>);
+
+impl SharedReporter {
+    pub fn new(r: impl Reporter + 'static) -> SharedReporter {
+        SharedReporter(std::sync::Arc::new(r))
+    }
+}
+
+impl Default for SharedReporter {
+    fn default() -> Self {
+        SharedReporter::new(Quiet)
+    }
+}
+
+impl std::fmt::Debug for SharedReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedReporter")
+    }
+}
+
+impl AsRef<dyn Reporter> for SharedReporter {
+    fn as_ref(&self) -> &(dyn Reporter + 'static) {
+        self.0.as_ref()
+    }
+}

@@ -2,8 +2,10 @@
 //! spinners, or plain lines, chosen by [`ProgressMode`]. Only the binary
 //! depends on indicatif; the library reports through the trait.
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use khotfix::progress::Reporter;
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use khotfix::progress::{ProgressMode, Reporter};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// One spinner (a build job, a builder image) in a [`MultiProgress`].
 pub struct Spinner {
@@ -35,5 +37,155 @@ impl Reporter for Spinner {
 
     fn finish(&self, _ok: bool, msg: &str) {
         self.bar.finish_with_message(msg.to_string());
+    }
+}
+
+/// Download progress: one bar per file and an overall bar (bars), one line
+/// per started/finished file (lines), or nothing.
+pub struct FetchDisplay {
+    bars: Option<MultiProgress>,
+    overall: Mutex<Option<ProgressBar>>,
+    plain: bool,
+}
+
+impl FetchDisplay {
+    pub fn new(mode: ProgressMode) -> FetchDisplay {
+        FetchDisplay {
+            bars: (mode == ProgressMode::Bars)
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            overall: Mutex::new(None),
+            plain: mode == ProgressMode::Lines,
+        }
+    }
+
+    fn overall(&self) -> Option<ProgressBar> {
+        self.overall.lock().ok().and_then(|o| o.clone())
+    }
+}
+
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+impl Reporter for FetchDisplay {
+    /// The overall bar's label ("4 files").
+    fn status(&self, msg: &str) {
+        if let Some(o) = self.overall() {
+            o.set_prefix(msg.to_string());
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        if let Some(mp) = &self.bars {
+            let _ = mp.println(msg);
+        } else if self.plain {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// The overall bar: a `total` starts it (once per fetch).
+    fn progress(&self, done: u64, total: Option<u64>) {
+        let Some(mp) = &self.bars else { return };
+        let Ok(mut overall) = self.overall.lock() else {
+            return;
+        };
+        if let (None, Some(t)) = (overall.as_ref(), total) {
+            let bar = mp.add(ProgressBar::new(t));
+            bar.set_style(bar_style(
+                "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ));
+            *overall = Some(bar);
+        }
+        if let Some(o) = overall.as_ref() {
+            if let Some(t) = total {
+                o.set_length(t);
+            }
+            o.set_position(done);
+        }
+    }
+
+    fn child(&self, name: &str, total: Option<u64>) -> Box<dyn Reporter> {
+        if self.plain {
+            match total {
+                Some(s) => eprintln!("fetch: {name} ({})", HumanBytes(s)),
+                None => eprintln!("fetch: {name}"),
+            }
+        }
+        let overall = self.overall();
+        let bar = self.bars.as_ref().map(|mp| {
+            let bar = ProgressBar::new(total.unwrap_or(0));
+            let bar = match &overall {
+                Some(o) => mp.insert_before(o, bar),
+                None => mp.add(bar),
+            };
+            bar.set_style(bar_style(
+                "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            ));
+            bar.set_message(name.to_string());
+            bar
+        });
+        Box::new(FileBar {
+            name: name.to_string(),
+            bar,
+            overall,
+            plain: self.plain,
+            counted: AtomicU64::new(0),
+        })
+    }
+
+    fn finish(&self, _ok: bool, _msg: &str) {
+        if let Some(o) = self.overall.lock().ok().and_then(|mut o| o.take()) {
+            o.finish();
+        }
+    }
+}
+
+/// Progress of one file of a [`FetchDisplay`].
+struct FileBar {
+    name: String,
+    bar: Option<ProgressBar>,
+    overall: Option<ProgressBar>,
+    plain: bool,
+    /// Bytes reported to the overall bar so far (a restart takes them back).
+    counted: AtomicU64,
+}
+
+impl Reporter for FileBar {
+    /// The file now holds `done` bytes (of `total`, when newly known).
+    fn progress(&self, done: u64, total: Option<u64>) {
+        if let Some(b) = &self.bar {
+            if let Some(t) = total {
+                b.set_length(t);
+            }
+            b.set_position(done);
+        }
+        let counted = self.counted.swap(done, Ordering::Relaxed);
+        if let Some(o) = &self.overall {
+            if done >= counted {
+                o.inc(done - counted);
+            } else {
+                o.set_position(o.position().saturating_sub(counted - done));
+            }
+        }
+    }
+
+    /// A retry, resume or restart worth telling about.
+    fn note(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.println(format!("{}: {msg}", self.name)),
+            None if self.plain => eprintln!("fetch: {}: {msg}", self.name),
+            None => {}
+        }
+    }
+
+    fn finish(&self, ok: bool, how: &str) {
+        match (&self.bar, ok) {
+            (Some(b), true) => b.finish_with_message(format!("{} {how}", self.name)),
+            (Some(b), false) => b.abandon_with_message(format!("{} {how}", self.name)),
+            (None, true) if self.plain => eprintln!("fetch: {} {how}", self.name),
+            (None, _) => {}
+        }
     }
 }

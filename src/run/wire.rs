@@ -74,7 +74,6 @@ fn distro_with_env_mirrors(name: &str) -> Result<Distro> {
 fn fetch(cx: &JobContext) -> Result<StageOutput> {
     let distro = distro_with_env_mirrors(&cx.job.distro)?;
     let mut opts = crate::fetch::FetchOptions::from_env()?;
-    opts.progress = crate::fetch::ProgressMode::Quiet;
     opts.deb_kpatch = cx.target.backend == Backend::Kpatch;
     cx.note("downloading kernel packages");
     let fetched = crate::fetch::fetch_job(cx.job, &distro, &opts)?;
