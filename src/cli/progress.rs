@@ -189,3 +189,136 @@ impl Reporter for FileBar {
         }
     }
 }
+
+/// `khotfix run` progress: an overall bar plus one spinner per running job
+/// showing its current stage (bars), `khotfix: <job>: <stage> ...` lines
+/// (lines, for CI logs), or nothing.
+pub struct RunDisplay {
+    mode: ProgressMode,
+    multi: Option<MultiProgress>,
+    overall: Mutex<Option<ProgressBar>>,
+}
+
+impl RunDisplay {
+    pub fn new(mode: ProgressMode) -> RunDisplay {
+        RunDisplay {
+            mode,
+            multi: (mode == ProgressMode::Bars)
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            overall: Mutex::new(None),
+        }
+    }
+
+    fn overall(&self) -> Option<ProgressBar> {
+        self.overall.lock().ok().and_then(|o| o.clone())
+    }
+}
+
+/// A line above the bars, or on stderr.
+fn run_line(mode: ProgressMode, multi: &Option<MultiProgress>, s: &str) {
+    match (mode, multi) {
+        (ProgressMode::Bars, Some(m)) => {
+            let _ = m.println(s);
+        }
+        (ProgressMode::Lines, _) => eprintln!("khotfix: {s}"),
+        _ => {}
+    }
+}
+
+impl Reporter for RunDisplay {
+    /// The overall bar's message (a run-wide step such as "publish").
+    fn status(&self, msg: &str) {
+        if let Some(o) = self.overall() {
+            o.set_message(msg.to_string());
+        }
+    }
+
+    fn event(&self, msg: &str) {
+        if self.mode == ProgressMode::Lines {
+            run_line(self.mode, &self.multi, msg);
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        run_line(self.mode, &self.multi, msg);
+    }
+
+    /// Jobs done of the plan's total: the overall bar, made on first use.
+    fn progress(&self, done: u64, total: Option<u64>) {
+        let Some(m) = &self.multi else { return };
+        let Ok(mut overall) = self.overall.lock() else {
+            return;
+        };
+        let bar = overall.get_or_insert_with(|| {
+            let bar = m.add(ProgressBar::new(total.unwrap_or(0)));
+            bar.set_style(bar_style(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} jobs {msg}",
+            ));
+            bar
+        });
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(done);
+    }
+
+    fn child(&self, job: &str, _total: Option<u64>) -> Box<dyn Reporter> {
+        let spinner = self.multi.as_ref().map(|m| {
+            let b = m.add(ProgressBar::new_spinner());
+            b.set_style(
+                ProgressStyle::with_template("  {spinner} {prefix}: {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.set_prefix(job.to_string());
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        });
+        Box::new(JobLine {
+            job: job.to_string(),
+            mode: self.mode,
+            multi: self.multi.clone(),
+            spinner,
+        })
+    }
+
+    fn finish(&self, _ok: bool, _msg: &str) {
+        if let Some(o) = self.overall.lock().ok().and_then(|mut o| o.take()) {
+            o.finish_and_clear();
+        }
+    }
+}
+
+/// One running job of a [`RunDisplay`].
+struct JobLine {
+    job: String,
+    mode: ProgressMode,
+    multi: Option<MultiProgress>,
+    spinner: Option<ProgressBar>,
+}
+
+impl Reporter for JobLine {
+    fn status(&self, msg: &str) {
+        if let Some(b) = &self.spinner {
+            b.set_message(msg.to_string());
+        }
+    }
+
+    fn event(&self, msg: &str) {
+        if self.mode == ProgressMode::Lines {
+            run_line(self.mode, &self.multi, &format!("{}: {msg}", self.job));
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        run_line(self.mode, &self.multi, &format!("{}: {msg}", self.job));
+    }
+
+    fn finish(&self, _ok: bool, _msg: &str) {
+        if let Some(b) = &self.spinner {
+            b.finish_and_clear();
+            if let Some(m) = &self.multi {
+                m.remove(b);
+            }
+        }
+    }
+}

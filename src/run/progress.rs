@@ -1,166 +1,130 @@
-//! Progress output for `khotfix run` on stderr: an overall indicatif bar plus
-//! one spinner per running job showing its current stage when stderr is a
-//! terminal; plain `khotfix: <job>: <stage> ...` lines otherwise (CI logs),
-//! or nothing.
+//! Progress of `khotfix run`: the orchestrator's events (job started, stage
+//! started/cached/done/failed, job finished) said once, here, in words, and
+//! sent to the run's [`Reporter`]: the root for the run (`done`/`total`
+//! jobs), one child per running job. How they look (an overall bar and a
+//! spinner per job, `khotfix: <job>: <stage> ...` lines, nothing) is the
+//! binary's choice (`cli::progress::RunDisplay`).
 
 use super::StageKind;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::progress::{Reporter, SharedReporter};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
-
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressMode {
-    /// indicatif bars (stderr is a terminal).
-    Bars,
-    /// One line per event (logs).
-    Lines,
-    /// Nothing (tests, `--json` consumers that capture stderr).
-    Quiet,
-}
-
-impl ProgressMode {
-    /// Bars on a terminal, lines otherwise.
-    pub fn detect() -> ProgressMode {
-        use std::io::IsTerminal;
-        if std::io::stderr().is_terminal() {
-            ProgressMode::Bars
-        } else {
-            ProgressMode::Lines
-        }
-    }
-}
 
 pub(crate) struct Progress {
-    mode: ProgressMode,
-    multi: Option<MultiProgress>,
-    overall: Option<ProgressBar>,
-    jobs: Mutex<HashMap<String, ProgressBar>>,
+    root: SharedReporter,
+    total: u64,
+    done: AtomicU64,
+    jobs: Mutex<HashMap<String, Box<dyn Reporter>>>,
 }
 
 impl Progress {
-    pub(crate) fn new(mode: ProgressMode, total: usize) -> Progress {
-        let (multi, overall) = if mode == ProgressMode::Bars {
-            let m = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let bar = m.add(ProgressBar::new(total as u64));
-            bar.set_style(
-                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} jobs {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            (Some(m), Some(bar))
-        } else {
-            (None, None)
-        };
+    pub(crate) fn new(root: SharedReporter, total: usize) -> Progress {
+        root.as_ref().progress(0, Some(total as u64));
         Progress {
-            mode,
-            multi,
-            overall,
+            root,
+            total: total as u64,
+            done: AtomicU64::new(0),
             jobs: Mutex::new(HashMap::new()),
         }
     }
 
-    fn line(&self, s: &str) {
-        match (self.mode, &self.multi) {
-            (ProgressMode::Bars, Some(m)) => {
-                let _ = m.println(s);
-            }
-            (ProgressMode::Lines, _) => eprintln!("khotfix: {s}"),
-            _ => {}
-        }
-    }
-
-    fn set(&self, job: &str, msg: String) {
-        if let Ok(j) = self.jobs.lock() {
-            if let Some(b) = j.get(job) {
-                b.set_message(msg);
-            }
+    /// Run `f` on the job's reporter (the root, with the job named, if the
+    /// job was not started).
+    fn job(&self, job: &str, f: impl FnOnce(&dyn Reporter)) {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        match jobs.get(job) {
+            Some(r) => f(r.as_ref()),
+            None => f(&Named {
+                name: job,
+                root: self.root.as_ref(),
+            }),
         }
     }
 
     pub(crate) fn job_started(&self, job: &str) {
-        if let (Some(m), Some(_)) = (&self.multi, &self.overall) {
-            let b = m.add(ProgressBar::new_spinner());
-            b.set_style(
-                ProgressStyle::with_template("  {spinner} {prefix}: {msg} ({elapsed})")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            b.set_prefix(job.to_string());
-            b.set_message("starting");
-            b.enable_steady_tick(Duration::from_millis(200));
-            if let Ok(mut j) = self.jobs.lock() {
-                j.insert(job.to_string(), b);
-            }
-        }
+        let r = self.root.as_ref().child(job, None);
+        r.status("starting");
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.to_string(), r);
     }
 
     pub(crate) fn job_finished(&self, job: &str, passed: bool) {
-        if let Ok(mut j) = self.jobs.lock() {
-            if let Some(b) = j.remove(job) {
-                b.finish_and_clear();
-                if let Some(m) = &self.multi {
-                    m.remove(&b);
-                }
-            }
+        let word = if passed { "passed" } else { "FAILED" };
+        let r = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(job);
+        if let Some(r) = r {
+            r.finish(passed, word);
         }
-        if let Some(o) = &self.overall {
-            o.inc(1);
-        }
-        self.line(&format!(
-            "{job}: {}",
-            if passed { "passed" } else { "FAILED" }
-        ));
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        let root = self.root.as_ref();
+        root.progress(done, Some(self.total));
+        root.note(&format!("{job}: {word}"));
     }
 
     pub(crate) fn stage_started(&self, job: &str, kind: StageKind) {
-        self.set(job, format!("{kind}…"));
-        if self.mode == ProgressMode::Lines {
-            self.line(&format!("{job}: {kind} started"));
-        }
+        self.job(job, |r| {
+            r.status(&format!("{kind}…"));
+            r.event(&format!("{kind} started"));
+        });
     }
 
     pub(crate) fn stage_note(&self, job: &str, kind: StageKind, msg: &str) {
-        self.set(job, format!("{kind}: {msg}"));
-        if self.mode == ProgressMode::Lines {
-            self.line(&format!("{job}: {kind}: {msg}"));
-        }
+        let line = format!("{kind}: {msg}");
+        self.job(job, |r| {
+            r.status(&line);
+            r.event(&line);
+        });
     }
 
     pub(crate) fn stage_cached(&self, job: &str, kind: StageKind) {
-        if self.mode == ProgressMode::Lines {
-            self.line(&format!("{job}: {kind} up to date"));
-        }
+        self.job(job, |r| r.event(&format!("{kind} up to date")));
     }
 
     pub(crate) fn stage_done(&self, job: &str, kind: StageKind, secs: f64) {
-        if self.mode == ProgressMode::Lines {
-            self.line(&format!("{job}: {kind} done in {secs:.1}s"));
-        }
+        self.job(job, |r| r.event(&format!("{kind} done in {secs:.1}s")));
     }
 
     pub(crate) fn stage_failed(&self, job: &str, kind: Option<StageKind>, msg: &str) {
         let first = msg.lines().next().unwrap_or(msg);
-        match kind {
-            Some(k) => self.line(&format!("{job}: {k} failed: {first}")),
-            None => self.line(&format!("{job}: failed: {first}")),
-        }
+        let line = match kind {
+            Some(k) => format!("{k} failed: {first}"),
+            None => format!("failed: {first}"),
+        };
+        self.job(job, |r| r.note(&line));
     }
 
     pub(crate) fn note(&self, job: &str, msg: &str) {
-        self.line(&format!("{job}: {msg}"));
+        self.job(job, |r| r.note(msg));
     }
 
+    /// A run-wide step ("publish").
     pub(crate) fn message(&self, msg: &str) {
-        match &self.overall {
-            Some(o) => o.set_message(msg.to_string()),
-            None => self.line(msg),
-        }
+        self.root.as_ref().status(msg);
+        self.root.as_ref().event(msg);
     }
 
     pub(crate) fn finish(&self) {
-        if let Some(o) = &self.overall {
-            o.finish_and_clear();
-        }
+        self.root.as_ref().finish(true, "");
+    }
+}
+
+/// A job's lines on the root reporter, prefixed with the job's name.
+struct Named<'a> {
+    name: &'a str,
+    root: &'a dyn Reporter,
+}
+
+impl Reporter for Named<'_> {
+    fn event(&self, msg: &str) {
+        self.root.event(&format!("{}: {msg}", self.name));
+    }
+    fn note(&self, msg: &str) {
+        self.root.note(&format!("{}: {msg}", self.name));
     }
 }
