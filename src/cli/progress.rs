@@ -322,3 +322,46 @@ impl Reporter for JobLine {
         }
     }
 }
+
+/// A counting bar for long library steps (publish reading RPM headers),
+/// shown only on a terminal.
+pub struct CountDisplay {
+    bars: bool,
+}
+
+impl CountDisplay {
+    pub fn new(mode: ProgressMode) -> CountDisplay {
+        CountDisplay {
+            bars: mode == ProgressMode::Bars,
+        }
+    }
+}
+
+impl Reporter for CountDisplay {
+    fn child(&self, name: &str, total: Option<u64>) -> Box<dyn Reporter> {
+        if !self.bars {
+            return Box::new(khotfix::progress::Quiet);
+        }
+        let bar = ProgressBar::new(total.unwrap_or(0));
+        bar.set_message(name.to_string());
+        Box::new(CountBar { bar })
+    }
+}
+
+struct CountBar {
+    bar: ProgressBar,
+}
+
+impl Reporter for CountBar {
+    fn progress(&self, done: u64, total: Option<u64>) {
+        if let Some(t) = total {
+            self.bar.set_length(t);
+        }
+        // Reader threads report out of order: never go back.
+        self.bar.set_position(done.max(self.bar.position()));
+    }
+
+    fn finish(&self, _ok: bool, _msg: &str) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -128,3 +128,103 @@ impl Reporter for Named<'_> {
         self.root.note(&format!("{}: {msg}", self.name));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Every call, as `who method msg`.
+    #[derive(Default)]
+    struct Record(Arc<Mutex<Vec<String>>>);
+
+    impl Record {
+        fn push(&self, s: String) {
+            self.0.lock().unwrap().push(s);
+        }
+    }
+
+    struct Child(String, Arc<Mutex<Vec<String>>>);
+
+    impl Reporter for Record {
+        fn status(&self, m: &str) {
+            self.push(format!("run status {m}"));
+        }
+        fn event(&self, m: &str) {
+            self.push(format!("run event {m}"));
+        }
+        fn note(&self, m: &str) {
+            self.push(format!("run note {m}"));
+        }
+        fn progress(&self, d: u64, t: Option<u64>) {
+            self.push(format!("run progress {d}/{t:?}"));
+        }
+        fn child(&self, name: &str, _t: Option<u64>) -> Box<dyn Reporter> {
+            Box::new(Child(name.into(), self.0.clone()))
+        }
+        fn finish(&self, ok: bool, m: &str) {
+            self.push(format!("run finish {ok} {m}"));
+        }
+    }
+
+    impl Reporter for Child {
+        fn status(&self, m: &str) {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("{} status {m}", self.0));
+        }
+        fn event(&self, m: &str) {
+            self.1.lock().unwrap().push(format!("{} event {m}", self.0));
+        }
+        fn note(&self, m: &str) {
+            self.1.lock().unwrap().push(format!("{} note {m}", self.0));
+        }
+        fn finish(&self, ok: bool, m: &str) {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("{} finish {ok} {m}", self.0));
+        }
+    }
+
+    #[test]
+    fn run_events_reach_the_reporter_in_words() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let p = Progress::new(SharedReporter::new(Record(log.clone())), 2);
+        p.job_started("j1");
+        p.stage_started("j1", StageKind::Fetch);
+        p.stage_note("j1", StageKind::Fetch, "downloading");
+        p.stage_cached("j1", StageKind::Prepare);
+        p.stage_done("j1", StageKind::Fetch, 2.0);
+        p.stage_failed("j1", Some(StageKind::Build), "no module\nmore");
+        p.note("j1", "hello");
+        p.job_finished("j1", false);
+        p.note("j2", "before it started");
+        p.message("publish");
+        p.finish();
+        let got = log.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            [
+                "run progress 0/Some(2)",
+                "j1 status starting",
+                "j1 status fetch…",
+                "j1 event fetch started",
+                "j1 status fetch: downloading",
+                "j1 event fetch: downloading",
+                "j1 event prepare up to date",
+                "j1 event fetch done in 2.0s",
+                "j1 note build failed: no module",
+                "j1 note hello",
+                "j1 finish false FAILED",
+                "run progress 1/Some(2)",
+                "run note j1: FAILED",
+                "run note j2: before it started",
+                "run status publish",
+                "run event publish",
+                "run finish true ",
+            ]
+        );
+    }
+}

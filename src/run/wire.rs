@@ -443,6 +443,7 @@ fn publish(rpms: &[PathBuf], s: &RunSettings) -> Result<PublishOutput> {
         key,
         compress: crate::publish::Compression::parse("gz")?,
         base_url: None,
+        reporter: s.reporter.clone(),
     })?;
     // The parts this run's packages went to (one per dist tag).
     let known = crate::publish::layout::known_dists();
