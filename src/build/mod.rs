@@ -7,15 +7,13 @@
 //! - [`kbuild`]: hand-written livepatch module source compiled with kbuild.
 //! - [`kpatch`]: kpatch-build with the flags each distro needs.
 //! - [`cache`]: finished modules keyed by the sha256 of every input.
-//! - [`debian`]: Debian kernel headers for a given ABI (interim input
-//!   provider until the fetch stage supplies them).
 //!
-//! Typed input: [`BuildInputs`]; typed output: [`BuildOutput`].
+//! Typed input: [`BuildInputs`] (made from fetch's and prepare's outputs by
+//! [`crate::run::stages::build_inputs`]); typed output: [`BuildOutput`].
 
 pub mod builder;
 pub mod cache;
 pub mod container;
-pub mod debian;
 pub mod kbuild;
 pub mod kpatch;
 pub mod kpatch_source;
@@ -93,7 +91,7 @@ pub struct BuildSettings {
 }
 
 /// A finished job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BuildOutput {
     pub job: String,
     pub backend: Backend,

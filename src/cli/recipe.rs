@@ -106,7 +106,7 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
         None => Vec::new(),
     };
     if a.from_repos {
-        known.extend(crate::cli::fetch::published_kernels(&recipes)?);
+        known.extend(khotfix::fetch::published_kernels_of(&recipes)?);
     }
     let plan = Plan::expand(&recipes, &known)?;
     // A target that matched nothing is usually a stale kernel list or a typo
