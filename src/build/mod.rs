@@ -90,6 +90,22 @@ pub struct BuildSettings {
     pub kpatch_build: Option<PathBuf>,
 }
 
+/// What a build backend gets for one job: the inputs, the builder image to
+/// run in, a scratch directory of its own and the log to append to.
+#[derive(Clone, Copy)]
+pub struct BackendRun<'a> {
+    pub engine: &'a Engine,
+    pub inputs: &'a BuildInputs,
+    pub distro: &'a Distro,
+    /// Builder image tag.
+    pub image: &'a str,
+    /// Scratch directory for this job and these inputs (locked).
+    pub work: &'a Path,
+    pub log: &'a Path,
+    pub settings: &'a BuildSettings,
+    pub progress: &'a dyn Reporter,
+}
+
 /// A finished job.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BuildOutput {
@@ -340,9 +356,21 @@ pub fn build_job(
         install_module(&cached, &dest, &owner)?;
         return Ok(output(true));
     }
+    let run = BackendRun {
+        engine,
+        inputs: inp,
+        distro: &distro,
+        image: &image.tag,
+        work: &work,
+        log: &log,
+        settings: s,
+        progress,
+    };
+    // One arm per backend; a klp-build backend (Linux 6.19+) is one more
+    // module with a `run(&BackendRun)` and one more arm.
     let built = match job.backend {
-        Backend::Kbuild => kbuild::run(engine, inp, &image.tag, &work, &log, s, progress)?,
-        Backend::Kpatch => kpatch::run(engine, inp, &distro, &image.tag, &work, &log, s, progress)?,
+        Backend::Kbuild => kbuild::run(&run)?,
+        Backend::Kpatch => kpatch::run(&run)?,
     };
     verify_module(&built, job)?;
     if let Some(c) = &s.cache {
