@@ -113,7 +113,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
         settings.repo =
             std::path::absolute(r).with_context(|| format!("--repo {}", r.display()))?;
     }
-    settings.progress = ProgressMode::detect();
+    settings.reporter = khotfix::progress::SharedReporter::new(super::progress::RunDisplay::new(
+        ProgressMode::detect(),
+    ));
     let sel = Selection {
         index: a.job_index,
         expect_plan: a.expect_plan.clone(),
