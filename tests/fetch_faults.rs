@@ -4,7 +4,7 @@
 
 mod support;
 
-use khotfix::fetch::{self, Cache, FetchOptions, ProgressMode};
+use khotfix::fetch::{self, Cache, FetchOptions};
 use khotfix::kernel::KernelRelease;
 use std::path::Path;
 use std::time::Duration;
@@ -34,7 +34,6 @@ impl Env {
     fn opts(&self) -> FetchOptions {
         let mut o = FetchOptions {
             cache_dir: Some(self.cache_dir()),
-            progress: ProgressMode::Quiet,
             ..FetchOptions::default()
         };
         o.http.timeout = Duration::from_secs(5);

@@ -3,7 +3,7 @@
 
 mod support;
 
-use khotfix::fetch::{self, Cache, FetchOptions, FetchedKernel, ProgressMode};
+use khotfix::fetch::{self, Cache, FetchOptions, FetchedKernel};
 use khotfix::kernel::KernelRelease;
 use std::time::Duration;
 use support::http::Server;
@@ -12,7 +12,6 @@ use support::kernel_rpms as rpms;
 fn opts(cache: &std::path::Path) -> FetchOptions {
     let mut o = FetchOptions {
         cache_dir: Some(cache.to_path_buf()),
-        progress: ProgressMode::Quiet,
         ..FetchOptions::default()
     };
     o.http.timeout = Duration::from_secs(5);

@@ -240,7 +240,7 @@ fn gitlab_child_pipeline_matrix_holds_every_job() {
 #[test]
 fn gitlab_include_is_a_plain_project_path() {
     let run = |include: &str| {
-        Command::new(env!("CARGO_BIN_EXE_khotfix"))
+        khotfix()
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args([
                 "plan",

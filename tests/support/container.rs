@@ -48,7 +48,7 @@ pub fn debian12_builder(engine: &Engine, log_dir: &Path) -> String {
             log_dir: log_dir.into(),
             ..Default::default()
         },
-        None,
+        &khotfix::progress::Quiet,
     )
     .expect("debian12 builder image")
     .tag
