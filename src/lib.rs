@@ -22,6 +22,7 @@ pub mod plan;
 pub mod prepare;
 pub mod publish;
 pub mod recipe;
+pub mod repodata;
 pub mod run;
 pub mod sign;
 pub mod util;

@@ -172,7 +172,7 @@ impl KeyDb {
                 }
             }
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let stderr = crate::fetch::repomd::one_line(&stderr);
+            let stderr = crate::repodata::one_line(&stderr);
             for f in chunk {
                 verdicts.push(match said.get(f).map(String::as_str) {
                     Some("digests signatures OK") => SigVerdict::Good,

@@ -291,7 +291,7 @@ fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Ve
 fn warn_skip(why: &str) {
     eprintln!(
         "khotfix: warning: skipped (not in the metadata): {}",
-        crate::fetch::repomd::one_line(why)
+        crate::repodata::one_line(why)
     );
 }
 

@@ -18,8 +18,7 @@
 //! could not be read at all.
 
 use super::repomd::{self, DataRecord};
-use anyhow::{anyhow, bail, Context, Result};
-use quick_xml::events::Event;
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -60,86 +59,19 @@ pub struct PrimaryEntry {
     pub href: String,
 }
 
-/// Stream primary.xml and return the fields verify needs. Errors are one
-/// line; memory is bounded like fetch's reader (decompressed size, node length).
+/// Stream (decompressed) primary.xml with the shared reader and return the
+/// fields verify needs, missing ones empty. Errors are one line.
 pub fn read_primary(r: impl Read) -> Result<Vec<PrimaryEntry>> {
-    read_primary_inner(r).map_err(|e| anyhow!(crate::fetch::repomd::one_line(&format!("{e:#}"))))
-}
-
-fn read_primary_inner(r: impl Read) -> Result<Vec<PrimaryEntry>> {
-    use crate::fetch::primary::{max_metadata_bytes, Bounded, MAX_XML_NODE};
-    let bounded = Bounded::new(
-        std::io::BufReader::new(r),
-        max_metadata_bytes()?,
-        MAX_XML_NODE,
-    );
-    let mut reader = quick_xml::Reader::from_reader(bounded);
-    let mut buf = Vec::new();
     let mut out = Vec::new();
-    let mut cur: Option<PrimaryEntry> = None;
-    let mut field: Vec<u8> = Vec::new();
-    loop {
-        reader.get_mut().mark();
-        match reader
-            .read_event_into(&mut buf)
-            .map_err(|e| anyhow!("bad XML: {e}"))?
-        {
-            Event::Start(e) | Event::Empty(e) => {
-                let lname = e.local_name().as_ref().to_vec();
-                match lname.as_slice() {
-                    b"package" => cur = Some(PrimaryEntry::default()),
-                    b"size" | b"location" => {
-                        if let Some(c) = cur.as_mut() {
-                            for a in e.attributes() {
-                                let a = a.map_err(|e| anyhow!("bad XML attribute: {e}"))?;
-                                let v = a.unescape_value().map_err(|e| anyhow!("bad XML: {e}"))?;
-                                match (lname.as_slice(), a.key.local_name().as_ref()) {
-                                    (b"size", b"package") => {
-                                        c.size = v.parse().context("bad <size package=>")?
-                                    }
-                                    (b"location", b"href") => c.href = v.into_owned(),
-                                    _ => {}
-                                }
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                field = lname;
-            }
-            Event::Text(t) => {
-                if let Some(c) = cur.as_mut() {
-                    match field.as_slice() {
-                        b"name" if c.name.is_empty() => {
-                            c.name = t
-                                .unescape()
-                                .map_err(|e| anyhow!("bad XML: {e}"))?
-                                .into_owned()
-                        }
-                        b"checksum" => {
-                            c.checksum = t
-                                .unescape()
-                                .map_err(|e| anyhow!("bad XML: {e}"))?
-                                .trim()
-                                .to_string()
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Event::End(e) => {
-                if e.local_name().as_ref() == b"package" {
-                    if let Some(c) = cur.take() {
-                        out.push(c);
-                    }
-                }
-                field.clear();
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
+    crate::repodata::primary::read(std::io::BufReader::new(r), |e| {
+        out.push(PrimaryEntry {
+            name: e.name.unwrap_or_default(),
+            checksum: e.checksum.unwrap_or_default().trim().to_string(),
+            size: e.size.unwrap_or(0),
+            href: e.location.unwrap_or_default(),
+        });
+        Ok(())
+    })?;
     Ok(out)
 }
 
