@@ -18,6 +18,7 @@
 //! could not be read at all.
 
 use super::repomd::{self, DataRecord};
+use crate::package::keydb::{KeyDb, SigVerdict};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -285,47 +286,18 @@ fn check_signatures(
     if hrefs.is_empty() {
         return Ok(());
     }
-    let db = tempfile::tempdir().context("creating a temporary rpm database")?;
-    let dbpath = db.path().to_string_lossy().into_owned();
-    let out = std::process::Command::new("rpm")
-        .args(["--dbpath", &dbpath, "--import"])
-        .arg(key)
-        .output()
-        .context("running rpm --import (is rpm installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "{}: rpm cannot import the repository key: {}",
-            key.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    for chunk in hrefs.chunks(256) {
-        let out = std::process::Command::new("rpm")
-            .current_dir(repo)
-            .args(["--dbpath", &dbpath, "-K", "--"])
-            .args(chunk)
-            .output()
-            .context("running rpm -K")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let mut seen = std::collections::HashSet::new();
-        for line in stdout.lines() {
-            let Some((file, result)) = line.rsplit_once(": ") else {
-                continue;
-            };
-            seen.insert(file.to_string());
-            if result.trim() != "digests signatures OK" {
-                problems.push(format!(
-                    "{file}: package signature check failed: {}",
-                    result.trim()
-                ));
+    let verdicts = KeyDb::new(key)?.check(repo, hrefs)?;
+    for (href, verdict) in hrefs.iter().zip(verdicts) {
+        match verdict {
+            SigVerdict::Good => {}
+            SigVerdict::Unsigned => problems.push(format!(
+                "{href}: package signature check failed: digests OK"
+            )),
+            SigVerdict::Bad(why) if why.starts_with("rpm -K gave no verdict") => {
+                problems.push(format!("{href}: {why}"))
             }
-        }
-        for h in chunk {
-            if !seen.contains(h.as_str()) {
-                problems.push(format!(
-                    "{h}: rpm -K gave no verdict: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+            SigVerdict::Bad(why) => {
+                problems.push(format!("{href}: package signature check failed: {why}"))
             }
         }
     }
