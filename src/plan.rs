@@ -247,24 +247,22 @@ impl Plan {
         serde_json::json!({ "include": include })
     }
 
-    /// GitLab CI: a `parallel:matrix` block (YAML).
-    pub fn to_gitlab(&self) -> String {
-        let mut out = String::from("parallel:\n  matrix:\n");
-        for j in &self.jobs {
-            // Job ids and kernels are validated tokens: no quoting issues in YAML.
-            out.push_str(&format!(
-                "    - KHOTFIX_JOB: \"{}\"\n      KHOTFIX_RECIPE: \"{}\"\n      KHOTFIX_KERNEL: \"{}\"\n",
-                j.id,
-                yaml_escape(&j.recipe.display().to_string()),
-                j.kernel
-            ));
-        }
-        out
+    /// GitLab CI: a `parallel:matrix` block (YAML, from the one writer in
+    /// [`crate::util::yaml`]).
+    pub fn to_gitlab(&self) -> anyhow::Result<String> {
+        let matrix: Vec<_> = self
+            .jobs
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "KHOTFIX_JOB": j.id,
+                    "KHOTFIX_RECIPE": j.recipe.display().to_string(),
+                    "KHOTFIX_KERNEL": j.kernel.as_str(),
+                })
+            })
+            .collect();
+        crate::util::yaml::fragment(&serde_json::json!({ "parallel": { "matrix": matrix } }))
     }
-}
-
-fn yaml_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 #[cfg(test)]
@@ -289,6 +287,22 @@ mod tests {
                 "5.10.134-19.al8.x86_64"
             ]
         );
+    }
+
+    #[test]
+    fn gitlab_matrix_keeps_hostile_paths_as_strings() {
+        let r = Recipe::load(Path::new("recipes/bpf-lru-leak-22519882.toml")).unwrap();
+        let known = parse_kernel_list("k", "5.10.134-15.al8.x86_64\n").unwrap();
+        let mut plan = Plan::expand(&[r], &known).unwrap();
+        let hostile = "r\"\n    - KHOTFIX_JOB: on\u{2028}#.toml";
+        plan.jobs[0].recipe = PathBuf::from(hostile);
+        let y = plan.to_gitlab().unwrap();
+        assert!(y.starts_with("parallel:\n  matrix:\n    - "), "{y}");
+        let back: serde_json::Value = serde_norway::from_str(&y).unwrap();
+        let matrix = back["parallel"]["matrix"].as_array().unwrap();
+        assert_eq!(matrix.len(), 1, "{y}");
+        assert_eq!(matrix[0]["KHOTFIX_RECIPE"], hostile, "{y}");
+        assert_eq!(matrix[0]["KHOTFIX_JOB"], plan.jobs[0].id.as_str(), "{y}");
     }
 
     #[test]

@@ -190,40 +190,38 @@ fn gitlab_parallel_matrix_holds_every_job() {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("parallel:"));
     assert_eq!(lines.next(), Some("  matrix:"));
-    let mut got = BTreeSet::new();
-    let mut entries = 0;
-    let (mut job, mut recipe) = (String::new(), String::new());
-    let unquote = |s: &str| -> String {
-        assert!(
-            s.starts_with('"') && s.ends_with('"') && s.len() >= 2,
-            "unquoted YAML value {s}"
-        );
-        s[1..s.len() - 1].to_string()
-    };
+    // Every value is a double-quoted YAML string.
     for l in lines {
-        if let Some(v) = l.strip_prefix("    - KHOTFIX_JOB: ") {
-            entries += 1;
-            job = unquote(v);
-        } else if let Some(v) = l.strip_prefix("      KHOTFIX_RECIPE: ") {
-            recipe = unquote(v);
-        } else if let Some(v) = l.strip_prefix("      KHOTFIX_KERNEL: ") {
-            let kernel = unquote(v);
-            assert!(
-                job.ends_with(&kernel) && RECIPES.contains(&recipe.as_str()),
-                "{job} {recipe} {kernel}"
-            );
-            // `<hotfix id>-<target>-<kernel>`; target names may hold '-'.
-            let target = job
-                .strip_suffix(&format!("-{kernel}"))
-                .and_then(|j| j.split_once('-'))
-                .map(|(_, t)| t.to_string())
-                .unwrap_or_default();
-            got.insert((target, kernel));
-        } else {
-            panic!("unexpected line in gitlab matrix: {l:?}");
-        }
+        let (_, v) = l.split_once(": ").unwrap_or_else(|| panic!("{l:?}"));
+        assert!(
+            v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+            "unquoted YAML value in {l:?}"
+        );
     }
-    assert_eq!(entries, expected().len());
+    let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let matrix = doc["parallel"]["matrix"].as_array().unwrap();
+    let mut got = BTreeSet::new();
+    for entry in matrix {
+        let field = |k: &str| entry[k].as_str().unwrap_or_else(|| panic!("{k} in {entry}"));
+        let (job, recipe, kernel) = (
+            field("KHOTFIX_JOB"),
+            field("KHOTFIX_RECIPE"),
+            field("KHOTFIX_KERNEL"),
+        );
+        assert_eq!(entry.as_object().unwrap().len(), 3, "{entry}");
+        assert!(
+            job.ends_with(kernel) && RECIPES.contains(&recipe),
+            "{job} {recipe} {kernel}"
+        );
+        // `<hotfix id>-<target>-<kernel>`; target names may hold '-'.
+        let target = job
+            .strip_suffix(&format!("-{kernel}"))
+            .and_then(|j| j.split_once('-'))
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_default();
+        got.insert((target, kernel.to_string()));
+    }
+    assert_eq!(matrix.len(), expected().len());
     assert_eq!(got, expected());
 }
 

@@ -127,7 +127,7 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
         PlanFormat::Table => print!("{}", plan.to_table()),
         PlanFormat::Json => crate::cli::print_json(&plan)?,
         PlanFormat::Github => println!("{}", serde_json::to_string(&plan.to_github())?),
-        PlanFormat::Gitlab => print!("{}", plan.to_gitlab()),
+        PlanFormat::Gitlab => print!("{}", plan.to_gitlab()?),
         PlanFormat::K8s => crate::cli::run::print_k8s(&plan)?,
     }
     Ok(exit::OK)
