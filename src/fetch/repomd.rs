@@ -54,18 +54,7 @@ fn primary_ref(xml: &[u8]) -> Result<PrimaryRef> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<repomd xmlns="http://linux.duke.edu/metadata/repo" xmlns:rpm="http://linux.duke.edu/metadata/rpm">
-  <revision>1</revision>
-  <data type="filelists"><checksum type="sha256">1111111111111111111111111111111111111111111111111111111111111111</checksum><location href="repodata/f.xml.gz"/></data>
-  <data type="primary">
-    <checksum type="sha256">aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa</checksum>
-    <open-checksum type="sha256">bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb</open-checksum>
-    <location href="repodata/x-primary.xml.zst"/>
-    <size>123</size>
-    <open-size>456</open-size>
-  </data>
-</repomd>"#;
+    const GOOD: &str = crate::repodata::repomd::SAMPLE;
 
     #[test]
     fn finds_primary() {

@@ -172,11 +172,9 @@ fn set_sum(sum: &mut Option<Sum>, text: &str) {
     }
 }
 
+/// A createrepo_c-style repomd.xml for tests of its readers.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) const GOOD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+pub(crate) const SAMPLE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <repomd xmlns="http://linux.duke.edu/metadata/repo" xmlns:rpm="http://linux.duke.edu/metadata/rpm">
   <revision>17</revision>
   <data type="filelists"><checksum type="sha256">1111111111111111111111111111111111111111111111111111111111111111</checksum><location href="repodata/f.xml.gz"/></data>
@@ -189,6 +187,11 @@ mod tests {
     <open-size>456</open-size>
   </data>
 </repomd>"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const GOOD: &str = SAMPLE;
 
     #[test]
     fn reads_every_entry() {
