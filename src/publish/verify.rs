@@ -19,14 +19,18 @@
 
 use super::repomd::{self, DataRecord};
 use crate::package::keydb::{KeyDb, SigVerdict};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
 
+/// What `repo verify` found in a repository: problems as lines (the
+/// command's output). Not [`crate::verify::VerifyReport`], the verify
+/// stage's typed checks of one job's module and RPM: the subjects differ,
+/// and so do their persisted JSON forms; the distinct name keeps them apart.
 #[derive(Debug, Serialize)]
-pub struct VerifyReport {
+pub struct RepoVerifyReport {
     pub repo: String,
     /// The newest revision among the parts.
     pub revision: u64,
@@ -45,7 +49,7 @@ pub struct PartVerified {
     pub packages: usize,
 }
 
-impl VerifyReport {
+impl RepoVerifyReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -148,7 +152,7 @@ fn check_data_file(repo: &Path, rec: &DataRecord, problems: &mut Vec<String>) ->
 }
 
 /// Verify the repository at `repo`: every part, every release RPM.
-pub fn verify_repo(repo: &Path) -> Result<VerifyReport> {
+pub fn verify_repo(repo: &Path) -> Result<RepoVerifyReport> {
     let known = super::layout::known_dists();
     let mut parts = super::layout::existing_parts(repo, &known);
     if parts.is_empty() {
@@ -159,7 +163,7 @@ pub fn verify_repo(repo: &Path) -> Result<VerifyReport> {
     let key_path = repo.join(super::KEY_FILE);
     let key = std::fs::read_to_string(&key_path)
         .with_context(|| format!("{}: cannot read the repository key", key_path.display()))?;
-    let mut report = VerifyReport {
+    let mut report = RepoVerifyReport {
         repo: repo.display().to_string(),
         revision: 0,
         packages: 0,
@@ -198,7 +202,7 @@ fn verify_part(repo: &Path, key_path: &Path, key: &str) -> Result<(u64, usize, V
 
     match std::fs::read_to_string(repo.join("repodata/repomd.xml.asc")) {
         Ok(sig) => {
-            if let Err(e) = super::signing::verify_detached(key, &sig, &repomd_bytes) {
+            if let Err(e) = crate::keys::verify_detached(key, &sig, &repomd_bytes) {
                 problems.push(format!("repodata/repomd.xml.asc: {e:#}"));
             }
         }
