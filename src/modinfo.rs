@@ -198,7 +198,7 @@ mod tests {
             "/lib/modules/{rel}/kernel/net/netfilter/ipvs/ip_vs.ko"
         ));
         let mi = read(&ko).unwrap();
-        let out = std::process::Command::new("modinfo")
+        let out = crate::util::proc::process("modinfo")
             .args(["-F", "vermagic"])
             .arg(&ko)
             .output()

@@ -9,6 +9,7 @@
 //! image from some registry.
 
 use super::container::Engine;
+use crate::util::proc::process;
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -443,15 +444,17 @@ fn mmdebstrap_base(
             .collect();
         writeln!(f, "$ mmdebstrap {}", shown.join(" "))?;
     }
-    let out = duct::cmd("mmdebstrap", args)
-        .stdout_file(f.try_clone()?)
-        .stderr_file(f)
-        .stdin_null()
-        .unchecked()
-        .run()
-        .context("running mmdebstrap (is it installed?)")?;
-    if !out.status.success() {
-        bail!("mmdebstrap {suite} failed; see {}", log.display());
+    let mut mmdebstrap = process("mmdebstrap");
+    mmdebstrap.args(&args);
+    let status = mmdebstrap
+        .command()
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| mmdebstrap.spawn_error(e))?;
+    if !status.success() {
+        bail!("mmdebstrap {suite} failed ({status}); see {}", log.display());
     }
     engine.import(&tar, &tag, log)?;
     if let (Some(old), Some(new)) = (previous, engine.image_id(&tag)?) {

@@ -13,7 +13,8 @@
 use crate::config::Config;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
-use std::ffi::OsString;
+use crate::util::proc::{process, ProcessBuilder};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::CommandExt;
@@ -169,45 +170,26 @@ impl Engine {
     }
 
     /// `<program> <global options> <args>`.
-    pub fn command<I, S>(&self, args: I) -> duct::Expression
+    pub fn command<I, S>(&self, args: I) -> ProcessBuilder
     where
         I: IntoIterator<Item = S>,
-        S: Into<OsString>,
+        S: AsRef<OsStr>,
     {
-        let mut all: Vec<OsString> = self.global_options.iter().map(OsString::from).collect();
-        all.extend(args.into_iter().map(Into::into));
-        duct::cmd(&self.program, all)
+        let mut p = process(&self.program);
+        p.args(&self.global_options).args(args);
+        p
     }
 
     /// Run a short engine command and return its stdout, or an error with its stderr.
     fn capture(&self, args: &[&str]) -> Result<String> {
-        let out = self
-            .command(args)
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .with_context(|| format!("running {}", self.program))?;
-        if !out.status.success() {
-            bail!(
-                "{} {}: {}",
-                self.program,
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        Ok(self.command(args).stdout_string()?)
     }
 
     /// The image's id, or `None` if the engine has no such image.
     pub fn image_id(&self, image: &str) -> Result<Option<String>> {
         let out = self
             .command(["image", "inspect", "--format", "{{.Id}}", image])
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .with_context(|| format!("running {}", self.program))?;
+            .output_unchecked()?;
         if !out.status.success() {
             return Ok(None);
         }
@@ -218,11 +200,7 @@ impl Engine {
     /// Remove an image unless a container uses it (errors are ignored:
     /// "no such image", "in use").
     pub fn remove_image(&self, image: &str) -> Result<()> {
-        self.command(["rmi", image])
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run()?;
+        self.command(["rmi", image]).status_quiet()?;
         Ok(())
     }
 
@@ -361,18 +339,8 @@ impl Engine {
     /// Stop (then force-remove) a container by name; errors are ignored
     /// because the container may already be gone.
     pub fn stop(&self, name: &str) {
-        let _ = self
-            .command(["stop", "-t", "5", name])
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run();
-        let _ = self
-            .command(["rm", "-f", name])
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run();
+        let _ = self.command(["stop", "-t", "5", name]).status_quiet();
+        let _ = self.command(["rm", "-f", name]).status_quiet();
     }
 
     /// Does a container with exactly this name exist (running or not)?
@@ -511,7 +479,7 @@ impl From<Abort> for anyhow::Error {
 /// Run `expr` with stdout+stderr appended to `log`, polling for exit, the
 /// timeout and Ctrl-C; on either of the latter call `stop` then reap.
 fn supervise(
-    expr: duct::Expression,
+    cmd: ProcessBuilder,
     log: &Path,
     progress: Option<&ProgressBar>,
     timeout: Option<Duration>,
@@ -527,30 +495,24 @@ fn supervise(
         .append(true)
         .open(log)
         .map_err(|e| Abort::Other(anyhow!("opening log {}: {e}", log.display())))?;
-    let _ = writeln!(f, "$ {:?}", expr);
-    let handle = expr
-        // Order matters in duct: the outer redirect is applied first.
-        .stderr_to_stdout()
-        .stdout_file(f)
-        .stdin_null()
-        .unchecked()
-        .before_spawn(|c| {
-            // Own process group: a terminal Ctrl-C reaches us, not the engine client.
-            c.process_group(0);
-            Ok(())
-        })
-        .start()
-        .map_err(|e| Abort::Other(anyhow!("starting the container engine: {e}")))?;
+    let _ = writeln!(f, "$ {cmd}");
+    let stderr = f
+        .try_clone()
+        .map_err(|e| Abort::Other(anyhow!("opening log {}: {e}", log.display())))?;
+    let mut handle = cmd
+        .command()
+        .stdin(std::process::Stdio::null())
+        .stdout(f)
+        .stderr(stderr)
+        // Own process group: a terminal Ctrl-C reaches us, not the engine client.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Abort::Other(cmd.spawn_error(e).into()))?;
     let started = Instant::now();
     let mut last_line = String::new();
     loop {
         match handle.try_wait() {
-            Ok(Some(out)) => {
-                return Ok(out
-                    .status
-                    .code()
-                    .unwrap_or(128 + out.status.signal_number()))
-            }
+            Ok(Some(status)) => return Ok(status.code().unwrap_or(128 + status.signal_number())),
             Ok(None) => {}
             Err(e) => {
                 return Err(Abort::Other(anyhow!(
@@ -579,6 +541,7 @@ fn supervise(
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = handle.kill();
+            let _ = handle.wait();
             return Err(a);
         }
         if let Some(p) = progress {

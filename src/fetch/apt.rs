@@ -10,6 +10,7 @@ use super::repo::Role;
 use super::FetchedFile;
 use crate::kernel::KernelRelease;
 use crate::util::validate;
+use crate::util::proc::process;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -32,27 +33,12 @@ impl AptPackage {
 }
 
 fn run(cmd: &str, args: &[&str], dir: Option<&Path>) -> Result<String> {
-    let mut e = duct::cmd(cmd, args)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked();
+    let mut p = process(cmd);
+    p.args(args);
     if let Some(d) = dir {
-        e = e.dir(d);
+        p.cwd(d);
     }
-    let out = e
-        .run()
-        .with_context(|| format!("running {cmd} (is apt installed?)"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let err = err
-            .lines()
-            .rfind(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        bail!("{cmd} {} failed: {err}", args.join(" "));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&p.output()?.stdout).into_owned())
 }
 
 /// The kernel the distro currently ships: the `linux-image-<abi>-<flavour>`
@@ -203,21 +189,7 @@ pub fn extract_member(cache: &Cache, deb: &FetchedFile, member: &str) -> Result<
     }
     let scratch = cache.scratch_dir()?;
     let tmp = scratch.path().join(&name);
-    let mut child = std::process::Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(&deb.path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("running dpkg-deb (is dpkg installed?)")?;
-    let found = copy_tar_member(
-        child.stdout.take().context("dpkg-deb stdout")?,
-        member,
-        &tmp,
-    );
-    let _ = child.kill();
-    let _ = child.wait();
+    let found = with_deb_filesystem(&deb.path, |tar| copy_tar_member(tar, member, &tmp));
     if !found.with_context(|| format!("reading {} from {}", member, deb.package))? {
         bail!("{} has no {member}", deb.package);
     }
@@ -226,6 +198,29 @@ pub fn extract_member(cache: &Cache, deb: &FetchedFile, member: &str) -> Result<
         .with_context(|| format!("moving {} into the cache", dest.display()))?;
     crate::util::fsx::sync_dir(&dest_dir)?;
     Ok(dest)
+}
+
+/// Stream a .deb's file system (`dpkg-deb --fsys-tarfile`) into `read`,
+/// without writing the tarball anywhere. The child is reaped whatever `read`
+/// does; `read`'s own error (a short or corrupt stream) is the one reported.
+pub fn with_deb_filesystem<T>(
+    deb: &Path,
+    read: impl FnOnce(std::process::ChildStdout) -> Result<T>,
+) -> Result<T> {
+    let mut dpkg = process("dpkg-deb");
+    dpkg.arg("--fsys-tarfile").arg(deb);
+    let mut child = dpkg
+        .command()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| dpkg.spawn_error(e))?;
+    let out = child.stdout.take().context("dpkg-deb stdout")?;
+    let r = read(out);
+    let _ = child.kill();
+    let _ = child.wait();
+    r
 }
 
 /// Copy `member` of the tar stream to `dest`; false when it is not there.

@@ -189,20 +189,10 @@ fn set_release(makefile: &Path, release: &str) -> Result<()> {
 /// `usr/src/linux-source-<mm>.tar.xz` out of the .deb, unpacked into `dest`
 /// with its top directory stripped; streamed, never written whole.
 fn unpack_source(deb: &Path, dest: &Path) -> Result<()> {
-    let mut child = std::process::Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("running dpkg-deb (is dpkg installed?)")?;
-    let out = child.stdout.take().context("dpkg-deb stdout")?;
-    let r = unpack_source_tarball(out, dest)
-        .with_context(|| format!("unpacking the kernel source from {}", deb.display()));
-    let _ = child.kill();
-    let _ = child.wait();
-    r
+    crate::fetch::apt::with_deb_filesystem(deb, |tar| {
+        unpack_source_tarball(tar, dest)
+            .with_context(|| format!("unpacking the kernel source from {}", deb.display()))
+    })
 }
 
 fn unpack_source_tarball(deb_tar: impl Read, dest: &Path) -> Result<()> {

@@ -15,6 +15,7 @@ pub mod preflight;
 pub mod srpm;
 
 use crate::kernel::KernelRelease;
+use crate::util::proc::process;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -164,8 +165,8 @@ fn extract_members(
     if members.is_empty() {
         return Ok(());
     }
-    let out = std::process::Command::new("tar")
-        .env("LC_ALL", "C")
+    let mut tar = process("tar");
+    tar.env("LC_ALL", "C")
         .arg("-x")
         .arg("-f")
         .arg(tarball)
@@ -177,9 +178,8 @@ fn extract_members(
             "--wildcards",
             "--no-wildcards-match-slash",
         ])
-        .args(members.iter().map(|m| format!("*/{m}")))
-        .output()
-        .with_context(|| format!("running tar on {}", tarball.display()))?;
+        .args(members.iter().map(|m| format!("*/{m}")));
+    let out = tar.output_unchecked()?;
     if out.status.success() {
         return Ok(());
     }

@@ -1,7 +1,9 @@
 //! Small helpers every stage shares: validation of values that reach paths,
-//! shell scripts or package names; atomic file writes; process exit codes.
+//! shell scripts or package names; atomic file writes; running external tools
+//! (`proc`); process exit codes.
 
 pub mod fsx;
+pub mod proc;
 pub mod table;
 pub mod validate;
 pub mod yaml;

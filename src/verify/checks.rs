@@ -8,6 +8,7 @@
 //! wrong; kmod's `modinfo` is then run as an independent second opinion.
 
 use super::Check;
+use crate::util::proc::process;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -263,23 +264,11 @@ pub fn check_signature_trailer(data: &[u8]) -> Check {
 /// `sig_id`, `signer`. Skipped when modinfo is not installed.
 pub fn check_kmod_modinfo(module: &Path, kernel: &str) -> Check {
     let name = "modinfo";
-    let out = match std::process::Command::new("modinfo").arg(module).output() {
+    let out = match process("modinfo").arg(module).output() {
         Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Check::skip(name, "kmod's modinfo is not installed")
-        }
-        Err(e) => return Check::fail(name, format!("running modinfo: {e}")),
+        Err(e) if e.is_not_found() => return Check::skip(name, "kmod's modinfo is not installed"),
+        Err(e) => return Check::fail(name, e.to_string()),
     };
-    if !out.status.success() {
-        return Check::fail(
-            name,
-            format!(
-                "modinfo {} failed: {}",
-                module.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        );
-    }
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |k: &str| {
         text.lines().find_map(|l| {
@@ -338,22 +327,15 @@ pub fn check_signature_crypto(data: &[u8], cert: &Path) -> Check {
         if cert_bytes.starts_with(b"-----BEGIN") {
             std::fs::write(&pem, &cert_bytes)?;
         } else {
-            let o = std::process::Command::new("openssl")
+            process("openssl")
                 .args(["x509", "-inform", "DER", "-in"])
                 .arg(cert)
                 .arg("-out")
                 .arg(&pem)
                 .output()
-                .context("running openssl x509")?;
-            if !o.status.success() {
-                bail!(
-                    "{}: not a PEM or DER certificate: {}",
-                    cert.display(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-            }
+                .with_context(|| format!("{}: not a PEM or DER certificate", cert.display()))?;
         }
-        std::process::Command::new("openssl")
+        Ok(process("openssl")
             .args([
                 "cms",
                 "-verify",
@@ -372,8 +354,7 @@ pub fn check_signature_crypto(data: &[u8], cert: &Path) -> Check {
             .arg("-certfile")
             .arg(&pem)
             .args(["-out", "/dev/null"])
-            .output()
-            .context("running openssl cms -verify")
+            .output_unchecked()?)
     };
     match run() {
         Ok(o) if o.status.success() => {
@@ -429,18 +410,10 @@ pub fn check_rpm_payload(rpm: &Path, module: &Path) -> Check {
             .context("module path has no file name")?
             .to_string_lossy()
             .to_string();
-        let list = std::process::Command::new("rpm")
+        let list = process("rpm")
             .args(["-qlp", "--nosignature"])
             .arg(rpm)
-            .output()
-            .context("running rpm -qlp")?;
-        if !list.status.success() {
-            bail!(
-                "rpm -qlp {}: {}",
-                rpm.display(),
-                String::from_utf8_lossy(&list.stderr).trim()
-            );
-        }
+            .output()?;
         let listing = String::from_utf8_lossy(&list.stdout);
         let Some(inside) = listing
             .lines()
@@ -451,19 +424,14 @@ pub fn check_rpm_payload(rpm: &Path, module: &Path) -> Check {
                 format!("{} does not contain {file}", rpm.display()),
             ));
         };
-        let payload = duct::cmd!("rpm2cpio", rpm)
-            .pipe(duct::cmd!(
-                "cpio",
-                "-i",
-                "--quiet",
-                "--to-stdout",
-                format!(".{inside}")
-            ))
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .context("running rpm2cpio | cpio")?;
+        // A hotfix RPM is small: hold its cpio payload in memory rather
+        // than wiring a pipe between the two tools.
+        let cpio = process("rpm2cpio").arg(rpm).output()?.stdout;
+        let payload = process("cpio")
+            .args(["-i", "--quiet", "--to-stdout"])
+            .arg(format!(".{inside}"))
+            .stdin(cpio)
+            .output_unchecked()?;
         let want =
             std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
         Ok(if payload.stdout == want {

@@ -26,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use crate::util::proc::process;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -432,10 +433,7 @@ impl DepGraph {
 
 /// Shared libraries a dynamically linked program needs, from `ldd`.
 pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(binary)
-        .output()
-        .with_context(|| format!("running ldd {}", binary.display()))?;
+    let out = process("ldd").arg(binary).output_unchecked()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         if text.contains("not a dynamic executable")
@@ -575,8 +573,8 @@ pub fn boot(spec: &QemuSpec) -> Result<QemuRun> {
         spec.append
     );
     let start = Instant::now();
-    let mut child = Command::new(&spec.qemu)
-        .args(["-accel", "tcg", "-m"])
+    let mut qemu = process(&spec.qemu);
+    qemu.args(["-accel", "tcg", "-m"])
         .arg(spec.memory_mib.to_string())
         .args([
             "-smp",
@@ -595,12 +593,14 @@ pub fn boot(spec: &QemuSpec) -> Result<QemuRun> {
         .arg("-initrd")
         .arg(&initrd)
         .arg("-append")
-        .arg(append.trim())
+        .arg(append.trim());
+    let mut child = qemu
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {}", spec.qemu.display()))?;
+        .map_err(|e| qemu.spawn_error(e))?;
     let console = Arc::new(Mutex::new(Vec::<u8>::new()));
     let mut log = match &spec.log {
         Some(p) => {
@@ -717,17 +717,12 @@ mod tests {
         assert!(fs.file("/a/../x", vec![], 0o644).is_err());
         let data = fs.to_cpio();
         assert_eq!(data.len() % 512, 0);
-        let out = Command::new("cpio")
+        let list = process("cpio")
             .args(["-t", "--quiet"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn();
-        if let Ok(mut child) = out {
-            child.stdin.take().unwrap().write_all(&data).unwrap();
-            let o = child.wait_with_output().unwrap();
-            let list = String::from_utf8_lossy(&o.stdout);
-            assert!(list.lines().any(|l| l == "a/b.txt"), "{list}");
-            assert!(list.lines().any(|l| l == "a/l"), "{list}");
-        }
+            .stdin(data)
+            .stdout_string()
+            .expect("GNU cpio lists the archive");
+        assert!(list.lines().any(|l| l == "a/b.txt"), "{list}");
+        assert!(list.lines().any(|l| l == "a/l"), "{list}");
     }
 }
