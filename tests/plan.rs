@@ -202,7 +202,11 @@ fn gitlab_parallel_matrix_holds_every_job() {
     let matrix = doc["parallel"]["matrix"].as_array().unwrap();
     let mut got = BTreeSet::new();
     for entry in matrix {
-        let field = |k: &str| entry[k].as_str().unwrap_or_else(|| panic!("{k} in {entry}"));
+        let field = |k: &str| {
+            entry[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("{k} in {entry}"))
+        };
         let (job, recipe, kernel) = (
             field("KHOTFIX_JOB"),
             field("KHOTFIX_RECIPE"),
