@@ -260,7 +260,7 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
         (Some(signer), Some(base)) => {
             for part in &dist_parts {
                 release_rpms.push(super::release::write_release_rpm(
-                    repo, part, base, &public, signer,
+                    repo, part, base, public, signer,
                 )?);
             }
         }

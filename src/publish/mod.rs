@@ -602,7 +602,7 @@ fn publish_part(
     let duplicates = drop_duplicates(repo, &mut scan.entries);
     phase("scanned");
 
-    let (copies, replaced) = place_inputs(&pkgdir, &incoming, &scan, safety.replace)?;
+    let (copies, replaced) = place_inputs(&pkgdir, incoming, &scan, safety.replace)?;
     let mut added = Vec::new();
     for (i, name) in &copies {
         copy_in(&incoming[*i].src, &pkgdir, name)?;
@@ -737,19 +737,7 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).map(|b| b == bytes).unwrap_or(false) {
         return Ok(());
     }
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".khotfix-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    make_public(tmp.as_file())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    crate::util::fsx::sync_dir(dir)
+    crate::util::fsx::write_atomic_mode(path, bytes, Some(0o644))
 }
 
 /// Compress primary, filelists and other in parallel from the packages'
