@@ -139,7 +139,7 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
 #[test]
 fn ctrl_c_on_the_cli_stops_the_build_container() {
     let (engine, _image) = engine_and_image();
-    let kernel = khotfix::build::debian::current_kernel("linux-image-amd64").unwrap();
+    let kernel = khotfix::fetch::apt::current_kernel("linux-image-amd64").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("slow");
     std::fs::create_dir(&src).unwrap();

@@ -8,8 +8,9 @@
 use khotfix::build::builder::{self, BuildImageOptions};
 use khotfix::build::cache::BuildCache;
 use khotfix::build::container::Engine;
-use khotfix::build::{self as kbuild_stage, debian, BuildInputs, BuildSettings, KernelInputs};
+use khotfix::build::{self as kbuild_stage, BuildInputs, BuildSettings, KernelInputs};
 use khotfix::config::Config;
+use khotfix::fetch::FetchedKernel;
 use khotfix::kernel::KernelRelease;
 use khotfix::plan::Plan;
 use khotfix::recipe::Recipe;
@@ -68,14 +69,13 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
     }
     assert!(image.tag.starts_with("localhost/khotfix-builder-debian12:"));
 
-    let kernel = debian::current_kernel("linux-image-amd64").unwrap();
+    let kernel = khotfix::fetch::apt::current_kernel("linux-image-amd64")
+        .unwrap()
+        .to_string();
     assert!(
         kernel.starts_with("6.1.0-") && kernel.ends_with("-amd64"),
         "{kernel}"
     );
-    let h = debian::headers(&kernel, &headers_dir(&kernel)).unwrap();
-    assert_eq!(h.digests.len(), 3, "{:?}", h.digests);
-
     let recipe = Recipe::load(&recipe_path()).unwrap();
     let plan = Plan::expand(
         std::slice::from_ref(&recipe),
@@ -85,11 +85,28 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
     assert_eq!(plan.jobs.len(), 1);
     let job = plan.jobs[0].clone();
     let target = &recipe.targets[0];
+    // The headers as the fetch stage supplies them (no image: only kbuild's inputs).
+    let fetch_opts = khotfix::fetch::FetchOptions {
+        cache_dir: Some(headers_dir(&kernel)),
+        deb_image: false,
+        ..khotfix::fetch::FetchOptions::from_env().unwrap()
+    };
+    let distro = khotfix::distro::Distro::builtin("debian12").unwrap();
+    let FetchedKernel::Deb(h) = khotfix::fetch::fetch_job(&job, &distro, &fetch_opts).unwrap()
+    else {
+        panic!("debian12 fetches .debs")
+    };
+    assert_eq!(h.files.len(), 3, "{:?}", h.files);
     let inputs = BuildInputs {
         job: job.clone(),
         kernel: KernelInputs::Headers {
             root: h.root.clone(),
-            kdir: h.kdir.clone(),
+            kdir: h
+                .headers_dir
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
         },
         // Hash the header trees themselves here; the CLI uses the .deb digests.
         kernel_digests: vec![],

@@ -426,7 +426,7 @@ fn debian12_run_boot_verifies_and_installs_with_dnf() {
         "{prep:#}"
     );
     let build_log = std::fs::read_to_string(
-        stage(j, "build").unwrap()["artifacts"]["log"]
+        stage(j, "build").unwrap()["detail"]["log"]
             .as_str()
             .map(PathBuf::from)
             .unwrap_or_else(|| {

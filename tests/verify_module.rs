@@ -7,11 +7,13 @@
 //! target kernel boots under qemu with the module loaded and patching ip_vs,
 //! while a job with an unsigned RPM fails verify and is not published.
 
+use khotfix::fetch::{DebKernel, FetchedKernel};
 use khotfix::plan::Plan;
 use khotfix::recipe::Recipe;
+use khotfix::run::artifacts::{PackagedRpm, SignOutput, StageData};
 use khotfix::run::{
-    self, artifact, JobContext, JobStatus, Pipeline, PublishOutput, RunSettings, Selection,
-    StageKind, StageOutput,
+    self, JobContext, JobStatus, Pipeline, PublishOutput, RunSettings, Selection, StageKind,
+    StageOutput,
 };
 use khotfix::verify::{self, Outcome, VerifyInputs, VerifyReport};
 use std::path::{Path, PathBuf};
@@ -407,10 +409,20 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
         PathBuf::from(format!("/boot/vmlinuz-{}", b.abi)),
         PathBuf::from(format!("/lib/modules/{}", b.abi)),
     );
+    let abi = b.abi.clone();
     let fetch = move |_cx: &JobContext| {
-        Ok(StageOutput::new()
-            .artifact(artifact::KERNEL_IMAGE, &image)
-            .artifact(artifact::MODULES_DIR, &modules))
+        let kernel = khotfix::kernel::KernelRelease::parse(&abi).unwrap();
+        Ok(StageOutput::of(StageData::Fetch(FetchedKernel::Deb(
+            DebKernel {
+                kernel,
+                root: PathBuf::from("/"),
+                headers_dir: modules.join("build"),
+                vmlinuz: Some(image.clone()),
+                modules_dir: Some(modules.clone()),
+                kpatch: None,
+                files: Vec::new(),
+            },
+        ))))
     };
     let signed = b.signed.clone();
     let cert = b.cert.clone();
@@ -422,9 +434,10 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
         .stage(StageKind::Prepare, nothing)
         .stage(StageKind::Build, nothing)
         .stage(StageKind::Sign, move |_cx: &JobContext| {
-            Ok(StageOutput::new()
-                .artifact(artifact::MODULE, &signed)
-                .artifact(artifact::MODULE_CERT, &cert))
+            Ok(StageOutput::of(StageData::Sign(SignOutput {
+                module: signed.clone(),
+                cert: Some(cert.clone()),
+            })))
         })
         .stage(StageKind::Package, move |cx: &JobContext| {
             let r = if cx.job.target == "good" {
@@ -432,11 +445,13 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
             } else {
                 &rpm_unsigned
             };
-            Ok(StageOutput::new()
-                .artifact(artifact::RPM, r)
-                .artifact(artifact::RPM_KEY, &key))
+            Ok(StageOutput::of(StageData::Package(PackagedRpm {
+                rpm: r.clone(),
+                key: key.clone(),
+                nevra: "kernel-hotfix-30001".into(),
+            })))
         })
-        .stage(StageKind::Verify, verify::stage)
+        .stage(StageKind::Verify, khotfix::run::wire::verify)
         .publisher(move |rpms: &[PathBuf], s: &RunSettings| {
             pc.lock().unwrap().extend(rpms.iter().cloned());
             Ok(PublishOutput {

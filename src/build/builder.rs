@@ -454,7 +454,10 @@ fn mmdebstrap_base(
         .status()
         .map_err(|e| mmdebstrap.spawn_error(e))?;
     if !status.success() {
-        bail!("mmdebstrap {suite} failed ({status}); see {}", log.display());
+        bail!(
+            "mmdebstrap {suite} failed ({status}); see {}",
+            log.display()
+        );
     }
     engine.import(&tar, &tag, log)?;
     if let (Some(old), Some(new)) = (previous, engine.image_id(&tag)?) {

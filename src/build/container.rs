@@ -11,9 +11,9 @@
 //! reaches khotfix (which stops the container by name) rather than racing it.
 
 use crate::config::Config;
+use crate::util::proc::{process, ProcessBuilder};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
-use crate::util::proc::{process, ProcessBuilder};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -7,15 +7,13 @@
 //! - [`kbuild`]: hand-written livepatch module source compiled with kbuild.
 //! - [`kpatch`]: kpatch-build with the flags each distro needs.
 //! - [`cache`]: finished modules keyed by the sha256 of every input.
-//! - [`debian`]: Debian kernel headers for a given ABI (interim input
-//!   provider until the fetch stage supplies them).
 //!
-//! Typed input: [`BuildInputs`]; typed output: [`BuildOutput`].
+//! Typed input: [`BuildInputs`] (made from fetch's and prepare's outputs by
+//! [`crate::run::stages::build_inputs`]); typed output: [`BuildOutput`].
 
 pub mod builder;
 pub mod cache;
 pub mod container;
-pub mod debian;
 pub mod kbuild;
 pub mod kpatch;
 pub mod kpatch_source;
@@ -92,8 +90,24 @@ pub struct BuildSettings {
     pub kpatch_build: Option<PathBuf>,
 }
 
+/// What a build backend gets for one job: the inputs, the builder image to
+/// run in, a scratch directory of its own and the log to append to.
+#[derive(Clone, Copy)]
+pub struct BackendRun<'a> {
+    pub engine: &'a Engine,
+    pub inputs: &'a BuildInputs,
+    pub distro: &'a Distro,
+    /// Builder image tag.
+    pub image: &'a str,
+    /// Scratch directory for this job and these inputs (locked).
+    pub work: &'a Path,
+    pub log: &'a Path,
+    pub settings: &'a BuildSettings,
+    pub progress: Option<&'a ProgressBar>,
+}
+
 /// A finished job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BuildOutput {
     pub job: String,
     pub backend: Backend,
@@ -344,9 +358,21 @@ pub fn build_job(
         install_module(&cached, &dest, &owner)?;
         return Ok(output(true));
     }
+    let run = BackendRun {
+        engine,
+        inputs: inp,
+        distro: &distro,
+        image: &image.tag,
+        work: &work,
+        log: &log,
+        settings: s,
+        progress,
+    };
+    // One arm per backend; a klp-build backend (Linux 6.19+) is one more
+    // module with a `run(&BackendRun)` and one more arm.
     let built = match job.backend {
-        Backend::Kbuild => kbuild::run(engine, inp, &image.tag, &work, &log, s, progress)?,
-        Backend::Kpatch => kpatch::run(engine, inp, &distro, &image.tag, &work, &log, s, progress)?,
+        Backend::Kbuild => kbuild::run(&run)?,
+        Backend::Kpatch => kpatch::run(&run)?,
     };
     verify_module(&built, job)?;
     if let Some(c) = &s.cache {

@@ -1,12 +1,13 @@
 //! `khotfix build`, `khotfix builder build`.
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use khotfix::build::{self, builder, container::Engine, BuildInputs, BuildSettings, KernelInputs};
+use khotfix::build::{self, builder, container::Engine, BuildInputs, BuildSettings};
 use khotfix::config::Config;
 use khotfix::distro::{Distro, Family};
 use khotfix::kernel::KernelRelease;
 use khotfix::plan::Plan;
 use khotfix::recipe::{Backend, Recipe};
+use khotfix::run::stages::{self, JobSpec};
 use khotfix::util::exit;
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -79,6 +80,16 @@ struct JobReport {
     error: Option<String>,
 }
 
+/// The same fetch and prepare `khotfix run` does, up to the builder's inputs.
+fn kernel_inputs(spec: JobSpec, out: &std::path::Path) -> anyhow::Result<BuildInputs> {
+    let note = |m: &str| eprintln!("khotfix: {}: {m}", spec.job.id);
+    let fetched = stages::fetch(spec, stages::KernelImage::NotWanted, &note)?;
+    let work_dir = out.join(&spec.job.id).join("prepare");
+    std::fs::create_dir_all(&work_dir)?;
+    let prepared = stages::prepare(spec, &fetched, &work_dir, &note)?;
+    stages::build_inputs(spec, &fetched, &prepared.output)
+}
+
 pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
     let recipe = Recipe::load(&a.recipe).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = Config::load()?;
@@ -88,7 +99,7 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
         for t in &recipe.targets {
             let d = Distro::builtin(&t.distro)?;
             if let (Family::Deb, Some(meta)) = (d.family, &d.apt_metapackage) {
-                known.push(KernelRelease::parse(&build::debian::current_kernel(meta)?)?);
+                known.push(khotfix::fetch::apt::current_kernel(meta)?);
             }
         }
     }
@@ -115,30 +126,17 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
             .iter()
             .find(|t| t.name == job.target)
             .ok_or_else(|| anyhow::anyhow!("job {}: target vanished", job.id))?;
-        let distro = Distro::builtin(&job.distro)?;
-        let kernel = match (job.backend, distro.family) {
-            (Backend::Kbuild, Family::Deb) => {
-                let dir = config.cache_dir.join("headers").join(job.kernel.as_str());
-                build::debian::headers(job.kernel.as_str(), &dir).map(|h| (KernelInputs::Headers { root: h.root, kdir: h.kdir }, h.digests))
-            }
-            _ => Err(anyhow::anyhow!(
-                "job {}: {} kernel inputs for {} come from the fetch/prepare stages (use `khotfix run`)",
-                job.id,
-                job.backend,
-                job.distro
-            )),
+        let distro = khotfix::fetch::distro_for_run(&job.distro)?;
+        let spec = JobSpec {
+            job: &job,
+            recipe: &recipe,
+            target,
+            distro: &distro,
         };
-        match kernel {
-            Ok((kernel, kernel_digests)) => {
+        match kernel_inputs(spec, &a.out) {
+            Ok(inp) => {
                 reports.push(None);
-                inputs.push(BuildInputs {
-                    job,
-                    kernel,
-                    kernel_digests,
-                    patches: target.patches.clone(),
-                    module_source: target.module_source.clone(),
-                    skip_compiler_check: target.skip_compiler_check,
-                });
+                inputs.push(inp);
             }
             Err(e) => reports.push(Some(JobReport {
                 job: job.id.clone(),

@@ -2,7 +2,9 @@
 //! process exit code (see `khotfix::util::exit`).
 
 pub mod build;
+pub mod completions;
 pub mod fetch;
+pub mod man;
 pub mod node;
 pub mod prepare;
 pub mod publish;

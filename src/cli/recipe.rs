@@ -106,7 +106,7 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
         None => Vec::new(),
     };
     if a.from_repos {
-        known.extend(crate::cli::fetch::published_kernels(&recipes)?);
+        known.extend(khotfix::fetch::published_kernels_of(&recipes)?);
     }
     let plan = Plan::expand(&recipes, &known)?;
     // A target that matched nothing is usually a stale kernel list or a typo
@@ -127,7 +127,12 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
         PlanFormat::Table => print!("{}", plan.to_table()),
         PlanFormat::Json => crate::cli::print_json(&plan)?,
         PlanFormat::Github => println!("{}", serde_json::to_string(&plan.to_github())?),
-        PlanFormat::Gitlab => print!("{}", plan.to_gitlab()?),
+        PlanFormat::Gitlab => {
+            let include = std::env::var("KHOTFIX_GITLAB_INCLUDE")
+                .ok()
+                .filter(|v| !v.is_empty());
+            print!("{}", plan.to_gitlab(include.as_deref())?)
+        }
         PlanFormat::K8s => crate::cli::run::print_k8s(&plan)?,
     }
     Ok(exit::OK)

@@ -74,7 +74,7 @@ fn load_plan(a: &RunArgs) -> Result<(Vec<khotfix::recipe::Recipe>, Plan)> {
         None => Vec::new(),
     };
     if a.from_repos {
-        known.extend(crate::cli::fetch::published_kernels(&recipes)?);
+        known.extend(khotfix::fetch::published_kernels_of(&recipes)?);
     }
     let plan = Plan::expand(&recipes, &known)?;
     Ok((recipes, plan))

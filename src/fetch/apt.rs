@@ -9,8 +9,8 @@ use super::progress::Progress;
 use super::repo::Role;
 use super::FetchedFile;
 use crate::kernel::KernelRelease;
-use crate::util::validate;
 use crate::util::proc::process;
+use crate::util::validate;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 

@@ -486,6 +486,12 @@ pub fn download(
     let mut fp = progress.file(&want.file_name, want.size);
     let mut errors = Vec::new();
     let deadline = deadline_from_now(&http.opts);
+    let file = PartialFile {
+        part: &part,
+        algo,
+        size: want.size,
+        deadline,
+    };
     for url in &want.urls {
         let mut attempt = 0u32;
         let mut restarted = false;
@@ -494,7 +500,7 @@ pub fn download(
                 fp.failed();
                 return Err(e);
             }
-            match attempt_once(http, url, &part, algo, want.size, &mut fp, deadline) {
+            match attempt_once(http, url, file, &mut fp) {
                 Ok((computed, resumed)) => {
                     let size = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
                     let verified = match &want.checksum {
@@ -550,17 +556,31 @@ pub fn download(
     Err(anyhow!(join_errors(&errors)))
 }
 
+/// What every attempt at one file shares, whichever mirror it asks.
+#[derive(Clone, Copy)]
+struct PartialFile<'a> {
+    /// The partial download, resumed across attempts.
+    part: &'a Path,
+    algo: Algo,
+    /// Expected size, when the index says.
+    size: Option<u64>,
+    deadline: Option<std::time::Instant>,
+}
+
 /// One GET of `url` into `part`, resuming what `part` already holds.
 /// Returns the digest of the whole file and whether it was a resume.
 fn attempt_once(
     http: &Http,
     url: &str,
-    part: &Path,
-    algo: Algo,
-    size: Option<u64>,
+    file: PartialFile,
     fp: &mut FileProgress,
-    deadline: Option<std::time::Instant>,
 ) -> Result<(Checksum, bool), Failure> {
+    let PartialFile {
+        part,
+        algo,
+        size,
+        deadline,
+    } = file;
     let fatal =
         |e: std::io::Error, what: &str| Failure::Fatal(anyhow!("{what} {}: {e}", part.display()));
     let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);

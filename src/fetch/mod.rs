@@ -24,7 +24,7 @@ use crate::distro::{Distro, Family};
 use crate::kernel::KernelRelease;
 use crate::plan::Job;
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -82,7 +82,7 @@ impl FetchOptions {
 }
 
 /// One verified file in the cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchedFile {
     pub role: Role,
     /// `name-version-release.arch` (rpm) or `name=version` (deb).
@@ -98,7 +98,7 @@ pub struct FetchedFile {
 }
 
 /// Packages of an RPM-family kernel.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RpmKernel {
     pub kernel: KernelRelease,
     /// `kernel-<vr>.src.rpm` (for `kpatch-build -r`, or to prepare a tree).
@@ -113,7 +113,7 @@ pub struct RpmKernel {
 }
 
 /// Packages of a Debian kernel, unpacked together into `root`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DebKernel {
     pub kernel: KernelRelease,
     /// Unpacked linux-image (if fetched), linux-headers-<abi>-<flavour>,
@@ -133,7 +133,7 @@ pub struct DebKernel {
 }
 
 /// What a Debian kpatch build needs beyond the headers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DebKpatchInputs {
     pub source_deb: PathBuf,
     /// `linux-source-<mm>=<version>`.
@@ -142,7 +142,7 @@ pub struct DebKpatchInputs {
 }
 
 /// The result of fetching one kernel's packages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "lowercase")]
 pub enum FetchedKernel {
     Rpm(RpmKernel),
@@ -189,6 +189,43 @@ pub fn apply_mirror_overrides(distro: &mut Distro, entries: &[String]) -> Result
         }
     }
     Ok(())
+}
+
+/// A built-in distro with the mirror overrides that name its repositories
+/// (entries for other distros' repositories are left to those).
+pub fn distro_with_mirrors(name: &str, overrides: &[String]) -> Result<Distro> {
+    let mut d = Distro::builtin(name)?;
+    let mine: Vec<String> = overrides
+        .iter()
+        .filter(|e| {
+            e.split_once('=')
+                .is_some_and(|(r, _)| d.repos.iter().any(|x| x.name == r.trim()))
+        })
+        .cloned()
+        .collect();
+    apply_mirror_overrides(&mut d, &mine)?;
+    Ok(d)
+}
+
+/// The distro a job of `khotfix run` uses: built-in, with `$KHOTFIX_MIRRORS`
+/// applied, so fetch downloads from the mirrors the plan was resolved with.
+pub fn distro_for_run(name: &str) -> Result<Distro> {
+    distro_with_mirrors(name, &env_mirror_overrides())
+}
+
+/// Kernels the recipes' distros publish (for `plan`/`run --from-repos`).
+pub fn published_kernels_of(recipes: &[crate::recipe::Recipe]) -> Result<Vec<KernelRelease>> {
+    let names: std::collections::BTreeSet<&str> = recipes
+        .iter()
+        .flat_map(|r| r.targets.iter().map(|t| t.distro.as_str()))
+        .collect();
+    let mut opts = FetchOptions::from_env()?;
+    opts.progress = ProgressMode::Quiet;
+    let mut out = Vec::new();
+    for n in names {
+        out.extend(published_kernels(&distro_for_run(n)?, &opts)?);
+    }
+    Ok(out)
 }
 
 /// Mirror overrides from `$KHOTFIX_MIRRORS`.

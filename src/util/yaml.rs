@@ -1,7 +1,6 @@
 //! The one YAML writer: every manifest khotfix emits (the node DaemonSet,
-//! the Kubernetes Jobs of `plan --format k8s`, the GitLab CI matrix of
-//! `plan --format gitlab`) goes through [`stream`] or [`fragment`], so no
-//! recipe or plan string can become YAML structure.
+//! the Kubernetes Jobs of `plan --format k8s`) goes through [`stream`], so
+//! no recipe or plan string can become YAML structure.
 //!
 //! Every string value is a double-quoted scalar, and so is every mapping key
 //! that is not a plain identifier or that YAML 1.1 reads as a boolean or null
@@ -18,35 +17,20 @@ use serde_json::Value;
 
 /// Documents as a YAML stream (`---` before each), checked by reading it back.
 pub fn stream(docs: &[Value]) -> Result<String> {
+    use serde::Deserialize;
     let mut out = String::new();
     for d in docs {
         out.push_str("---\n");
         emit(d, 0, &mut out);
     }
-    read_back(&out, docs)?;
-    Ok(out)
-}
-
-/// One document without a `---` marker: a fragment to paste into a larger
-/// file (GitLab CI's `parallel:` block), checked by reading it back.
-pub fn fragment(doc: &Value) -> Result<String> {
-    let mut out = String::new();
-    emit(doc, 0, &mut out);
-    read_back(&out, std::slice::from_ref(doc))?;
-    Ok(out)
-}
-
-/// `text` must parse as exactly `docs`.
-fn read_back(text: &str, docs: &[Value]) -> Result<()> {
-    use serde::Deserialize;
     let mut back = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
+    for doc in serde_norway::Deserializer::from_str(&out) {
         back.push(Value::deserialize(doc).context("reading the manifest back")?);
     }
     if back != docs {
         bail!("internal: the YAML manifest does not read back as the objects it was made from");
     }
-    Ok(())
+    Ok(out)
 }
 
 /// A double-quoted YAML scalar for `s` (see the module doc).

@@ -22,11 +22,11 @@
 //! assert_eq!(run.results.get("hello").map(String::as_str), Some("world"));
 //! ```
 
+use crate::util::proc::process;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use crate::util::proc::process;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
