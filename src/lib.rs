@@ -20,6 +20,7 @@ pub mod package;
 pub mod patchfile;
 pub mod plan;
 pub mod prepare;
+pub mod progress;
 pub mod publish;
 pub mod recipe;
 pub mod repodata;

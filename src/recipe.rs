@@ -607,6 +607,27 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 impl Recipe {
+    /// The recipes named, or `./recipes/*.toml` (sorted) when none are. A bad
+    /// recipe's error is its [`RecipeErrors`].
+    pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<Vec<Recipe>> {
+        let paths = if paths.is_empty() {
+            let dir = Path::new("recipes");
+            let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| anyhow::anyhow!("no recipes given and ./recipes is unreadable: {e}"))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            v.sort();
+            v
+        } else {
+            paths.to_vec()
+        };
+        paths
+            .iter()
+            .map(|p| Recipe::load(p).map_err(anyhow::Error::from))
+            .collect()
+    }
+
     /// Read and validate a recipe file.
     pub fn load(path: &Path) -> Result<Recipe, RecipeErrors> {
         let file = path.display().to_string();

@@ -22,7 +22,7 @@ fn engine_and_image() -> (Engine, String) {
             log_dir: logs.path().into(),
             ..Default::default()
         },
-        None,
+        &khotfix::progress::Quiet,
     )
     .expect("debian12 builder image");
     (engine, img.tag)
@@ -58,7 +58,7 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
         &["sh", "-c", "mkdir -p sub && echo hi > sub/f && echo done"],
         d.path(),
     );
-    let r = engine.run(&s, None).unwrap();
+    let r = engine.run(&s, &khotfix::progress::Quiet).unwrap();
     assert_eq!(
         r.exit_code,
         0,
@@ -83,14 +83,17 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
 
     // A failing command reports its exit code.
     let s = spec(&image, "fail", &["sh", "-c", "exit 7"], d.path());
-    assert_eq!(engine.run(&s, None).unwrap().exit_code, 7);
+    assert_eq!(
+        engine.run(&s, &khotfix::progress::Quiet).unwrap().exit_code,
+        7
+    );
 
     // 2. Timeout: stopped, typed error, nothing left.
     let prefix = format!("stoptest-{}", std::process::id());
     let mut s = spec(&image, &prefix, &["sleep", "300"], d.path());
     s.timeout = Some(Duration::from_secs(3));
     let t = Instant::now();
-    let e = engine.run(&s, None).unwrap_err();
+    let e = engine.run(&s, &khotfix::progress::Quiet).unwrap_err();
     assert!(
         matches!(e.downcast_ref::<RunError>(), Some(RunError::Timeout { .. })),
         "{e:#}"
@@ -115,7 +118,7 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
         // SAFETY: delivering SIGINT to ourselves; the run installed a handler.
         unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
     });
-    let e = engine.run(&s, None).unwrap_err();
+    let e = engine.run(&s, &khotfix::progress::Quiet).unwrap_err();
     sender.join().unwrap();
     assert!(
         matches!(

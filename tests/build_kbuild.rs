@@ -57,7 +57,8 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
         force,
         ..Default::default()
     };
-    let image = builder::ensure(&engine, "debian12", &opts, None).expect("debian12 builder");
+    let image = builder::ensure(&engine, "debian12", &opts, &khotfix::progress::Quiet)
+        .expect("debian12 builder");
     if force {
         assert!(!image.reused);
         let log = std::fs::read_to_string(tmp.path().join("logs/builder-debian12.log")).unwrap();
@@ -124,7 +125,8 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
         image: None,
         kpatch_build: None,
     };
-    let first = kbuild_stage::build_job(&engine, &inputs, &settings, None).unwrap();
+    let first =
+        kbuild_stage::build_job(&engine, &inputs, &settings, &khotfix::progress::Quiet).unwrap();
     assert!(!first.cache_hit);
     assert_eq!(
         first.module,
@@ -146,7 +148,8 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
     // (c) Unchanged job: served from the cache, same bytes, no container.
     let bytes = std::fs::read(&first.module).unwrap();
     std::fs::remove_file(&first.module).unwrap();
-    let second = kbuild_stage::build_job(&engine, &inputs, &settings, None).unwrap();
+    let second =
+        kbuild_stage::build_job(&engine, &inputs, &settings, &khotfix::progress::Quiet).unwrap();
     assert!(second.cache_hit);
     assert_eq!(second.cache_key, first.cache_key);
     assert_eq!(std::fs::read(&second.module).unwrap(), bytes);

@@ -59,7 +59,7 @@ fn setup() -> Env {
             log_dir: tmp.path().join("logs"),
             ..Default::default()
         },
-        None,
+        &khotfix::progress::Quiet,
     )
     .unwrap();
     Env {
@@ -167,7 +167,13 @@ fn builder_gcc(e: &Env) -> String {
         output_dirs: vec![],
         log: log.clone(),
     };
-    assert_eq!(e.engine.run(&spec, None).unwrap().exit_code, 0);
+    assert_eq!(
+        e.engine
+            .run(&spec, &khotfix::progress::Quiet)
+            .unwrap()
+            .exit_code,
+        0
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let line = text
         .lines()
@@ -200,8 +206,8 @@ fn centos7_srpm_mode_through_the_container() {
         // The builder's gcc is not 4.8.5: the recipe asks to skip the check.
         skip_compiler_check: true,
     };
-    let out =
-        stage::build_job(&e.engine, &inputs, &s, None).unwrap_or_else(|err| fail(&s, &j, err));
+    let out = stage::build_job(&e.engine, &inputs, &s, &khotfix::progress::Quiet)
+        .unwrap_or_else(|err| fail(&s, &j, err));
     let lines = invocation(&s, &j);
     assert_eq!(
         args_of(&lines),
@@ -243,7 +249,7 @@ fn centos7_srpm_mode_through_the_container() {
     // Same inputs again: cache hit, the stand-in is not run.
     let invoked = job_scratch(&s, &j).join("kpatch-cache/stand-in-invocation.txt");
     std::fs::remove_file(&invoked).unwrap();
-    let again = stage::build_job(&e.engine, &inputs, &s, None).unwrap();
+    let again = stage::build_job(&e.engine, &inputs, &s, &khotfix::progress::Quiet).unwrap();
     assert!(again.cache_hit);
     assert!(!invoked.exists());
 
@@ -253,7 +259,7 @@ fn centos7_srpm_mode_through_the_container() {
         skip_compiler_check: false,
         ..inputs
     };
-    let err = stage::build_job(&e.engine, &strict, &s, None).unwrap_err();
+    let err = stage::build_job(&e.engine, &strict, &s, &khotfix::progress::Quiet).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("kpatch-build failed (exit 1)"), "{msg}");
     let log = std::fs::read_to_string(s.log_dir.join(format!("{}.log", j.id))).unwrap();
@@ -293,8 +299,8 @@ fn alinux3_prepared_tree_mode_through_the_container() {
         module_source: None,
         skip_compiler_check: false,
     };
-    let out =
-        stage::build_job(&e.engine, &inputs, &s, None).unwrap_or_else(|err| fail(&s, &j, err));
+    let out = stage::build_job(&e.engine, &inputs, &s, &khotfix::progress::Quiet)
+        .unwrap_or_else(|err| fail(&s, &j, err));
     assert_eq!(
         args_of(&invocation(&s, &j)),
         [
@@ -324,7 +330,7 @@ fn alinux3_prepared_tree_mode_through_the_container() {
         },
         ..inputs
     };
-    let err = stage::build_job(&e.engine, &wrong, &s, None).unwrap_err();
+    let err = stage::build_job(&e.engine, &wrong, &s, &khotfix::progress::Quiet).unwrap_err();
     assert!(format!("{err:#}").contains("kpatch mode"), "{err:#}");
 }
 

@@ -8,7 +8,7 @@ mod httpd;
 mod rpms;
 
 use httpd::{Fault, Server};
-use khotfix::fetch::{self, Cache, FetchOptions, ProgressMode};
+use khotfix::fetch::{self, Cache, FetchOptions};
 use khotfix::kernel::KernelRelease;
 use std::path::Path;
 use std::time::Duration;
@@ -36,7 +36,6 @@ impl Env {
     fn opts(&self) -> FetchOptions {
         let mut o = FetchOptions {
             cache_dir: Some(self.cache_dir()),
-            progress: ProgressMode::Quiet,
             ..FetchOptions::default()
         };
         o.http.timeout = Duration::from_secs(5);

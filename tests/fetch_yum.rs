@@ -7,14 +7,13 @@ mod httpd;
 mod rpms;
 
 use httpd::Server;
-use khotfix::fetch::{self, Cache, FetchOptions, FetchedKernel, ProgressMode};
+use khotfix::fetch::{self, Cache, FetchOptions, FetchedKernel};
 use khotfix::kernel::KernelRelease;
 use std::time::Duration;
 
 fn opts(cache: &std::path::Path) -> FetchOptions {
     let mut o = FetchOptions {
         cache_dir: Some(cache.to_path_buf()),
-        progress: ProgressMode::Quiet,
         ..FetchOptions::default()
     };
     o.http.timeout = Duration::from_secs(5);

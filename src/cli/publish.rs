@@ -72,6 +72,9 @@ pub fn publish(a: PublishArgs) -> Result<i32> {
             key,
             compress,
             base_url: a.base_url,
+            reporter: khotfix::progress::SharedReporter::new(super::progress::CountDisplay::new(
+                khotfix::progress::ProgressMode::detect(),
+            )),
         },
         &publish::Safety {
             replace: a.replace,

@@ -74,6 +74,8 @@ pub struct PublishOptions {
     pub compress: Compression,
     /// Written into khotfix.repo as baseurl (a placeholder when None).
     pub base_url: Option<String>,
+    /// Where the progress of long header reads goes.
+    pub reporter: crate::progress::SharedReporter,
 }
 
 /// The integrity choices of a publish (issue 16); the default refuses
@@ -238,30 +240,35 @@ fn copy_in(src: &Path, dir: &Path, name: &str) -> Result<(String, bool)> {
 }
 
 /// Read header + checksum of every package in `todo`, on all cores.
-fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Vec<cache::Entry>> {
+fn read_many(
+    pkgdir: &Path,
+    todo: Vec<(String, std::fs::Metadata)>,
+    reporter: &dyn crate::progress::Reporter,
+) -> Result<Vec<cache::Entry>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
     let chunk = todo.len().div_ceil(threads.max(1)).max(1);
-    // A progress bar only for long reads on a terminal.
-    let bar = if todo.len() >= 200 && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let b = indicatif::ProgressBar::new(todo.len() as u64);
-        b.set_message("reading RPM headers");
-        b
+    // Progress only for long reads.
+    let total = todo.len() as u64;
+    let bar: Box<dyn crate::progress::Reporter> = if todo.len() >= 200 {
+        reporter.child("reading RPM headers", Some(total))
     } else {
-        indicatif::ProgressBar::hidden()
+        Box::new(crate::progress::Quiet)
     };
+    let done = std::sync::atomic::AtomicU64::new(0);
     let results: Vec<Result<Vec<Result<cache::Entry>>>> = std::thread::scope(|s| {
         let handles: Vec<_> = todo
             .chunks(chunk)
             .map(|part| {
-                let bar = bar.clone();
+                let (bar, done) = (bar.as_ref(), &done);
                 s.spawn(move || {
                     part.iter()
                         .map(|(name, md)| {
                             let r = read_one(pkgdir, name, md);
-                            bar.inc(1);
+                            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            bar.progress(d + 1, Some(total));
                             r
                         })
                         .collect::<Vec<_>>()
@@ -273,7 +280,7 @@ fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Ve
             .map(|h| h.join().map_err(|_| anyhow!("a reader thread panicked")))
             .collect()
     });
-    bar.finish_and_clear();
+    bar.finish(true, "");
     let mut out = Vec::new();
     for r in results {
         for one in r? {
@@ -410,7 +417,11 @@ struct Scan {
 /// List `Packages/`, reusing cached metadata of unchanged files and reading
 /// the rest. Files that cannot be published (bad name, not a regular file,
 /// unreadable) are skipped with a warning line, never fatal.
-fn scan_packages(pkgdir: &Path, old_cache: &mut cache::Cache) -> Result<Scan> {
+fn scan_packages(
+    pkgdir: &Path,
+    old_cache: &mut cache::Cache,
+    reporter: &dyn crate::progress::Reporter,
+) -> Result<Scan> {
     let mut entries: HashMap<String, cache::Entry> = HashMap::new();
     let mut taken = std::collections::HashSet::new();
     let mut todo = Vec::new();
@@ -442,7 +453,7 @@ fn scan_packages(pkgdir: &Path, old_cache: &mut cache::Cache) -> Result<Scan> {
     }
     let cached = entries.len();
     let mut fresh = Vec::with_capacity(todo.len());
-    for e in read_many(pkgdir, todo)? {
+    for e in read_many(pkgdir, todo, reporter)? {
         let name = e.file_name().to_string();
         fresh.push(name.clone());
         entries.insert(name, e);
@@ -598,7 +609,7 @@ fn publish_part(
     // Scan Packages/: reuse cached metadata of unchanged files.
     let mut old_cache = cache::Cache::load(repo);
     phase("cache loaded");
-    let mut scan = scan_packages(&pkgdir, &mut old_cache)?;
+    let mut scan = scan_packages(&pkgdir, &mut old_cache, opts.reporter.as_ref())?;
     let duplicates = drop_duplicates(repo, &mut scan.entries);
     phase("scanned");
 
@@ -619,7 +630,7 @@ fn publish_part(
             std::fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
         todo.push((name.clone(), md));
     }
-    let read_new = read_many(&pkgdir, todo)?;
+    let read_new = read_many(&pkgdir, todo, opts.reporter.as_ref())?;
     if read_new.len() != added.len() {
         bail!(
             "a package copied into {} could not be read back",

@@ -92,7 +92,7 @@ impl Stage for BuildStage {
             kpatch_build: None,
         };
         cx.note("building in the builder container");
-        let out = build::build_job(&engine, &inputs, &settings, None)?;
+        let out = build::build_job(&engine, &inputs, &settings, &crate::progress::Quiet)?;
         let summary = if out.cache_hit {
             "module from the build cache"
         } else {
@@ -204,6 +204,7 @@ fn publish(rpms: &[PathBuf], s: &RunSettings) -> Result<PublishOutput> {
         key,
         compress: crate::publish::Compression::parse("gz")?,
         base_url: None,
+        reporter: s.reporter.clone(),
     })?;
     // The parts this run's packages went to (one per dist tag).
     let known = crate::publish::layout::known_dists();
