@@ -23,6 +23,7 @@ pub mod prepare;
 pub mod progress;
 pub mod publish;
 pub mod recipe;
+pub mod repodata;
 pub mod run;
 pub mod sign;
 pub mod util;

@@ -84,15 +84,36 @@ pub struct Hotfix {
     pub changelog: Vec<ChangelogEntry>,
 }
 
+/// The names a hotfix id gives its module, formatted here and nowhere else
+/// (build, package, verify and node must agree on them to the byte).
+pub mod names {
+    /// `kpatch-<id>`: the module's base name (kpatch-build's `-n`, Kbuild's
+    /// `obj-m`).
+    pub fn module_base(id: u64) -> String {
+        format!("kpatch-{id}")
+    }
+
+    /// `kpatch-<id>.ko`: the module file name.
+    pub fn module_file(id: u64) -> String {
+        format!("{}.ko", module_base(id))
+    }
+
+    /// `kpatch_<id>`: the loaded module (and /sys/kernel/livepatch entry)
+    /// name; the kernel turns the file name's `-` into `_`.
+    pub fn module_name(id: u64) -> String {
+        module_base(id).replace('-', "_")
+    }
+}
+
 impl Hotfix {
     /// `kpatch_<id>`: the loaded module (and /sys/kernel/livepatch entry) name.
     pub fn module_name(&self) -> String {
-        format!("kpatch_{}", self.id)
+        names::module_name(self.id)
     }
 
     /// `kpatch-<id>.ko`: the module file name.
     pub fn module_file(&self) -> String {
-        format!("kpatch-{}.ko", self.id)
+        names::module_file(self.id)
     }
 
     /// `kernel-hotfix-<id>-<version-release>` for a kernel.

@@ -124,11 +124,11 @@ pub struct BuildOutput {
 }
 
 fn hotfix_module_file(job: &Job) -> String {
-    format!("kpatch-{}.ko", job.hotfix_id)
+    crate::recipe::names::module_file(job.hotfix_id)
 }
 
 fn hotfix_module_name(job: &Job) -> String {
-    format!("kpatch_{}", job.hotfix_id)
+    crate::recipe::names::module_name(job.hotfix_id)
 }
 
 /// Check that inputs fit the job's backend and exist, before any container starts.

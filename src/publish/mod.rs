@@ -43,7 +43,6 @@ pub mod repodata;
 pub mod repomd;
 pub mod rpmcheck;
 pub mod rpmmeta;
-pub mod signing;
 pub mod verify;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -54,8 +53,7 @@ use std::path::{Path, PathBuf};
 pub use layout::{publish, publish_checked, PartReport, PublishReport};
 pub use repomd::{Compression, DataRecord};
 pub use rpmmeta::PackageMeta;
-pub use signing::RepoKey;
-pub use verify::{verify_repo, VerifyReport};
+pub use verify::{verify_repo, RepoVerifyReport};
 
 /// Name of the public key file in the repository root.
 pub const KEY_FILE: &str = "RPM-GPG-KEY-khotfix";
@@ -70,7 +68,9 @@ pub struct PublishOptions {
     pub rpms: Vec<PathBuf>,
     /// Keep the N newest releases (EVR order) of each package name.
     pub keep: Option<usize>,
-    pub key: RepoKey,
+    /// Signs repomd.xml (and the khotfix-release RPMs); its public half is
+    /// the repository key.
+    pub key: crate::keys::PackageSigner,
     pub compress: Compression,
     /// Written into khotfix.repo as baseurl (a placeholder when None).
     pub base_url: Option<String>,
@@ -169,8 +169,8 @@ fn check_inputs(opts: &PublishOptions, safety: &Safety, scratch: &Path) -> Resul
         .iter()
         .map(|p| check_input(p))
         .collect::<Result<Vec<_>>>()?;
-    let public = opts.key.public_armored()?;
-    let srcs = guard::gate_signatures(&opts.rpms, &public, safety.signer.as_ref(), scratch)?;
+    let public = opts.key.public_armored();
+    let srcs = guard::gate_signatures(&opts.rpms, public, safety.signer.as_ref(), scratch)?;
     let mut out: Vec<Incoming> = Vec::with_capacity(srcs.len());
     for ((shown, (nevra, file_name)), src) in opts.rpms.iter().zip(named).zip(srcs) {
         let sha256 = crate::util::fsx::sha256_file(&src)?;
@@ -298,7 +298,7 @@ fn read_many(
 fn warn_skip(why: &str) {
     eprintln!(
         "khotfix: warning: skipped (not in the metadata): {}",
-        crate::fetch::repomd::one_line(why)
+        crate::repodata::one_line(why)
     );
 }
 
@@ -613,7 +613,7 @@ fn publish_part(
     let duplicates = drop_duplicates(repo, &mut scan.entries);
     phase("scanned");
 
-    let (copies, replaced) = place_inputs(&pkgdir, &incoming, &scan, safety.replace)?;
+    let (copies, replaced) = place_inputs(&pkgdir, incoming, &scan, safety.replace)?;
     let mut added = Vec::new();
     for (i, name) in &copies {
         copy_in(&incoming[*i].src, &pkgdir, name)?;
@@ -681,7 +681,9 @@ fn publish_part(
     let records = write_generation(&gen_tmp, &kept, opts.compress, revision)?;
     phase("datafiles");
     let repomd_xml = repomd::render(revision, &records);
-    let signature = opts.key.sign(repomd_xml.as_bytes())?;
+    let signature = opts
+        .key
+        .sign_detached_armored(repomd_xml.as_bytes(), now_secs())?;
     write_synced(&gen_tmp.join("repomd.xml"), repomd_xml.as_bytes())?;
     write_synced(&gen_tmp.join("repomd.xml.asc"), signature.as_bytes())?;
     crate::util::fsx::sync_dir(&gen_tmp)?;
@@ -746,19 +748,7 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).map(|b| b == bytes).unwrap_or(false) {
         return Ok(());
     }
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".khotfix-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    make_public(tmp.as_file())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    crate::util::fsx::sync_dir(dir)
+    crate::util::fsx::write_atomic_mode(path, bytes, Some(0o644))
 }
 
 /// Compress primary, filelists and other in parallel from the packages'

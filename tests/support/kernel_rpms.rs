@@ -259,7 +259,7 @@ pub fn rewrite_primary(repo: &Path, edit: impl Fn(String) -> String) {
     use std::io::{Read, Write};
     let (path, _) = primary_of(repo);
     let mut xml = String::new();
-    khotfix::fetch::primary::decompress(std::fs::File::open(&path).unwrap())
+    khotfix::repodata::decompress(std::fs::File::open(&path).unwrap())
         .unwrap()
         .read_to_string(&mut xml)
         .unwrap();
