@@ -40,8 +40,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+pub use crate::progress::ProgressMode;
 pub use artifacts::{JobArtifacts, StageData};
-pub use progress::ProgressMode;
 pub use report::{
     JobResult, JobStatus, PublishResult, PublishStatus, RunReport, StageResult, StageStatus,
 };
@@ -152,7 +152,8 @@ pub struct RunSettings {
     pub publish: bool,
     /// Repository directory publish writes (default `OUT/repo`).
     pub repo: PathBuf,
-    pub progress: ProgressMode,
+    /// Where progress goes (default: nowhere).
+    pub reporter: crate::progress::SharedReporter,
 }
 
 impl RunSettings {
@@ -166,7 +167,7 @@ impl RunSettings {
             parallel: 1,
             keys: None,
             publish: true,
-            progress: ProgressMode::Quiet,
+            reporter: Default::default(),
         }
     }
     /// `OUT/jobs/<job-id>`.
@@ -392,7 +393,7 @@ pub fn run(
         )
     })?;
 
-    let progress = progress::Progress::new(settings.progress, work.len());
+    let progress = progress::Progress::new(settings.reporter.clone(), work.len());
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<JobResult>>> = Mutex::new(vec![None; work.len()]);
     let workers = settings.parallel.clamp(1, work.len().max(1));

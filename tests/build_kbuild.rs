@@ -5,6 +5,12 @@
 //! then the same job again is a cache hit, through the library and the CLI.
 //! Needs the container env vars (see README: KHOTFIX_CONTAINER_*).
 
+mod support;
+
+use support::kernel::modinfo;
+
+use support::bin::khotfix;
+
 use khotfix::build::builder::{self, BuildImageOptions};
 use khotfix::build::cache::BuildCache;
 use khotfix::build::container::Engine;
@@ -15,7 +21,6 @@ use khotfix::kernel::KernelRelease;
 use khotfix::plan::Plan;
 use khotfix::recipe::Recipe;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn recipe_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kbuild-recipe/recipe.toml")
@@ -26,21 +31,6 @@ fn headers_dir(kernel: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("khotfix-headers")
         .join(kernel)
-}
-
-fn modinfo(ko: &Path, field: &str) -> String {
-    let out = Command::new("modinfo")
-        .args(["-F", field])
-        .arg(ko)
-        .output()
-        .expect("kmod's modinfo");
-    assert!(
-        out.status.success(),
-        "modinfo {}: {}",
-        ko.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -57,7 +47,8 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
         force,
         ..Default::default()
     };
-    let image = builder::ensure(&engine, "debian12", &opts, None).expect("debian12 builder");
+    let image = builder::ensure(&engine, "debian12", &opts, &khotfix::progress::Quiet)
+        .expect("debian12 builder");
     if force {
         assert!(!image.reused);
         let log = std::fs::read_to_string(tmp.path().join("logs/builder-debian12.log")).unwrap();
@@ -124,7 +115,8 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
         image: None,
         kpatch_build: None,
     };
-    let first = kbuild_stage::build_job(&engine, &inputs, &settings, None).unwrap();
+    let first =
+        kbuild_stage::build_job(&engine, &inputs, &settings, &khotfix::progress::Quiet).unwrap();
     assert!(!first.cache_hit);
     assert_eq!(
         first.module,
@@ -146,7 +138,8 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
     // (c) Unchanged job: served from the cache, same bytes, no container.
     let bytes = std::fs::read(&first.module).unwrap();
     std::fs::remove_file(&first.module).unwrap();
-    let second = kbuild_stage::build_job(&engine, &inputs, &settings, None).unwrap();
+    let second =
+        kbuild_stage::build_job(&engine, &inputs, &settings, &khotfix::progress::Quiet).unwrap();
     assert!(second.cache_hit);
     assert_eq!(second.cache_key, first.cache_key);
     assert_eq!(std::fs::read(&second.module).unwrap(), bytes);
@@ -178,7 +171,7 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
 fn cli_build_reports_built_then_cached() {
     let tmp = tempfile::tempdir().unwrap();
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_khotfix"))
+        khotfix()
             .args(["build", "--json", "--out"])
             .arg(tmp.path().join("out"))
             .arg(recipe_path())
@@ -207,7 +200,7 @@ fn cli_build_reports_built_then_cached() {
     let ko = PathBuf::from(v2[0]["module"].as_str().unwrap());
     assert_eq!(modinfo(&ko, "name"), "kpatch_90001");
     // The table form.
-    let three = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let three = khotfix()
         .args(["build", "--out"])
         .arg(tmp.path().join("out"))
         .arg(recipe_path())

@@ -23,23 +23,26 @@
 //! a missing tool fails the test. KHOTFIX_SKIP_CI_ENGINES=1 opts out (and
 //! says "skipped").
 
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use support::bin::REPO;
+use support::kernel::{debian_abi, debian_previous_abi};
+use support::process::{output, text};
 
 const K8S_VERSION: &str = "1.37.0";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Debian's current 6.1 ABI (what `linux-image-amd64` depends on) and the
+/// newest older one whose headers the archive still has.
+fn current_and_previous_abi() -> (String, String) {
+    (debian_abi(), debian_previous_abi())
 }
 
 /// A pinned tool from .ci/tools (or PATH); `None` only under the opt-out.
 fn tool(name: &str) -> Option<PathBuf> {
-    let tools = root().join(".ci/tools");
+    let tools = PathBuf::from(REPO).join(".ci/tools");
     let found = [
         tools.join("venv/bin").join(name),
         tools.join("node/node_modules/.bin").join(name),
@@ -61,8 +64,8 @@ fn tool(name: &str) -> Option<PathBuf> {
 }
 
 fn khotfix(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_khotfix"));
-    c.args(args).current_dir(root());
+    let mut c = support::bin::khotfix();
+    c.args(args).current_dir(PathBuf::from(REPO));
     for (k, v) in env {
         c.env(k, v);
     }
@@ -74,23 +77,22 @@ fn stdout_ok(o: &Output) -> String {
     text(&o.stdout)
 }
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
 /// check-jsonschema with a built-in schema; returns (passed, output).
 fn check_jsonschema(bin: &Path, schema: &str, files: &[&Path]) -> (bool, String) {
-    let o = run(Command::new(bin)
-        .args(["--builtin-schema", schema])
-        .args(files));
+    let o = output(
+        Command::new(bin)
+            .args(["--builtin-schema", schema])
+            .args(files),
+    );
     (o.status.success(), text(&o.stdout) + &text(&o.stderr))
 }
 
 fn kubernetes_validate(bin: &Path, file: &Path) -> (bool, String) {
-    let o = run(Command::new(bin)
-        .args(["--strict", "-k", K8S_VERSION])
-        .arg(file));
+    let o = output(
+        Command::new(bin)
+            .args(["--strict", "-k", K8S_VERSION])
+            .arg(file),
+    );
     (o.status.success(), text(&o.stdout) + &text(&o.stderr))
 }
 
@@ -119,7 +121,7 @@ fn github_workflows_pass_the_github_workflows_schema() {
     let Some(cj) = tool("check-jsonschema") else {
         return;
     };
-    let example = root().join("examples/github-actions.yml");
+    let example = PathBuf::from(REPO).join("examples/github-actions.yml");
     let (ok, out) = check_jsonschema(&cj, "vendor.github-workflows", &[&example]);
     assert!(ok, "{out}");
 
@@ -170,8 +172,9 @@ fn github_workflows_pass_the_github_workflows_schema() {
 /// the build guards its index with the plan digest the matrix carries.
 #[test]
 fn pipelines_run_their_jobs_in_debian12() {
-    let gh =
-        yaml_to_json(&std::fs::read_to_string(root().join("examples/github-actions.yml")).unwrap());
+    let gh = yaml_to_json(
+        &std::fs::read_to_string(PathBuf::from(REPO).join("examples/github-actions.yml")).unwrap(),
+    );
     for (name, job) in gh["jobs"].as_object().unwrap() {
         assert_eq!(
             job["container"]["image"], "rust:1-bookworm",
@@ -212,11 +215,12 @@ fn pipelines_run_their_jobs_in_debian12() {
     );
 
     for f in ["examples/gitlab-ci.yml", "examples/gitlab-ci-jobs.yml"] {
-        let gl = yaml_to_json(&std::fs::read_to_string(root().join(f)).unwrap());
+        let gl = yaml_to_json(&std::fs::read_to_string(PathBuf::from(REPO).join(f)).unwrap());
         assert_eq!(gl["default"]["image"], "rust:1-bookworm", "{f}");
     }
-    let jobs =
-        yaml_to_json(&std::fs::read_to_string(root().join("examples/gitlab-ci-jobs.yml")).unwrap());
+    let jobs = yaml_to_json(
+        &std::fs::read_to_string(PathBuf::from(REPO).join("examples/gitlab-ci-jobs.yml")).unwrap(),
+    );
     assert_eq!(jobs["build"]["extends"], ".khotfix-plan");
     let script = jobs["build"]["script"][0].as_str().unwrap();
     for guard in [
@@ -243,8 +247,8 @@ fn gitlab_pipelines_pass_the_gitlab_ci_schema() {
         )),
     )
     .unwrap();
-    let parent = root().join("examples/gitlab-ci.yml");
-    let jobs = root().join("examples/gitlab-ci-jobs.yml");
+    let parent = PathBuf::from(REPO).join("examples/gitlab-ci.yml");
+    let jobs = PathBuf::from(REPO).join("examples/gitlab-ci-jobs.yml");
     let (ok, out) = check_jsonschema(&cj, "vendor.gitlab-ci", &[&parent, &jobs, &child]);
     assert!(ok, "{out}");
 
@@ -293,7 +297,7 @@ fn k8s_manifests_pass_kubernetes_validate_strict() {
             ],
         ),
     );
-    let mut recipes: Vec<PathBuf> = std::fs::read_dir(root().join("recipes"))
+    let mut recipes: Vec<PathBuf> = std::fs::read_dir(PathBuf::from(REPO).join("recipes"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -352,49 +356,6 @@ fn k8s_manifests_pass_kubernetes_validate_strict() {
 
 // ---- gitlab-ci-local: the GitLab pipeline, run ------------------------------
 
-/// Debian's current 6.1 ABI (what `linux-image-amd64` depends on) and the
-/// newest older one whose headers the archive still has.
-fn current_and_previous_abi() -> (String, String) {
-    let depends =
-        text(&run(Command::new("apt-cache").args(["depends", "linux-image-amd64"])).stdout);
-    let current = depends
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Depends: linux-image-")
-                .map(str::to_string)
-        })
-        .expect("linux-image-amd64 depends on an ABI");
-    let number = |abi: &str| -> Option<u32> {
-        abi.strip_prefix("6.1.0-")?
-            .strip_suffix("-amd64")?
-            .parse()
-            .ok()
-    };
-    let cur = number(&current).unwrap_or_else(|| panic!("unexpected ABI {current}"));
-    let listed = text(
-        &run(Command::new("apt-cache").args([
-            "search",
-            "--names-only",
-            r"^linux-headers-6\.1\.0-[0-9]+-amd64$",
-        ]))
-        .stdout,
-    );
-    let previous = listed
-        .lines()
-        .filter_map(|l| {
-            number(
-                l.split_whitespace()
-                    .next()?
-                    .strip_prefix("linux-headers-")?,
-            )
-        })
-        .filter(|n| *n < cur)
-        .max()
-        .unwrap_or_else(|| panic!("no Debian ABI older than {current} in the archive"));
-    (current, format!("6.1.0-{previous}-amd64"))
-}
-
 /// The stand-in project the pipeline runs in: khotfix's pipeline files and
 /// .ci/install-deps as they are in this repository, the public key halves,
 /// and at the pipeline's default RECIPES path the debian12 kbuild target of
@@ -410,9 +371,9 @@ fn stand_in_project(dir: &Path, kernels: &[&str], keys: &Path) {
     ] {
         let to = dir.join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root().join(f), &to).unwrap();
+        std::fs::copy(PathBuf::from(REPO).join(f), &to).unwrap();
     }
-    let src = root().join("patches/ipvs-estimation-timer/debian12");
+    let src = PathBuf::from(REPO).join("patches/ipvs-estimation-timer/debian12");
     let to = dir.join("patches/ipvs-estimation-timer/debian12");
     std::fs::create_dir_all(&to).unwrap();
     for e in std::fs::read_dir(&src).unwrap() {
@@ -432,15 +393,17 @@ fn stand_in_project(dir: &Path, kernels: &[&str], keys: &Path) {
     });
     std::fs::write(dir.join(".gitlab-ci-local-variables.yml"), vars.to_string()).unwrap();
     let git = |args: &[&str]| {
-        let o = run(Command::new("git")
-            .args([
-                "-c",
-                "user.name=khotfix test",
-                "-c",
-                "user.email=test@example.com",
-            ])
-            .args(args)
-            .current_dir(dir));
+        let o = output(
+            Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=khotfix test",
+                    "-c",
+                    "user.email=test@example.com",
+                ])
+                .args(args)
+                .current_dir(dir),
+        );
         assert!(o.status.success(), "git {args:?}: {}", text(&o.stderr));
     };
     git(&["init", "-q"]);
@@ -483,7 +446,7 @@ fn gitlab_ci_local(gcl: &Path, project: &Path, home: &Path, jobs: &[&str]) -> St
     std::fs::create_dir_all(&bin_dir).unwrap();
     let link = bin_dir.join("khotfix");
     if !link.exists() {
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_khotfix"), &link).unwrap();
+        std::os::unix::fs::symlink(support::bin::BIN, &link).unwrap();
     }
     let path = format!(
         "{}:{}",
@@ -523,7 +486,7 @@ fn gitlab_ci_local(gcl: &Path, project: &Path, home: &Path, jobs: &[&str]) -> St
             c.env(k, v);
         }
     }
-    let o = run(&mut c);
+    let o = output(&mut c);
     let out = text(&o.stdout) + &text(&o.stderr);
     eprintln!("{out}");
     out
@@ -550,7 +513,7 @@ fn outcomes(out: &str) -> std::collections::BTreeMap<String, bool> {
 }
 
 fn rpm_name(p: &Path) -> String {
-    let o = run(Command::new("rpm").args(["-qp", "--qf", "%{NAME}"]).arg(p));
+    let o = output(Command::new("rpm").args(["-qp", "--qf", "%{NAME}"]).arg(p));
     assert!(
         o.status.success(),
         "rpm -qp {}: {}",

@@ -6,14 +6,13 @@
 //! and fish scripts are produced and parse in their own shells when those
 //! are installed.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
 fn khotfix(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-        .args(args)
-        .output()
-        .unwrap()
+    support::bin::khotfix().args(args).output().unwrap()
 }
 
 fn completion_script(shell: &str) -> String {

@@ -8,6 +8,8 @@
 //! (and the generated sh script under busybox) then exit 0. Once with
 //! `khotfix node …`, once with `khotfix-node …` (each its own boot).
 
+mod support;
+
 use khotfix::verify::qemu::{boot, debian_kernel_abi, QemuSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,18 +86,7 @@ fn e2e(bin: &str, guest_path: &str, node: &str) {
 
     let recipe = Path::new(ROOT).join("recipes/ipvs-estimation-timer.toml");
     let script = work.path().join("hotfix.sh");
-    let gen = Command::new(env!("CARGO_BIN_EXE_khotfix"))
-        .args(["node", "script"])
-        .arg(&recipe)
-        .arg("-o")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    support::node::script(&recipe, &script);
 
     let guest = format!("K=\"{node}\"\n")
         + r#"

@@ -4,8 +4,9 @@
 //! break, a recipe file name with `"` and `\`) stay on their line and the
 //! metrics still parse with prometheus_client's text-format parser.
 
-#[path = "common/node_bins.rs"]
-mod node_bins;
+mod support;
+
+use support::node_bins;
 
 use serde_json::Value;
 use std::path::Path;

@@ -1,6 +1,10 @@
 //! `khotfix plan` on the two seed recipes against tests/data/kernels.txt,
 //! through the real binary: exactly the expected jobs, in every format.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
@@ -10,7 +14,7 @@ const RECIPES: [&str; 2] = [
 ];
 
 fn plan(extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    khotfix()
         .arg("plan")
         .args(RECIPES)
         .args(extra)
@@ -236,7 +240,7 @@ fn gitlab_child_pipeline_matrix_holds_every_job() {
 #[test]
 fn gitlab_include_is_a_plain_project_path() {
     let run = |include: &str| {
-        Command::new(env!("CARGO_BIN_EXE_khotfix"))
+        khotfix()
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args([
                 "plan",
@@ -313,7 +317,7 @@ fn plan_measured(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, 
     let err_file = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_khotfix"))
+        .arg(support::bin::BIN)
         .arg("plan")
         .args(args)
         .current_dir(dir)

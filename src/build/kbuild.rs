@@ -89,7 +89,7 @@ pub fn copy_source(src: &Path, dest: &Path) -> Result<()> {
 /// Write the `Kbuild` that names the module `kpatch-<id>` (see module docs).
 /// Returns the module's base name.
 pub fn prepare_kbuild(dir: &Path, hotfix_id: u64) -> Result<String> {
-    let module = format!("kpatch-{hotfix_id}");
+    let module = crate::recipe::names::module_base(hotfix_id);
     let kbuild = dir.join("Kbuild");
     let makefile = dir.join("Makefile");
     let orig = std::fs::read_to_string(&kbuild)

@@ -42,7 +42,7 @@ pub const OVERRIDE_PATH: &str = "/opt/khotfix/bin/kpatch-build";
 pub fn fixed_flags(distro: &Distro, job: &Job, skip_compiler_check: bool) -> Vec<String> {
     let mut f = distro.kpatch_flags_for(&job.kernel);
     f.push("-n".into());
-    f.push(format!("kpatch-{}", job.hotfix_id));
+    f.push(crate::recipe::names::module_base(job.hotfix_id));
     if skip_compiler_check {
         f.push("--skip-compiler-check".into());
     }
@@ -253,7 +253,7 @@ pub fn run(r: &BackendRun) -> Result<PathBuf> {
             cachedir.join("build.log").display()
         );
     }
-    let ko = out.join(format!("kpatch-{}.ko", job.hotfix_id));
+    let ko = out.join(crate::recipe::names::module_file(job.hotfix_id));
     if !ko.is_file() {
         bail!(
             "job {}: kpatch-build succeeded but {} was not produced; see {}",

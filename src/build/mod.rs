@@ -22,11 +22,11 @@ pub use crate::modinfo;
 
 use crate::distro::Distro;
 use crate::plan::Job;
+use crate::progress::Reporter;
 use crate::recipe::Backend;
 use anyhow::{bail, Context, Result};
 use cache::{BuildCache, KeyBuilder};
 use container::Engine;
-use indicatif::ProgressBar;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -103,7 +103,7 @@ pub struct BackendRun<'a> {
     pub work: &'a Path,
     pub log: &'a Path,
     pub settings: &'a BuildSettings,
-    pub progress: Option<&'a ProgressBar>,
+    pub progress: &'a dyn Reporter,
 }
 
 /// A finished job.
@@ -124,11 +124,11 @@ pub struct BuildOutput {
 }
 
 fn hotfix_module_file(job: &Job) -> String {
-    format!("kpatch-{}.ko", job.hotfix_id)
+    crate::recipe::names::module_file(job.hotfix_id)
 }
 
 fn hotfix_module_name(job: &Job) -> String {
-    format!("kpatch_{}", job.hotfix_id)
+    crate::recipe::names::module_name(job.hotfix_id)
 }
 
 /// Check that inputs fit the job's backend and exist, before any container starts.
@@ -289,7 +289,7 @@ pub fn build_job(
     engine: &Engine,
     inp: &BuildInputs,
     s: &BuildSettings,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Reporter,
 ) -> Result<BuildOutput> {
     let started = Instant::now();
     check_inputs(inp)?;
@@ -318,9 +318,7 @@ pub fn build_job(
         }
         None => builder::find(engine, &distro.builder)?,
     };
-    if let Some(p) = progress {
-        p.set_message("hashing inputs");
-    }
+    progress.status("hashing inputs");
     let key = cache_key(inp, &distro, &image.id)?;
     let log = s.log_dir.join(format!("{}.log", job.id));
     let out_dir = s.out_dir.join(&job.id);
@@ -436,7 +434,7 @@ pub fn build_all(
     inputs: &[BuildInputs],
     s: &BuildSettings,
     parallel: usize,
-    progress: &(dyn Fn(&BuildInputs) -> Option<ProgressBar> + Sync),
+    progress: &(dyn Fn(&BuildInputs) -> Box<dyn Reporter> + Sync),
 ) -> Vec<Result<BuildOutput>> {
     let parallel = parallel.max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -453,15 +451,14 @@ pub fn build_all(
                         inp.job.id
                     ))
                 } else {
-                    let pb = progress(inp);
-                    let r = build_job(engine, inp, s, pb.as_ref());
-                    if let Some(pb) = pb {
-                        pb.finish_with_message(match &r {
-                            Ok(o) if o.cache_hit => "cached".to_string(),
-                            Ok(o) => format!("built in {:.0}s", o.seconds),
-                            Err(_) => "FAILED".to_string(),
-                        });
-                    }
+                    let reporter = progress(inp);
+                    let r = build_job(engine, inp, s, reporter.as_ref());
+                    let how = match &r {
+                        Ok(o) if o.cache_hit => "cached".to_string(),
+                        Ok(o) => format!("built in {:.0}s", o.seconds),
+                        Err(_) => "FAILED".to_string(),
+                    };
+                    reporter.finish(r.is_ok(), &how);
                     r
                 };
                 *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);

@@ -1,6 +1,7 @@
 //! `khotfix build`, `khotfix builder build`.
+use super::progress::Spinner;
 use clap::{Args, Subcommand};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::MultiProgress;
 use khotfix::build::{self, builder, container::Engine, BuildInputs, BuildSettings};
 use khotfix::config::Config;
 use khotfix::distro::{Distro, Family};
@@ -54,17 +55,6 @@ pub enum BuilderCmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn spinner(mp: &MultiProgress, prefix: String) -> ProgressBar {
-    let pb = mp.add(ProgressBar::new_spinner());
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    pb.set_prefix(prefix);
-    pb.enable_steady_tick(std::time::Duration::from_millis(150));
-    pb
 }
 
 #[derive(Serialize)]
@@ -180,7 +170,13 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
     };
     let mp = MultiProgress::new();
     let tty = std::io::stderr().is_terminal() && !a.json;
-    let progress = |inp: &BuildInputs| tty.then(|| spinner(&mp, inp.job.id.clone()));
+    let progress = |inp: &BuildInputs| -> Box<dyn khotfix::progress::Reporter> {
+        if tty {
+            Box::new(Spinner::new(&mp, inp.job.id.clone()))
+        } else {
+            Box::new(khotfix::progress::Quiet)
+        }
+    };
     let results = build::build_all(&engine, &inputs, &settings, a.jobs, &progress);
     // With --no-cache, still store fresh results.
     let mut it = inputs.iter().zip(results);
@@ -288,11 +284,14 @@ pub fn builder(c: BuilderCmd) -> anyhow::Result<i32> {
                 ..config.image_options(log_dir, kpatch_source)
             };
             let mp = MultiProgress::new();
-            let pb = (std::io::stderr().is_terminal() && !json)
-                .then(|| spinner(&mp, format!("builder {name}")));
-            let img = builder::ensure(&engine, &name, &opts, pb.as_ref());
-            if let Some(pb) = pb {
-                pb.finish_and_clear();
+            let spinner = (std::io::stderr().is_terminal() && !json)
+                .then(|| Spinner::new(&mp, format!("builder {name}")));
+            let img = match &spinner {
+                Some(s) => builder::ensure(&engine, &name, &opts, s),
+                None => builder::ensure(&engine, &name, &opts, &khotfix::progress::Quiet),
+            };
+            if let Some(s) = spinner {
+                s.clear();
             }
             let img = img?;
             if json {

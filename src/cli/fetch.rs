@@ -2,9 +2,10 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use khotfix::distro::Distro;
-use khotfix::fetch::{self, FetchOptions, FetchedKernel, ProgressMode};
+use khotfix::fetch::{self, FetchOptions, FetchedKernel};
 use khotfix::kernel::KernelRelease;
 use khotfix::plan::Plan;
+use khotfix::progress::{ProgressMode, SharedReporter};
 use khotfix::recipe::Recipe;
 use khotfix::util::exit;
 use std::collections::BTreeSet;
@@ -39,9 +40,12 @@ impl NetArgs {
             }
             o.http.timeout = Duration::from_secs_f64(t);
         }
-        if self.quiet {
-            o.progress = ProgressMode::Quiet;
-        }
+        let mode = if self.quiet {
+            ProgressMode::Quiet
+        } else {
+            ProgressMode::detect()
+        };
+        o.reporter = SharedReporter::new(super::progress::FetchDisplay::new(mode));
         Ok(o)
     }
 

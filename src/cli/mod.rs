@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod man;
 pub mod node;
 pub mod prepare;
+pub mod progress;
 pub mod publish;
 pub mod recipe;
 pub mod run;

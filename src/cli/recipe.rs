@@ -75,26 +75,9 @@ pub fn recipe(cmd: RecipeCmd) -> Result<i32> {
 }
 
 /// Load recipes, or `recipes/*.toml` when none are given.
+/// The recipes named, or `./recipes/*.toml` when none are.
 pub fn load_recipes(paths: &[PathBuf]) -> Result<Vec<Recipe>> {
-    let paths = if paths.is_empty() {
-        default_recipes()?
-    } else {
-        paths.to_vec()
-    };
-    paths
-        .iter()
-        .map(|p| Recipe::load(p).map_err(anyhow::Error::from))
-        .collect()
-}
-
-fn default_recipes() -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("recipes")
-        .map_err(|e| anyhow::anyhow!("no recipes given and ./recipes is unreadable: {e}"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    v.sort();
-    Ok(v)
+    Ok(Recipe::load_all(paths)?)
 }
 
 pub fn plan(a: PlanArgs) -> Result<i32> {
@@ -133,7 +116,10 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
                 .filter(|v| !v.is_empty());
             print!("{}", plan.to_gitlab(include.as_deref())?)
         }
-        PlanFormat::K8s => crate::cli::run::print_k8s(&plan)?,
+        PlanFormat::K8s => {
+            let opts = khotfix::run::k8s::K8sOptions::from_env()?;
+            print!("{}", khotfix::run::k8s::manifest_yaml(&plan, &opts)?);
+        }
     }
     Ok(exit::OK)
 }

@@ -17,6 +17,7 @@
 //! release timestamp, build time, file times, changelog and signature times
 //! all derive from it, so equal inputs give byte-identical packages.
 
+pub mod keydb;
 pub mod node_rpm;
 pub mod scriptlets;
 pub mod sigheader;

@@ -40,7 +40,6 @@ pub enum KernelImage {
 /// fetch: the kernel packages the job's backend needs, verified and cached.
 pub fn fetch(spec: JobSpec, image: KernelImage, note: Note) -> Result<FetchOutput> {
     let mut opts = crate::fetch::FetchOptions::from_env()?;
-    opts.progress = crate::fetch::ProgressMode::Quiet;
     opts.deb_image = image == KernelImage::Wanted;
     opts.deb_kpatch = spec.target.backend == Backend::Kpatch;
     note("downloading kernel packages");

@@ -92,7 +92,7 @@ impl Stage for BuildStage {
             kpatch_build: None,
         };
         cx.note("building in the builder container");
-        let out = build::build_job(&engine, &inputs, &settings, None)?;
+        let out = build::build_job(&engine, &inputs, &settings, &crate::progress::Quiet)?;
         let summary = if out.cache_hit {
             "module from the build cache"
         } else {
@@ -193,10 +193,8 @@ pub fn verify(cx: &JobContext) -> Result<StageOutput> {
 /// package key.
 fn publish(rpms: &[PathBuf], s: &RunSettings) -> Result<PublishOutput> {
     let secret = keys_dir(s)?.file(crate::keys::PGP_SECRET_FILE)?;
-    let pass = std::env::var("KHOTFIX_GPG_PASSPHRASE")
-        .ok()
-        .or_else(|| std::env::var(crate::keys::PASSPHRASE_ENV).ok());
-    let key = crate::publish::RepoKey::load(&secret, pass.as_deref())?;
+    let pass = crate::keys::read_passphrase(None)?;
+    let key = crate::keys::PackageSigner::load_unlocked(&secret, pass.as_ref())?;
     let repo =
         std::path::absolute(&s.repo).with_context(|| format!("resolving {}", s.repo.display()))?;
     let report = crate::publish::publish(&crate::publish::PublishOptions {
@@ -206,6 +204,7 @@ fn publish(rpms: &[PathBuf], s: &RunSettings) -> Result<PublishOutput> {
         key,
         compress: crate::publish::Compression::parse("gz")?,
         base_url: None,
+        reporter: s.reporter.clone(),
     })?;
     // The parts this run's packages went to (one per dist tag).
     let known = crate::publish::layout::known_dists();
