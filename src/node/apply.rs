@@ -405,11 +405,13 @@ fn run_step(step: &Step, root: &HostRoot, log: &mut dyn Write) -> Result<()> {
     writeln!(log, "running: {}", step.display())?;
     match step {
         Step::Install { argv } => {
-            let status = std::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdout(std::process::Stdio::inherit())
+            // yum's own output goes to the operator's terminal.
+            let mut install = crate::util::proc::process(&argv[0]);
+            install.args(&argv[1..]);
+            let status = install
+                .command()
                 .status()
-                .with_context(|| format!("running {}", argv[0]))?;
+                .map_err(|e| install.spawn_error(e))?;
             if !status.success() {
                 bail!(
                     "{} failed ({status}); check the yum repository and permissions",

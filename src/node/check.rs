@@ -277,13 +277,11 @@ pub fn package_installed(
         }
         Err(e) => return note(ev, format!("{e:#}")),
     }
-    let status = std::process::Command::new("rpm")
+    let status = crate::util::proc::process("rpm")
         .arg("--dbpath")
         .arg(tmp.path())
         .args(["-q", "--quiet", package])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
+        .status_quiet();
     match status {
         Ok(s) => Ok(Some(s.success())),
         Err(e) => note(ev, format!("rpm not runnable ({e})")),
