@@ -1,9 +1,22 @@
 //! Distribution definitions: where a distro's kernel packages live, which
-//! builder container builds for it, its RPM dist tag and the kpatch-build
-//! flags it needs. Built-in definitions are data files under `src/distros/`.
+//! builder container builds for it and from what base, where its kernel
+//! config is, its RPM dist tag and the kpatch-build flags it needs.
+//!
+//! Why data: every difference between distros lives in `src/distros/<name>.toml`
+//! and is read through methods of [`Distro`], so stage code never tests a
+//! distro's name. Built-in definitions are embedded by `build.rs` (every
+//! TOML file there, no list in Rust) and parsed once; [`Distro::load`] reads
+//! one from a path (tests, trying out a new distro).
+//!
+//! Adding a distro: write `src/distros/<name>.toml` and, unless it reuses
+//! another distro's builder, `containers/<builder>/Containerfile` (plus any
+//! files it COPYs). A new *package family* (neither rpm nor deb) is the only
+//! change that needs code: one [`Family`] variant and its fetch arm.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Package family: how kernel packages are fetched and unpacked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +57,27 @@ pub struct RepoDef {
     pub direct: bool,
 }
 
+/// How a builder image's base is obtained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuilderBase {
+    /// A base image the user names (`--base IMAGE`): vendor images live in
+    /// some registry khotfix does not know.
+    External,
+    /// `mmdebstrap <suite>` with the host's apt sources, then `import`ed:
+    /// no registry needed.
+    Mmdebstrap(String),
+}
+
+/// kpatch-build flags that only apply to kernels of one upstream version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionFlags {
+    /// Upstream kernel version, e.g. `3.10.0`.
+    pub kernel_version: String,
+    pub flags: Vec<String>,
+}
+
 /// A distribution definition (`src/distros/<name>.toml`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,12 +89,26 @@ pub struct Distro {
     pub dists: Vec<String>,
     /// Dist tag for our own RPM releases (`20250804154834.al8`).
     pub rpm_dist: String,
-    /// Builder container name under `containers/`.
+    /// Builder container name under `containers/`: the image is
+    /// `localhost/khotfix-builder-<builder>:<content hash>`.
     pub builder: String,
+    /// Where the builder image's base comes from.
+    pub builder_base: BuilderBase,
+    /// Whether the builder compiles kpatch-build (its context then also holds
+    /// the pinned kpatch source and the carried patches).
+    #[serde(default = "yes")]
+    pub builder_kpatch: bool,
     pub arch: String,
     pub kpatch_mode: KpatchMode,
     #[serde(default)]
     pub kpatch_flags: Vec<String>,
+    /// Extra kpatch-build flags for kernels of one upstream version.
+    #[serde(default)]
+    pub kpatch_version_flags: Vec<VersionFlags>,
+    /// Where the kernel config is, most likely first: `{root}/…` is relative
+    /// to the unpacked source RPM (SOURCES) or headers root, `{tree}/…` to the
+    /// prepared tree; `{version}`, `{arch}` and `{kver}` are substituted.
+    pub kernel_config: Vec<String>,
     #[serde(default)]
     pub repos: Vec<RepoDef>,
     /// Debian: the metapackage whose dependency names the current kernel.
@@ -68,28 +116,119 @@ pub struct Distro {
     pub apt_metapackage: Option<String>,
 }
 
-const BUILTIN: &[(&str, &str)] = &[
-    ("centos7", include_str!("distros/centos7.toml")),
-    ("alinux3", include_str!("distros/alinux3.toml")),
-    ("debian12", include_str!("distros/debian12.toml")),
-];
+fn yes() -> bool {
+    true
+}
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+pub(crate) use embedded::CONTAINER_FILES;
+
+/// The placeholders a `kernel_config` pattern may use.
+const CONFIG_PLACEHOLDERS: &[&str] = &["{version}", "{arch}", "{kver}"];
+
+/// The built-in distros, parsed once (sorted by name, as `build.rs` lists them).
+fn builtins() -> &'static Result<Vec<Distro>, String> {
+    static BUILTINS: OnceLock<Result<Vec<Distro>, String>> = OnceLock::new();
+    BUILTINS.get_or_init(|| {
+        embedded::DISTRO_FILES
+            .iter()
+            .map(|(name, text)| {
+                let d = Distro::parse(&format!("src/distros/{name}.toml"), text)
+                    .map_err(|e| format!("{e:#}"))?;
+                if d.name != *name {
+                    return Err(format!(
+                        "src/distros/{name}.toml: name is {:?}, not the file's name",
+                        d.name
+                    ));
+                }
+                Ok(d)
+            })
+            .collect()
+    })
+}
 
 impl Distro {
     /// Names of the built-in distros.
     pub fn names() -> Vec<&'static str> {
-        BUILTIN.iter().map(|(n, _)| *n).collect()
+        embedded::DISTRO_FILES.iter().map(|(n, _)| *n).collect()
     }
 
     /// Load a built-in distro definition by name.
     pub fn builtin(name: &str) -> Result<Distro> {
-        let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) else {
-            bail!(
+        let all = builtins().as_ref().map_err(anyhow::Error::msg)?;
+        match all.iter().find(|d| d.name == name) {
+            Some(d) => Ok(d.clone()),
+            None => bail!(
                 "unknown distro {name:?} (known: {})",
                 Self::names().join(", ")
-            );
-        };
-        let d: Distro = toml::from_str(text).with_context(|| format!("built-in distro {name}"))?;
+            ),
+        }
+    }
+
+    /// Read a distro definition from a file (not one of the built-ins).
+    pub fn load(path: &Path) -> Result<Distro> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parse and check a definition; `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Distro> {
+        let d: Distro =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.message()))?;
+        d.check().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok(d)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let token = |what: &str, v: &str| -> Result<(), String> {
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+                || v.starts_with(['.', '-'])
+            {
+                return Err(format!(
+                    "{what} {v:?} must be letters, digits, '.', '_' or '-'"
+                ));
+            }
+            Ok(())
+        };
+        token("name", &self.name)?;
+        token("builder", &self.builder)?;
+        token("rpm_dist", &self.rpm_dist)?;
+        if self.dists.is_empty() {
+            return Err("dists is empty: no kernel would belong to this distro".into());
+        }
+        if self.kernel_config.is_empty() {
+            return Err("kernel_config is empty: the kernel config could not be found".into());
+        }
+        for p in &self.kernel_config {
+            let Some(rest) = p
+                .strip_prefix("{root}/")
+                .or_else(|| p.strip_prefix("{tree}/"))
+            else {
+                return Err(format!(
+                    "kernel_config path {p:?} must start with {{root}}/ or {{tree}}/"
+                ));
+            };
+            let mut bare = rest.to_string();
+            for ph in CONFIG_PLACEHOLDERS {
+                bare = bare.replace(ph, "");
+            }
+            if bare.contains(['{', '}']) || rest.split('/').any(|c| c == "..") {
+                return Err(format!(
+                    "kernel_config path {p:?}: only {} may be substituted, and no '..'",
+                    CONFIG_PLACEHOLDERS.join(", ")
+                ));
+            }
+        }
+        if let BuilderBase::Mmdebstrap(suite) = &self.builder_base {
+            token("mmdebstrap suite", suite)?;
+        }
+        Ok(())
     }
 
     /// Does a kernel of this flavour belong to this distro?
@@ -101,11 +240,37 @@ impl Distro {
     /// own `-r` or `-s/-c/-v`.
     pub fn kpatch_flags_for(&self, kernel: &crate::kernel::KernelRelease) -> Vec<String> {
         let mut flags = self.kpatch_flags.clone();
-        // -R (non-replace) is only meaningful for the 3.10.0 el7 kpatch core.
-        if !(kernel.version == "3.10.0" && kernel.flavor == crate::kernel::Flavor::El(7)) {
-            flags.retain(|f| f != "-R" && f != "--non-replace");
+        for v in &self.kpatch_version_flags {
+            if v.kernel_version == kernel.version {
+                flags.extend(v.flags.iter().cloned());
+            }
         }
         flags
+    }
+
+    /// The candidate paths of the kernel config for `kernel`, most likely
+    /// first: under `root` (unpacked SRPM SOURCES or a headers root) and,
+    /// when given, the prepared `tree`.
+    pub fn config_candidates(
+        &self,
+        kernel: &crate::kernel::KernelRelease,
+        arch: &str,
+        root: &Path,
+        tree: Option<&Path>,
+    ) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for p in &self.kernel_config {
+            let rel = p
+                .replace("{version}", &kernel.version)
+                .replace("{arch}", arch)
+                .replace("{kver}", kernel.as_str());
+            if let Some(r) = rel.strip_prefix("{root}/") {
+                out.push(root.join(r));
+            } else if let (Some(r), Some(t)) = (rel.strip_prefix("{tree}/"), tree) {
+                out.push(t.join(r));
+            }
+        }
+        out
     }
 }
 

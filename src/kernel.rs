@@ -55,20 +55,17 @@ pub struct KernelRelease {
     pub flavor: Flavor,
 }
 
-/// The kernel family a release belongs to, derived from its dist tag.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// The kernel family a release belongs to: its dist tag, or the Debian
+/// release format. Which distro owns a flavour is data (`dists` in
+/// `src/distros/*.toml`, [`crate::distro::Distro::owns`]), so no distro is
+/// named here and a new dist tag needs no variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Flavor {
-    /// RHEL/CentOS `elN` (the `_M` minor suffix dropped).
-    El(u32),
-    /// Alibaba Cloud Linux 3 (`al8`).
-    Al8,
-    /// ContainerOS (`lifsea8`).
-    Lifsea8,
-    /// Debian (`6.1.0-56-amd64`).
+    /// An RPM dist tag with the `_M` minor suffix dropped: `el7`, `al8`,
+    /// `lifsea8` (`el8_5` gives `el8`).
+    Dist(String),
+    /// The Debian release format (`6.1.0-56-amd64`: no dist tag).
     Debian,
-    /// Any other dist tag, as written.
-    Other(String),
     /// A bare `version-release` with no dist tag, as in recipe range bounds.
     Unknown,
 }
@@ -77,25 +74,21 @@ impl Flavor {
     /// The short name used in recipes and node output: `el7`, `al8`, `lifsea8`, `debian`.
     pub fn name(&self) -> String {
         match self {
-            Flavor::El(n) => format!("el{n}"),
-            Flavor::Al8 => "al8".into(),
-            Flavor::Lifsea8 => "lifsea8".into(),
+            Flavor::Dist(s) => s.clone(),
             Flavor::Debian => "debian".into(),
-            Flavor::Other(s) => s.clone(),
             Flavor::Unknown => "unknown".into(),
         }
     }
 
-    fn from_dist(dist: &str) -> Flavor {
-        let base = dist.split('_').next().unwrap_or(dist);
-        match base {
-            "al8" => Flavor::Al8,
-            "lifsea8" => Flavor::Lifsea8,
-            _ => match base.strip_prefix("el").and_then(|n| n.parse().ok()) {
-                Some(n) => Flavor::El(n),
-                None => Flavor::Other(base.to_string()),
-            },
-        }
+    /// The flavour of an RPM dist tag.
+    pub fn dist(dist: &str) -> Flavor {
+        Flavor::Dist(dist.split('_').next().unwrap_or(dist).to_string())
+    }
+}
+
+impl Serialize for Flavor {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
     }
 }
 
@@ -224,10 +217,7 @@ impl KernelRelease {
         if release.is_empty() {
             return Err("empty release".into());
         }
-        let flavor = dist
-            .as_deref()
-            .map(Flavor::from_dist)
-            .unwrap_or(Flavor::Unknown);
+        let flavor = dist.as_deref().map(Flavor::dist).unwrap_or(Flavor::Unknown);
         Ok(KernelRelease {
             release,
             dist,
@@ -431,19 +421,22 @@ mod tests {
         assert_eq!(r.release, "1062.9.1");
         assert_eq!(r.dist.as_deref(), Some("el7"));
         assert_eq!(r.arch.as_deref(), Some("x86_64"));
-        assert_eq!(r.flavor, Flavor::El(7));
+        assert_eq!(r.flavor, Flavor::dist("el7"));
     }
 
     #[test]
     fn parses_al8_and_lifsea8_in_full() {
         let r = k("5.10.134-18.al8.x86_64");
-        assert_eq!((r.release.as_str(), r.flavor.clone()), ("18", Flavor::Al8));
+        assert_eq!(
+            (r.release.as_str(), r.flavor.clone()),
+            ("18", Flavor::dist("al8"))
+        );
         let r = k("5.10.134-18.0.1.lifsea8.x86_64");
         assert_eq!(
             r.release, "18.0.1",
             "the seed script's regex cut this to 18.0"
         );
-        assert_eq!(r.flavor, Flavor::Lifsea8);
+        assert_eq!(r.flavor, Flavor::dist("lifsea8"));
         assert_eq!(r.version_release(), "5.10.134-18.0.1");
         let r = k("5.10.134-19.1.al8.x86_64");
         assert_eq!(r.release, "19.1");

@@ -2,7 +2,9 @@
 //! OpenPGP package key from files, and generating development keys.
 //!
 //! Production keys are only ever read from files. Passphrases come from the
-//! `KHOTFIX_SIGN_PASSPHRASE` environment variable or a file, never argv.
+//! `KHOTFIX_SIGN_PASSPHRASE` environment variable or a file, never argv
+//! ([`PassphraseSource`]); the OpenPGP key file from `--pgp-key`/`--gpg-key`
+//! or `KHOTFIX_GPG_KEY`.
 //! Errors name the file and what is wrong with it, never key material.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -17,8 +19,16 @@ use std::path::{Path, PathBuf};
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
-/// Environment variable holding the passphrase of an encrypted key.
+/// Environment variable holding the passphrase of an encrypted signing key
+/// (the module-signing key and the OpenPGP key alike).
 pub const PASSPHRASE_ENV: &str = "KHOTFIX_SIGN_PASSPHRASE";
+/// The name `publish` used to read; still read, with a warning on stderr.
+pub const PASSPHRASE_ENV_DEPRECATED: &str = "KHOTFIX_GPG_PASSPHRASE";
+/// Environment variable naming the armored OpenPGP secret key file
+/// (`package --pgp-key`, `publish --gpg-key`).
+pub const PGP_KEY_ENV: &str = "KHOTFIX_GPG_KEY";
+/// The name `package` used to read; still read, with a warning on stderr.
+pub const PGP_KEY_ENV_DEPRECATED: &str = "KHOTFIX_PGP_KEY";
 
 /// A passphrase: zeroed on drop, never printed.
 #[derive(Clone)]
@@ -39,24 +49,72 @@ impl fmt::Debug for Passphrase {
     }
 }
 
-/// The passphrase for encrypted keys: the file given (first line, trailing
-/// newline removed) or else `KHOTFIX_SIGN_PASSPHRASE`; `None` when neither.
-pub fn read_passphrase(file: Option<&Path>) -> Result<Option<Passphrase>> {
-    if let Some(path) = file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading passphrase file {}", path.display()))?,
-        );
-        let line = text.lines().next().unwrap_or("");
-        if line.is_empty() {
-            bail!("passphrase file {} is empty", path.display());
+/// Where a signing key's passphrase comes from; every command that unlocks
+/// a key reads it through this one type, so they agree on the variable name
+/// and on what an empty value means. Never argv: a passphrase on a command
+/// line is visible to every user of the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassphraseSource {
+    /// `--passphrase-file`: its first line (trailing newline removed); an
+    /// empty first line is an error.
+    File(PathBuf),
+    /// [`PASSPHRASE_ENV`] (or the deprecated [`PASSPHRASE_ENV_DEPRECATED`]);
+    /// unset or empty means the key is not protected.
+    Env,
+}
+
+impl PassphraseSource {
+    /// The file when one was given, else the environment.
+    pub fn new(file: Option<&Path>) -> Self {
+        match file {
+            Some(f) => PassphraseSource::File(f.to_path_buf()),
+            None => PassphraseSource::Env,
         }
-        return Ok(Some(Passphrase::new(line.to_string())));
     }
-    match std::env::var(PASSPHRASE_ENV) {
-        Ok(v) if !v.is_empty() => Ok(Some(Passphrase::new(v))),
-        _ => Ok(None),
+
+    /// The passphrase, or `None` when there is none. Errors name the file,
+    /// never the passphrase.
+    pub fn read(&self) -> Result<Option<Passphrase>> {
+        match self {
+            PassphraseSource::File(path) => {
+                let text = Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading passphrase file {}", path.display()))?,
+                );
+                let line = text.lines().next().unwrap_or("");
+                if line.is_empty() {
+                    bail!("passphrase file {} is empty", path.display());
+                }
+                Ok(Some(Passphrase::new(line.to_string())))
+            }
+            PassphraseSource::Env => {
+                Ok(env_or_deprecated(PASSPHRASE_ENV, PASSPHRASE_ENV_DEPRECATED)
+                    .map(Passphrase::new))
+            }
+        }
     }
+}
+
+/// The passphrase for encrypted keys: [`PassphraseSource::new`]`(file).read()`.
+pub fn read_passphrase(file: Option<&Path>) -> Result<Option<Passphrase>> {
+    PassphraseSource::new(file).read()
+}
+
+/// The OpenPGP key file given on the command line (or in [`PGP_KEY_ENV`],
+/// which clap reads), else the deprecated [`PGP_KEY_ENV_DEPRECATED`].
+pub fn pgp_key_path(arg: Option<PathBuf>) -> Option<PathBuf> {
+    arg.or_else(|| env_or_deprecated(PGP_KEY_ENV, PGP_KEY_ENV_DEPRECATED).map(PathBuf::from))
+}
+
+/// The non-empty value of `name`, else of `old` with a one-line warning on
+/// stderr naming both variables (never the value).
+fn env_or_deprecated(name: &str, old: &str) -> Option<String> {
+    let get = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    get(name).or_else(|| {
+        let v = get(old)?;
+        eprintln!("warning: {old} is deprecated; set {name} instead");
+        Some(v)
+    })
 }
 
 /// One `-----BEGIN <label>-----` … `-----END <label>-----` block out of a
@@ -256,7 +314,9 @@ fn common_name(cert: &Certificate) -> Option<String> {
 
 // ---- OpenPGP package key ---------------------------------------------------
 
-/// The OpenPGP key that signs packages and repository metadata.
+/// The OpenPGP key that signs packages and repository metadata: khotfix's
+/// one OpenPGP key type (publish's repository key is the same key, so a
+/// second wrapper around another library's signer is not needed).
 #[derive(Clone)]
 pub struct PackageSigner {
     signer: rpm::signature::pgp::Signer,
@@ -264,6 +324,8 @@ pub struct PackageSigner {
     pub fingerprint: String,
     /// Key creation time (seconds since the epoch).
     pub created: u64,
+    /// The armored public key (what clients import as `gpgkey=`).
+    public: String,
 }
 
 impl fmt::Debug for PackageSigner {
@@ -285,6 +347,21 @@ impl PackageSigner {
         Self::from_armored(&bytes, pass).map_err(|e| anyhow!("OpenPGP key {}: {e}", path.display()))
     }
 
+    /// [`PackageSigner::load`], then one trial signature, so a wrong or
+    /// missing passphrase fails here, before anything is written (publish
+    /// changes the repository only after this).
+    pub fn load_unlocked(path: &Path, pass: Option<&Passphrase>) -> Result<Self> {
+        let key = Self::load(path, pass)?;
+        key.sign_binary(b"khotfix key check", key.created)
+            .map_err(|e| {
+                anyhow!(
+                    "{}: cannot sign with this key (wrong or missing passphrase?): {e:#}",
+                    path.display()
+                )
+            })?;
+        Ok(key)
+    }
+
     pub fn from_armored(bytes: &[u8], pass: Option<&Passphrase>) -> Result<Self> {
         use pgp::composed::{Deserializable, SignedSecretKey};
         use pgp::types::KeyDetails;
@@ -296,6 +373,10 @@ impl PackageSigner {
         }
         let fingerprint = hex::encode_upper(key.primary_key.fingerprint().as_bytes());
         let created = u64::from(key.primary_key.created_at().as_secs());
+        let public = key
+            .to_public_key()
+            .to_armored_string(pgp::composed::ArmorOptions::default())
+            .map_err(|e| anyhow!("exporting the public key failed: {e}"))?;
         let mut signer =
             rpm::signature::pgp::Signer::from_asc_bytes(bytes).map_err(|e| anyhow!("{e}"))?;
         if let Some(p) = pass {
@@ -305,6 +386,7 @@ impl PackageSigner {
             signer,
             fingerprint,
             created,
+            public,
         })
     }
 
@@ -322,6 +404,11 @@ impl PackageSigner {
             .map_err(|e| anyhow!("OpenPGP signing failed: {e}"))
     }
 
+    /// The armored public key (`RPM-GPG-KEY-khotfix`).
+    pub fn public_armored(&self) -> &str {
+        &self.public
+    }
+
     /// An ASCII-armored detached signature (`repomd.xml.asc`).
     pub fn sign_detached_armored(&self, data: &[u8], t: u64) -> Result<String> {
         use pgp::composed::Deserializable;
@@ -331,6 +418,25 @@ impl PackageSigner {
         sig.to_armored_string(None.into())
             .map_err(|e| anyhow!("armoring signature: {e}"))
     }
+}
+
+/// Check an armored detached signature over `data` against every key
+/// (primary and subkeys) of an armored public key.
+pub fn verify_detached(public_armored: &str, signature_armored: &str, data: &[u8]) -> Result<()> {
+    use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
+    let (public, _) = SignedPublicKey::from_string(public_armored)
+        .map_err(|e| anyhow!("not an armored OpenPGP public key: {e}"))?;
+    let (sig, _) = DetachedSignature::from_string(signature_armored)
+        .map_err(|e| anyhow!("not an armored OpenPGP signature: {e}"))?;
+    if sig.verify(&public.primary_key, data).is_ok() {
+        return Ok(());
+    }
+    for sub in &public.public_subkeys {
+        if sig.verify(&sub.key, data).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(anyhow!("signature does not verify with the repository key"))
 }
 
 // ---- development key generation -------------------------------------------

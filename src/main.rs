@@ -3,7 +3,7 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use khotfix::util::exit;
 
 #[derive(Parser)]
@@ -54,6 +54,10 @@ enum Command {
     Node(cli::node::NodeCmd),
     /// The whole pipeline: plan → fetch → prepare → build → sign → package → verify → publish.
     Run(cli::run::RunArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(cli::completions::CompletionsArgs),
+    /// Write man pages, one per command and subcommand, into a directory.
+    Man(cli::man::ManArgs),
 }
 
 fn main() {
@@ -79,6 +83,8 @@ fn main() {
         Command::Repo(c) => cli::publish::repo(c),
         Command::Node(c) => cli::node::node(c),
         Command::Run(a) => cli::run::run(a),
+        Command::Completions(a) => cli::completions::completions(a, Cli::command()),
+        Command::Man(a) => cli::man::man(a, Cli::command()),
     };
     let code = match result {
         Ok(code) => code,

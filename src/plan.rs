@@ -2,8 +2,8 @@
 //!
 //! Ranges resolve against a list of kernel releases (a file, or what the
 //! vendor's repositories publish; see `fetch`). Output formats: a human table,
-//! JSON, a GitHub Actions `strategy.matrix.include` and a GitLab
-//! `parallel:matrix` block.
+//! JSON, a GitHub Actions `strategy.matrix.include` and a GitLab child
+//! pipeline with a `parallel:matrix` (and, in `run::k8s`, Kubernetes Jobs).
 
 use crate::distro::Distro;
 use crate::kernel::KernelRelease;
@@ -232,14 +232,16 @@ impl Plan {
     }
 
     /// GitHub Actions: the JSON for `strategy.matrix` (`{"include": [...]}`).
+    /// Every entry carries the plan digest (`plan`) for `--expect-plan`.
     pub fn to_github(&self) -> serde_json::Value {
+        let digest = crate::run::plan_digest(self);
         let include: Vec<_> = self
             .jobs
             .iter()
             .enumerate()
             .map(|(i, j)| {
                 serde_json::json!({
-                    "index": i, "job": j.id, "recipe": j.recipe, "target": j.target,
+                    "index": i, "job": j.id, "plan": digest, "recipe": j.recipe, "target": j.target,
                     "distro": j.distro, "kernel": j.kernel, "backend": j.backend,
                 })
             })
@@ -247,24 +249,72 @@ impl Plan {
         serde_json::json!({ "include": include })
     }
 
-    /// GitLab CI: a `parallel:matrix` block (YAML).
-    pub fn to_gitlab(&self) -> String {
-        let mut out = String::from("parallel:\n  matrix:\n");
-        for j in &self.jobs {
-            // Job ids and kernels are validated tokens: no quoting issues in YAML.
-            out.push_str(&format!(
-                "    - KHOTFIX_JOB: \"{}\"\n      KHOTFIX_RECIPE: \"{}\"\n      KHOTFIX_KERNEL: \"{}\"\n",
-                j.id,
-                yaml_escape(&j.recipe.display().to_string()),
-                j.kernel
-            ));
+    /// GitLab CI: a child-pipeline configuration (YAML) holding the hidden
+    /// job [`GITLAB_MATRIX_JOB`] with one `parallel:matrix` entry per plan
+    /// job (`KHOTFIX_JOB_INDEX`, `KHOTFIX_JOB`) and the plan digest in
+    /// `variables` (`KHOTFIX_PLAN`), for a build job to `extends:`. With
+    /// `include`, the configuration also includes that project file (the
+    /// static build and publish jobs), so the output is the whole child
+    /// pipeline of GitLab's dynamic-child-pipeline pattern (see
+    /// examples/gitlab-ci.yml). Written by the one YAML writer.
+    pub fn to_gitlab(&self, include: Option<&str>) -> Result<String> {
+        if self.jobs.is_empty() {
+            anyhow::bail!("the plan has no jobs: GitLab cannot run an empty parallel:matrix");
         }
-        out
+        if self.jobs.len() > GITLAB_MAX_MATRIX {
+            anyhow::bail!(
+                "the plan has {} jobs; GitLab runs at most {GITLAB_MAX_MATRIX} per parallel:matrix: plan fewer recipes or targets at a time",
+                self.jobs.len()
+            );
+        }
+        let matrix: Vec<_> = self
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| serde_json::json!({"KHOTFIX_JOB_INDEX": i.to_string(), "KHOTFIX_JOB": j.id}))
+            .collect();
+        let mut doc = serde_json::Map::new();
+        if let Some(path) = include {
+            check_gitlab_include(path)?;
+            doc.insert("include".into(), serde_json::json!([{ "local": path }]));
+        }
+        doc.insert(
+            GITLAB_MATRIX_JOB.into(),
+            serde_json::json!({
+                "variables": {"KHOTFIX_PLAN": crate::run::plan_digest(self)},
+                "parallel": {"matrix": matrix},
+            }),
+        );
+        let header = format!(
+            "# khotfix plan: {} job(s), plan {}\n",
+            self.jobs.len(),
+            crate::run::plan_digest(self)
+        );
+        Ok(header + &crate::util::yaml::stream(&[serde_json::Value::Object(doc)])?)
     }
 }
 
-fn yaml_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+/// The hidden job `plan --format gitlab` defines for a build job to extend.
+pub const GITLAB_MATRIX_JOB: &str = ".khotfix-plan";
+
+/// GitLab's limit on the jobs of one `parallel:matrix`.
+pub const GITLAB_MAX_MATRIX: usize = 200;
+
+/// `KHOTFIX_GITLAB_INCLUDE` is a file in the project, and GitLab expands
+/// variables in include paths: only a plain relative path is accepted.
+fn check_gitlab_include(path: &str) -> Result<()> {
+    let plain = !path.is_empty()
+        && path.len() <= 1024
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+        && !path.split('/').any(|c| c == "..");
+    if !plain {
+        anyhow::bail!(
+            "KHOTFIX_GITLAB_INCLUDE={path:?}: expected a path inside the project (letters, digits, '.', '_', '-', '/'; no '..')"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

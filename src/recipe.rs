@@ -84,15 +84,36 @@ pub struct Hotfix {
     pub changelog: Vec<ChangelogEntry>,
 }
 
+/// The names a hotfix id gives its module, formatted here and nowhere else
+/// (build, package, verify and node must agree on them to the byte).
+pub mod names {
+    /// `kpatch-<id>`: the module's base name (kpatch-build's `-n`, Kbuild's
+    /// `obj-m`).
+    pub fn module_base(id: u64) -> String {
+        format!("kpatch-{id}")
+    }
+
+    /// `kpatch-<id>.ko`: the module file name.
+    pub fn module_file(id: u64) -> String {
+        format!("{}.ko", module_base(id))
+    }
+
+    /// `kpatch_<id>`: the loaded module (and /sys/kernel/livepatch entry)
+    /// name; the kernel turns the file name's `-` into `_`.
+    pub fn module_name(id: u64) -> String {
+        module_base(id).replace('-', "_")
+    }
+}
+
 impl Hotfix {
     /// `kpatch_<id>`: the loaded module (and /sys/kernel/livepatch entry) name.
     pub fn module_name(&self) -> String {
-        format!("kpatch_{}", self.id)
+        names::module_name(self.id)
     }
 
     /// `kpatch-<id>.ko`: the module file name.
     pub fn module_file(&self) -> String {
-        format!("kpatch-{}.ko", self.id)
+        names::module_file(self.id)
     }
 
     /// `kernel-hotfix-<id>-<version-release>` for a kernel.
@@ -586,6 +607,27 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 impl Recipe {
+    /// The recipes named, or `./recipes/*.toml` (sorted) when none are. A bad
+    /// recipe's error is its [`RecipeErrors`].
+    pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<Vec<Recipe>> {
+        let paths = if paths.is_empty() {
+            let dir = Path::new("recipes");
+            let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| anyhow::anyhow!("no recipes given and ./recipes is unreadable: {e}"))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            v.sort();
+            v
+        } else {
+            paths.to_vec()
+        };
+        paths
+            .iter()
+            .map(|p| Recipe::load(p).map_err(anyhow::Error::from))
+            .collect()
+    }
+
     /// Read and validate a recipe file.
     pub fn load(path: &Path) -> Result<Recipe, RecipeErrors> {
         let file = path.display().to_string();

@@ -4,8 +4,10 @@
 //!
 //! Why it is built this way:
 //! - Each stage plugs in through the [`Stage`] trait (a closure works), keyed
-//!   by [`StageKind`] in a [`Pipeline`]. The orchestrator knows nothing about
-//!   kernels or RPMs; stages exchange named artifacts ([`StageOutput`]).
+//!   by [`StageKind`] in a [`Pipeline`]. Each stage returns its typed output
+//!   ([`artifacts::StageData`]); later stages read them from
+//!   [`JobContext::artifacts`]. The orchestrator only needs the files behind
+//!   an output (to digest them), never their meaning.
 //! - Every job has a state file, `OUT/jobs/<job-id>/state.json`, written
 //!   atomically after each finished stage with the stage's input digests and
 //!   output paths/digests ([`state`]). A re-run skips every stage whose inputs
@@ -17,12 +19,15 @@
 //!   that passed verify, which are also copied to `OUT/verified/<job-id>/` so
 //!   CI and Kubernetes publish steps can pick exactly those.
 
+pub mod artifacts;
 pub mod k8s;
 pub mod progress;
 pub mod report;
+pub mod stages;
 pub mod state;
 pub mod wire;
 
+use crate::distro::Distro;
 use crate::plan::{Job, Plan};
 use crate::recipe::{Recipe, Target};
 use crate::util::{fsx, validate};
@@ -35,7 +40,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-pub use progress::ProgressMode;
+pub use crate::progress::ProgressMode;
+pub use artifacts::{JobArtifacts, StageData};
 pub use report::{
     JobResult, JobStatus, PublishResult, PublishStatus, RunReport, StageResult, StageStatus,
 };
@@ -89,37 +95,13 @@ impl fmt::Display for StageKind {
     }
 }
 
-/// Well-known artifact names stages use to hand files to later stages.
-pub mod artifact {
-    /// fetch/prepare (optional): the target kernel's boot image (bzImage).
-    pub const KERNEL_IMAGE: &str = "kernel_image";
-    /// fetch/prepare (optional): the target kernel's `/lib/modules/<release>` tree.
-    pub const MODULES_DIR: &str = "modules_dir";
-    /// build: the unsigned livepatch module.
-    pub const UNSIGNED_MODULE: &str = "unsigned_module";
-    /// Debian kpatch: the verified linux-source package (fetch).
-    pub const SOURCE_DEB: &str = "source_deb";
-    /// vmlinux with debug info (fetch for Debian, prepare for `-r SRPM` distros).
-    pub const VMLINUX: &str = "vmlinux";
-    /// The kernel tree kpatch-build builds in, and its config (prepare).
-    pub const TREE_SOURCE: &str = "tree_source";
-    pub const TREE_CONFIG: &str = "tree_config";
-    /// sign: the signed livepatch module (`kpatch-<id>.ko`).
-    pub const MODULE: &str = "module";
-    /// sign (optional): the X.509 certificate (PEM or DER) the module was signed with.
-    pub const MODULE_CERT: &str = "module_cert";
-    /// package: the signed `kernel-hotfix-<id>-<kver>` RPM.
-    pub const RPM: &str = "rpm";
-    /// package: the OpenPGP public key the RPM is signed with (armored).
-    pub const RPM_KEY: &str = "rpm_key";
-}
-
-/// What a stage produced: named artifacts (files or directories that must
-/// exist when the stage returns), a short summary for the report, and free
-/// JSON detail (the verify stage puts its `VerifyReport` here).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What a stage produced: its typed output (whose files must exist when the
+/// stage returns), a short summary for the report, and JSON detail that only
+/// the report reads (the verify stage puts its `VerifyReport` here).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StageOutput {
-    pub artifacts: BTreeMap<String, PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<StageData>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
@@ -135,10 +117,12 @@ impl StageOutput {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Add a named artifact.
-    pub fn artifact(mut self, name: &str, path: impl Into<PathBuf>) -> Self {
-        self.artifacts.insert(name.to_string(), path.into());
-        self
+    /// The stage's typed output.
+    pub fn of(data: StageData) -> Self {
+        StageOutput {
+            data: Some(data),
+            ..Self::default()
+        }
     }
     pub fn summary(mut self, s: impl Into<String>) -> Self {
         self.summary = Some(s.into());
@@ -168,7 +152,8 @@ pub struct RunSettings {
     pub publish: bool,
     /// Repository directory publish writes (default `OUT/repo`).
     pub repo: PathBuf,
-    pub progress: ProgressMode,
+    /// Where progress goes (default: nowhere).
+    pub reporter: crate::progress::SharedReporter,
 }
 
 impl RunSettings {
@@ -182,7 +167,7 @@ impl RunSettings {
             parallel: 1,
             keys: None,
             publish: true,
-            progress: ProgressMode::Quiet,
+            reporter: Default::default(),
         }
     }
     /// `OUT/jobs/<job-id>`.
@@ -200,39 +185,20 @@ pub struct JobContext<'a> {
     pub job: &'a Job,
     pub recipe: &'a Recipe,
     pub target: &'a Target,
+    /// The job's distro, resolved once per job (with `$KHOTFIX_MIRRORS`).
+    pub distro: &'a Distro,
     pub settings: &'a RunSettings,
     /// `OUT/jobs/<job-id>`.
     pub job_dir: PathBuf,
     /// `OUT/jobs/<job-id>/<stage>`: created before the stage runs; the stage
     /// owns it.
     pub work_dir: PathBuf,
-    /// Outputs of the stages that already finished, in order.
-    pub prior: &'a BTreeMap<StageKind, StageOutput>,
+    /// Typed outputs of the stages that already finished.
+    pub artifacts: &'a JobArtifacts,
     note: &'a (dyn Fn(&str) + Sync),
 }
 
 impl JobContext<'_> {
-    /// The artifact `name` of an earlier `stage`, or an error naming both.
-    pub fn artifact(&self, stage: StageKind, name: &str) -> Result<&Path> {
-        self.prior
-            .get(&stage)
-            .and_then(|o| o.artifacts.get(name))
-            .map(PathBuf::as_path)
-            .with_context(|| {
-                format!(
-                    "job {}: stage {stage} produced no {name:?} artifact",
-                    self.job.id
-                )
-            })
-    }
-    /// The artifact `name` from the latest earlier stage that produced one.
-    pub fn find_artifact(&self, name: &str) -> Option<&Path> {
-        self.prior
-            .values()
-            .rev()
-            .find_map(|o| o.artifacts.get(name))
-            .map(PathBuf::as_path)
-    }
     /// Show a short progress note for this job (e.g. "downloading kernel-devel").
     pub fn note(&self, msg: &str) {
         (self.note)(msg)
@@ -410,7 +376,15 @@ pub fn run(
                     j.target
                 ))
             })?;
-        work.push((*i, *j, recipe, target));
+        let distro = crate::fetch::distro_for_run(&j.distro)
+            .map_err(|e| BadInput(format!("job {}: {e:#}", j.id)))?;
+        work.push(ResolvedJob {
+            index: *i,
+            job: j,
+            recipe,
+            target,
+            distro,
+        });
     }
     std::fs::create_dir_all(settings.out.join("jobs")).with_context(|| {
         format!(
@@ -419,7 +393,7 @@ pub fn run(
         )
     })?;
 
-    let progress = progress::Progress::new(settings.progress, work.len());
+    let progress = progress::Progress::new(settings.reporter.clone(), work.len());
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<JobResult>>> = Mutex::new(vec![None; work.len()]);
     let workers = settings.parallel.clamp(1, work.len().max(1));
@@ -427,12 +401,12 @@ pub fn run(
         for _ in 0..workers {
             s.spawn(|| loop {
                 let n = next.fetch_add(1, Ordering::SeqCst);
-                let Some((index, job, recipe, target)) = work.get(n) else {
+                let Some(rj) = work.get(n) else {
                     break;
                 };
-                progress.job_started(&job.id);
-                let r = run_job(pipeline, *index, job, recipe, target, settings, &progress);
-                progress.job_finished(&job.id, r.status == JobStatus::Passed);
+                progress.job_started(&rj.job.id);
+                let r = run_job(pipeline, rj, settings, &progress);
+                progress.job_finished(&rj.job.id, r.status == JobStatus::Passed);
                 if let Ok(mut v) = results.lock() {
                     v[n] = Some(r);
                 }
@@ -462,77 +436,133 @@ pub fn run(
     ))
 }
 
+/// A job of the plan with its recipe, target and distro resolved (once).
+pub struct ResolvedJob<'a> {
+    /// Position in the plan (`--job-index`).
+    pub index: usize,
+    pub job: &'a Job,
+    pub recipe: &'a Recipe,
+    pub target: &'a Target,
+    pub distro: Distro,
+}
+
+/// One job's run in progress: its result so far and its state file.
+struct JobRun<'a> {
+    job: &'a Job,
+    job_dir: PathBuf,
+    result: JobResult,
+    state: JobState,
+    started: Instant,
+    progress: &'a progress::Progress,
+}
+
+/// A stage that ran (or tried to): what it was given and how long it took.
+struct Attempt {
+    kind: StageKind,
+    inputs: BTreeMap<String, String>,
+    seconds: f64,
+}
+
+impl JobRun<'_> {
+    /// Finish the job as failed (at `stage`, if one is to blame).
+    fn fail(mut self, stage: Option<StageKind>, msg: String) -> JobResult {
+        self.progress.stage_failed(&self.job.id, stage, &msg);
+        self.result.fail(stage, msg);
+        self.result.seconds = self.started.elapsed().as_secs_f64();
+        self.result
+    }
+
+    /// Record a failed stage in the job's state and the result, and finish
+    /// the job.
+    fn fail_stage(mut self, at: Attempt, msg: String, detail: serde_json::Value) -> JobResult {
+        self.state
+            .set_failure(at.kind, &msg, at.inputs, detail.clone());
+        let save = self.state.save(&self.job_dir);
+        let mut sr = StageResult::failed(at.kind, at.seconds, &msg);
+        sr.detail = detail;
+        self.result.stages.push(sr);
+        let msg = match save {
+            Ok(()) => msg,
+            Err(se) => format!("{msg} (and saving the job state failed: {se:#})"),
+        };
+        self.fail(Some(at.kind), msg)
+    }
+}
+
 /// Run one job through the stages, resuming from its state file.
 fn run_job(
     pipeline: &Pipeline,
-    index: usize,
-    job: &Job,
-    recipe: &Recipe,
-    target: &Target,
+    rj: &ResolvedJob,
     settings: &RunSettings,
     progress: &progress::Progress,
 ) -> JobResult {
-    let started = Instant::now();
-    let mut result = JobResult::new(index, job);
-    result.publish = target.publish;
+    let job = rj.job;
+    let mut result = JobResult::new(rj.index, job);
+    result.publish = rj.target.publish;
     let job_dir = settings.job_dir(&job.id);
-    let fail = |mut r: JobResult, stage: Option<StageKind>, msg: String| {
-        progress.stage_failed(&job.id, stage, &msg);
-        r.fail(stage, msg);
-        r.seconds = started.elapsed().as_secs_f64();
-        r
+    let mut run = JobRun {
+        job,
+        job_dir: job_dir.clone(),
+        result,
+        state: JobState::fresh(job),
+        started: Instant::now(),
+        progress,
     };
     // One run per job at a time: two pods (or two terminals) on the same
     // output would otherwise interleave state writes.
     let _lock = match state::lock_job(&job_dir) {
         Ok(l) => l,
-        Err(e) => return fail(result, None, format!("{e:#}")),
+        Err(e) => return run.fail(None, format!("{e:#}")),
     };
     // Any earlier "verified" copy is stale until this run passes verify again.
     let verified = settings.verified_dir(&job.id);
     if let Err(e) = remove_dir_if_exists(&verified) {
-        return fail(result, None, format!("{e:#}"));
+        return run.fail(None, format!("{e:#}"));
     }
-    let (mut st, note) = state::load(&job_dir, job);
+    let (st, note) = state::load(&job_dir, job);
+    run.state = st;
     if let Some(n) = note {
         progress.note(&job.id, &n);
     }
-    let sources = match state::source_digests(job, recipe, target) {
+    let sources = match state::source_digests(job, rj.recipe, rj.target) {
         Ok(d) => d,
-        Err(e) => return fail(result, None, format!("{e:#}")),
+        Err(e) => return run.fail(None, format!("{e:#}")),
     };
-    let mut prior: BTreeMap<StageKind, StageOutput> = BTreeMap::new();
-    // `<stage>.<artifact>` → digest of every finished stage's outputs.
+    let mut artifacts = JobArtifacts::default();
+    // `<stage>.<file>` → digest of every finished stage's outputs.
     let mut chain: BTreeMap<String, String> = BTreeMap::new();
     for kind in StageKind::ALL {
         let Some(stage) = pipeline.stages.get(&kind) else {
             let msg = format!("stage {kind} is not available in this build of khotfix");
-            return fail(result, Some(kind), msg);
+            return run.fail(Some(kind), msg);
         };
         let job_id = job.id.clone();
         let note_fn = move |m: &str| progress.stage_note(&job_id, kind, m);
         let cx = JobContext {
             job,
-            recipe,
-            target,
+            recipe: rj.recipe,
+            target: rj.target,
+            distro: &rj.distro,
             settings,
             job_dir: job_dir.clone(),
             work_dir: job_dir.join(kind.name()),
-            prior: &prior,
+            artifacts: &artifacts,
             note: &note_fn,
         };
         let inputs = match stage_inputs(stage.as_ref(), &cx, kind, &sources, &chain) {
             Ok(i) => i,
-            Err(e) => return fail(result, Some(kind), format!("{e:#}")),
+            Err(e) => return run.fail(Some(kind), format!("{e:#}")),
         };
         // Reuse a finished stage whose inputs (including the digests of every
         // earlier output) are unchanged. A stage that re-ran but produced the
         // same bytes therefore does not force the later ones to run again.
-        if let Some(rec) = st.finished(kind, &inputs) {
+        if let Some(rec) = run.state.finished(kind, &inputs) {
             progress.stage_cached(&job.id, kind);
-            result.stages.push(StageResult::from_record(rec));
+            run.result.stages.push(StageResult::from_record(rec));
             chain.extend(rec.chain_digests());
-            prior.insert(kind, rec.output());
+            if let Some(d) = rec.data.clone() {
+                artifacts.put(d);
+            }
             continue;
         }
         progress.stage_started(&job.id, kind);
@@ -540,111 +570,50 @@ fn run_job(
         let outcome = std::fs::create_dir_all(&cx.work_dir)
             .with_context(|| format!("creating {}", cx.work_dir.display()))
             .and_then(|_| call_stage(stage.as_ref(), &cx));
-        let secs = t0.elapsed().as_secs_f64();
         drop(cx);
+        let at = Attempt {
+            kind,
+            inputs,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
         let out = match outcome {
             Ok(out) => out,
-            Err(e) => {
-                let msg = format!("{e:#}");
-                return fail_stage(
-                    result,
-                    &mut st,
-                    &job_dir,
-                    kind,
-                    inputs,
-                    secs,
-                    msg,
-                    serde_json::Value::Null,
-                    &fail,
-                );
-            }
+            Err(e) => return run.fail_stage(at, format!("{e:#}"), serde_json::Value::Null),
         };
         if let Some(reason) = out.failure.clone() {
             // The stage finished but said no: keep its detail, fail the job.
-            let detail = out.detail.clone();
-            return fail_stage(
-                result, &mut st, &job_dir, kind, inputs, secs, reason, detail, &fail,
-            );
+            return run.fail_stage(at, reason, out.detail);
         }
-        let rec = match state::record(kind, inputs.clone(), &out, secs) {
+        let rec = match state::record(kind, at.inputs.clone(), &out, at.seconds) {
             Ok(r) => r,
-            Err(e) => {
-                let msg = format!("{e:#}");
-                return fail_stage(
-                    result,
-                    &mut st,
-                    &job_dir,
-                    kind,
-                    inputs,
-                    secs,
-                    msg,
-                    out.detail.clone(),
-                    &fail,
-                );
-            }
+            Err(e) => return run.fail_stage(at, format!("{e:#}"), out.detail),
         };
-        st.failure = None;
-        st.put(rec.clone());
-        if let Err(e) = st.save(&job_dir) {
-            return fail(result, Some(kind), format!("{e:#}"));
+        run.state.failure = None;
+        run.state.put(rec.clone());
+        if let Err(e) = run.state.save(&job_dir) {
+            return run.fail(Some(kind), format!("{e:#}"));
         }
-        progress.stage_done(&job.id, kind, secs);
+        progress.stage_done(&job.id, kind, at.seconds);
         chain.extend(rec.chain_digests());
         let mut sr = StageResult::from_record(&rec);
         sr.status = StageStatus::Done;
-        result.stages.push(sr);
-        prior.insert(kind, out);
-    }
-    // Passed: expose the RPM for publishing.
-    let rpm = prior
-        .get(&StageKind::Package)
-        .and_then(|o| o.artifacts.get(artifact::RPM))
-        .cloned();
-    match rpm {
-        Some(rpm) => match copy_verified(&rpm, &verified) {
-            Ok(p) => result.rpm = Some(p),
-            Err(e) => return fail(result, Some(StageKind::Verify), format!("{e:#}")),
-        },
-        None => {
-            return fail(
-                result,
-                Some(StageKind::Package),
-                format!(
-                    "job {}: the package stage produced no {:?} artifact",
-                    job.id,
-                    artifact::RPM
-                ),
-            )
+        run.result.stages.push(sr);
+        if let Some(d) = out.data {
+            artifacts.put(d);
         }
     }
-    result.status = JobStatus::Passed;
-    result.seconds = started.elapsed().as_secs_f64();
-    result
-}
-
-/// Record a failed stage in the job's state and the result, and finish the job.
-#[allow(clippy::too_many_arguments)]
-fn fail_stage(
-    mut result: JobResult,
-    st: &mut JobState,
-    job_dir: &Path,
-    kind: StageKind,
-    inputs: BTreeMap<String, String>,
-    secs: f64,
-    msg: String,
-    detail: serde_json::Value,
-    fail: &dyn Fn(JobResult, Option<StageKind>, String) -> JobResult,
-) -> JobResult {
-    st.set_failure(kind, &msg, inputs, detail.clone());
-    let save = st.save(job_dir);
-    let mut sr = StageResult::failed(kind, secs, &msg);
-    sr.detail = detail;
-    result.stages.push(sr);
-    let msg = match save {
-        Ok(()) => msg,
-        Err(se) => format!("{msg} (and saving the job state failed: {se:#})"),
+    // Passed: expose the RPM for publishing.
+    let rpm = match artifacts.packaged() {
+        Ok(p) => p.rpm.clone(),
+        Err(e) => return run.fail(Some(StageKind::Package), format!("job {}: {e}", job.id)),
     };
-    fail(result, Some(kind), msg)
+    match copy_verified(&rpm, &verified) {
+        Ok(p) => run.result.rpm = Some(p),
+        Err(e) => return run.fail(Some(StageKind::Verify), format!("{e:#}")),
+    }
+    run.result.status = JobStatus::Passed;
+    run.result.seconds = run.started.elapsed().as_secs_f64();
+    run.result
 }
 
 /// Call a stage, turning a panic into an error so one job cannot take the

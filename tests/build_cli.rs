@@ -1,10 +1,10 @@
 //! `khotfix build` / `khotfix builder build` on bad input: one-line errors
 //! naming what is wrong, exit code 2, no container started.
 
-use std::process::Command;
+mod support;
 
 fn khotfix(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_khotfix"));
+    let mut c = support::bin::khotfix();
     c.args(args);
     for (k, v) in env {
         c.env(k, v);

@@ -4,28 +4,19 @@
 //! writes into an output mount are given back to the directory's owner.
 //! Runs in the debian12 builder image (built or reused).
 
-use khotfix::build::builder::{self, BuildImageOptions};
+mod support;
+
+use support::bin::khotfix;
+
 use khotfix::build::container::{self, Engine, Mount, RunError, RunSpec};
-use khotfix::config::Config;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 fn engine_and_image() -> (Engine, String) {
-    let config = Config::load().expect("config");
-    let engine =
-        Engine::from_config(&config).expect("a container engine (set KHOTFIX_CONTAINER_ENGINE)");
+    let engine = support::container::engine();
     let logs = tempfile::tempdir().unwrap();
-    let img = builder::ensure(
-        &engine,
-        "debian12",
-        &BuildImageOptions {
-            log_dir: logs.path().into(),
-            ..Default::default()
-        },
-        None,
-    )
-    .expect("debian12 builder image");
-    (engine, img.tag)
+    let image = support::container::debian12_builder(&engine, logs.path());
+    (engine, image)
 }
 
 fn spec(image: &str, prefix: &str, command: &[&str], dir: &std::path::Path) -> RunSpec {
@@ -58,7 +49,7 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
         &["sh", "-c", "mkdir -p sub && echo hi > sub/f && echo done"],
         d.path(),
     );
-    let r = engine.run(&s, None).unwrap();
+    let r = engine.run(&s, &khotfix::progress::Quiet).unwrap();
     assert_eq!(
         r.exit_code,
         0,
@@ -83,14 +74,17 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
 
     // A failing command reports its exit code.
     let s = spec(&image, "fail", &["sh", "-c", "exit 7"], d.path());
-    assert_eq!(engine.run(&s, None).unwrap().exit_code, 7);
+    assert_eq!(
+        engine.run(&s, &khotfix::progress::Quiet).unwrap().exit_code,
+        7
+    );
 
     // 2. Timeout: stopped, typed error, nothing left.
     let prefix = format!("stoptest-{}", std::process::id());
     let mut s = spec(&image, &prefix, &["sleep", "300"], d.path());
     s.timeout = Some(Duration::from_secs(3));
     let t = Instant::now();
-    let e = engine.run(&s, None).unwrap_err();
+    let e = engine.run(&s, &khotfix::progress::Quiet).unwrap_err();
     assert!(
         matches!(e.downcast_ref::<RunError>(), Some(RunError::Timeout { .. })),
         "{e:#}"
@@ -115,7 +109,7 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
         // SAFETY: delivering SIGINT to ourselves; the run installed a handler.
         unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
     });
-    let e = engine.run(&s, None).unwrap_err();
+    let e = engine.run(&s, &khotfix::progress::Quiet).unwrap_err();
     sender.join().unwrap();
     assert!(
         matches!(
@@ -139,7 +133,7 @@ fn timeout_and_ctrl_c_stop_the_container_and_outputs_are_given_back() {
 #[test]
 fn ctrl_c_on_the_cli_stops_the_build_container() {
     let (engine, _image) = engine_and_image();
-    let kernel = khotfix::build::debian::current_kernel("linux-image-amd64").unwrap();
+    let kernel = khotfix::fetch::apt::current_kernel("linux-image-amd64").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("slow");
     std::fs::create_dir(&src).unwrap();
@@ -164,7 +158,7 @@ fn ctrl_c_on_the_cli_stops_the_build_container() {
     )
     .unwrap();
     let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("khotfix-cli-cache");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let mut child = khotfix()
         .args(["build", "--out"])
         .arg(tmp.path().join("out"))
         .arg(tmp.path().join("recipe.toml"))

@@ -5,16 +5,22 @@
 //! then the same job again is a cache hit, through the library and the CLI.
 //! Needs the container env vars (see README: KHOTFIX_CONTAINER_*).
 
+mod support;
+
+use support::kernel::modinfo;
+
+use support::bin::khotfix;
+
 use khotfix::build::builder::{self, BuildImageOptions};
 use khotfix::build::cache::BuildCache;
 use khotfix::build::container::Engine;
-use khotfix::build::{self as kbuild_stage, debian, BuildInputs, BuildSettings, KernelInputs};
+use khotfix::build::{self as kbuild_stage, BuildInputs, BuildSettings, KernelInputs};
 use khotfix::config::Config;
+use khotfix::fetch::FetchedKernel;
 use khotfix::kernel::KernelRelease;
 use khotfix::plan::Plan;
 use khotfix::recipe::Recipe;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn recipe_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kbuild-recipe/recipe.toml")
@@ -25,21 +31,6 @@ fn headers_dir(kernel: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("khotfix-headers")
         .join(kernel)
-}
-
-fn modinfo(ko: &Path, field: &str) -> String {
-    let out = Command::new("modinfo")
-        .args(["-F", field])
-        .arg(ko)
-        .output()
-        .expect("kmod's modinfo");
-    assert!(
-        out.status.success(),
-        "modinfo {}: {}",
-        ko.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -56,7 +47,8 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
         force,
         ..Default::default()
     };
-    let image = builder::ensure(&engine, "debian12", &opts, None).expect("debian12 builder");
+    let image = builder::ensure(&engine, "debian12", &opts, &khotfix::progress::Quiet)
+        .expect("debian12 builder");
     if force {
         assert!(!image.reused);
         let log = std::fs::read_to_string(tmp.path().join("logs/builder-debian12.log")).unwrap();
@@ -68,14 +60,13 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
     }
     assert!(image.tag.starts_with("localhost/khotfix-builder-debian12:"));
 
-    let kernel = debian::current_kernel("linux-image-amd64").unwrap();
+    let kernel = khotfix::fetch::apt::current_kernel("linux-image-amd64")
+        .unwrap()
+        .to_string();
     assert!(
         kernel.starts_with("6.1.0-") && kernel.ends_with("-amd64"),
         "{kernel}"
     );
-    let h = debian::headers(&kernel, &headers_dir(&kernel)).unwrap();
-    assert_eq!(h.digests.len(), 3, "{:?}", h.digests);
-
     let recipe = Recipe::load(&recipe_path()).unwrap();
     let plan = Plan::expand(
         std::slice::from_ref(&recipe),
@@ -85,11 +76,28 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
     assert_eq!(plan.jobs.len(), 1);
     let job = plan.jobs[0].clone();
     let target = &recipe.targets[0];
+    // The headers as the fetch stage supplies them (no image: only kbuild's inputs).
+    let fetch_opts = khotfix::fetch::FetchOptions {
+        cache_dir: Some(headers_dir(&kernel)),
+        deb_image: false,
+        ..khotfix::fetch::FetchOptions::from_env().unwrap()
+    };
+    let distro = khotfix::distro::Distro::builtin("debian12").unwrap();
+    let FetchedKernel::Deb(h) = khotfix::fetch::fetch_job(&job, &distro, &fetch_opts).unwrap()
+    else {
+        panic!("debian12 fetches .debs")
+    };
+    assert_eq!(h.files.len(), 3, "{:?}", h.files);
     let inputs = BuildInputs {
         job: job.clone(),
         kernel: KernelInputs::Headers {
             root: h.root.clone(),
-            kdir: h.kdir.clone(),
+            kdir: h
+                .headers_dir
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
         },
         // Hash the header trees themselves here; the CLI uses the .deb digests.
         kernel_digests: vec![],
@@ -107,7 +115,8 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
         image: None,
         kpatch_build: None,
     };
-    let first = kbuild_stage::build_job(&engine, &inputs, &settings, None).unwrap();
+    let first =
+        kbuild_stage::build_job(&engine, &inputs, &settings, &khotfix::progress::Quiet).unwrap();
     assert!(!first.cache_hit);
     assert_eq!(
         first.module,
@@ -129,7 +138,8 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
     // (c) Unchanged job: served from the cache, same bytes, no container.
     let bytes = std::fs::read(&first.module).unwrap();
     std::fs::remove_file(&first.module).unwrap();
-    let second = kbuild_stage::build_job(&engine, &inputs, &settings, None).unwrap();
+    let second =
+        kbuild_stage::build_job(&engine, &inputs, &settings, &khotfix::progress::Quiet).unwrap();
     assert!(second.cache_hit);
     assert_eq!(second.cache_key, first.cache_key);
     assert_eq!(std::fs::read(&second.module).unwrap(), bytes);
@@ -161,7 +171,7 @@ fn sample_livepatch_for_current_debian_abi_then_cache_hit() {
 fn cli_build_reports_built_then_cached() {
     let tmp = tempfile::tempdir().unwrap();
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_khotfix"))
+        khotfix()
             .args(["build", "--json", "--out"])
             .arg(tmp.path().join("out"))
             .arg(recipe_path())
@@ -190,7 +200,7 @@ fn cli_build_reports_built_then_cached() {
     let ko = PathBuf::from(v2[0]["module"].as_str().unwrap());
     assert_eq!(modinfo(&ko, "name"), "kpatch_90001");
     // The table form.
-    let three = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let three = khotfix()
         .args(["build", "--out"])
         .arg(tmp.path().join("out"))
         .arg(recipe_path())

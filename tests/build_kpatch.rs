@@ -5,11 +5,13 @@
 //! documented interface and fails on anything else; the real kpatch-build
 //! runs in the centos7 and alinux3 builder images.
 
-use khotfix::build::builder::{self, BuildImageOptions};
+mod support;
+
+use support::kernel::modinfo;
+
 use khotfix::build::cache::BuildCache;
 use khotfix::build::container::{Engine, RunSpec};
 use khotfix::build::{self as stage, BuildInputs, BuildSettings, KernelInputs};
-use khotfix::config::Config;
 use khotfix::kernel::KernelRelease;
 use khotfix::plan::Job;
 use khotfix::recipe::Backend;
@@ -48,25 +50,10 @@ struct Env {
 }
 
 fn setup() -> Env {
-    let config = Config::load().unwrap();
-    let engine =
-        Engine::from_config(&config).expect("a container engine (set KHOTFIX_CONTAINER_ENGINE)");
+    let engine = support::container::engine();
     let tmp = tempfile::tempdir().unwrap();
-    let img = builder::ensure(
-        &engine,
-        "debian12",
-        &BuildImageOptions {
-            log_dir: tmp.path().join("logs"),
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
-    Env {
-        engine,
-        image: img.tag,
-        tmp,
-    }
+    let image = support::container::debian12_builder(&engine, &tmp.path().join("logs"));
+    Env { engine, image, tmp }
 }
 
 fn settings(e: &Env) -> BuildSettings {
@@ -138,20 +125,6 @@ fn args_of(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn modinfo(ko: &Path, field: &str) -> String {
-    let out = Command::new("modinfo")
-        .args(["-F", field])
-        .arg(ko)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The gcc identification string of the builder's compiler (what vmlinux's
 /// .comment must carry for kpatch-build's compiler check to pass).
 fn builder_gcc(e: &Env) -> String {
@@ -167,7 +140,13 @@ fn builder_gcc(e: &Env) -> String {
         output_dirs: vec![],
         log: log.clone(),
     };
-    assert_eq!(e.engine.run(&spec, None).unwrap().exit_code, 0);
+    assert_eq!(
+        e.engine
+            .run(&spec, &khotfix::progress::Quiet)
+            .unwrap()
+            .exit_code,
+        0
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let line = text
         .lines()
@@ -200,8 +179,8 @@ fn centos7_srpm_mode_through_the_container() {
         // The builder's gcc is not 4.8.5: the recipe asks to skip the check.
         skip_compiler_check: true,
     };
-    let out =
-        stage::build_job(&e.engine, &inputs, &s, None).unwrap_or_else(|err| fail(&s, &j, err));
+    let out = stage::build_job(&e.engine, &inputs, &s, &khotfix::progress::Quiet)
+        .unwrap_or_else(|err| fail(&s, &j, err));
     let lines = invocation(&s, &j);
     assert_eq!(
         args_of(&lines),
@@ -243,7 +222,7 @@ fn centos7_srpm_mode_through_the_container() {
     // Same inputs again: cache hit, the stand-in is not run.
     let invoked = job_scratch(&s, &j).join("kpatch-cache/stand-in-invocation.txt");
     std::fs::remove_file(&invoked).unwrap();
-    let again = stage::build_job(&e.engine, &inputs, &s, None).unwrap();
+    let again = stage::build_job(&e.engine, &inputs, &s, &khotfix::progress::Quiet).unwrap();
     assert!(again.cache_hit);
     assert!(!invoked.exists());
 
@@ -253,7 +232,7 @@ fn centos7_srpm_mode_through_the_container() {
         skip_compiler_check: false,
         ..inputs
     };
-    let err = stage::build_job(&e.engine, &strict, &s, None).unwrap_err();
+    let err = stage::build_job(&e.engine, &strict, &s, &khotfix::progress::Quiet).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("kpatch-build failed (exit 1)"), "{msg}");
     let log = std::fs::read_to_string(s.log_dir.join(format!("{}.log", j.id))).unwrap();
@@ -293,8 +272,8 @@ fn alinux3_prepared_tree_mode_through_the_container() {
         module_source: None,
         skip_compiler_check: false,
     };
-    let out =
-        stage::build_job(&e.engine, &inputs, &s, None).unwrap_or_else(|err| fail(&s, &j, err));
+    let out = stage::build_job(&e.engine, &inputs, &s, &khotfix::progress::Quiet)
+        .unwrap_or_else(|err| fail(&s, &j, err));
     assert_eq!(
         args_of(&invocation(&s, &j)),
         [
@@ -324,7 +303,7 @@ fn alinux3_prepared_tree_mode_through_the_container() {
         },
         ..inputs
     };
-    let err = stage::build_job(&e.engine, &wrong, &s, None).unwrap_err();
+    let err = stage::build_job(&e.engine, &wrong, &s, &khotfix::progress::Quiet).unwrap_err();
     assert!(format!("{err:#}").contains("kpatch mode"), "{err:#}");
 }
 

@@ -17,10 +17,8 @@
 //! Tools: rpmbuild, createrepo_c, dnf, rpm, busybox, make + Debian's
 //! linux-headers (the module).
 
-#[path = "data/sign/common.rs"]
-mod common;
+mod support;
 
-use common::*;
 use khotfix::distro::Distro;
 use khotfix::kernel::KernelRelease;
 use khotfix::keys::PackageSigner;
@@ -28,6 +26,12 @@ use khotfix::package::{build_rpm, BuildOptions, Compression, PackageInput};
 use khotfix::recipe::Hotfix;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::bin::khotfix;
+use support::http::Http;
+use support::kernel::{generate_keys, modules, sign_module};
+use support::process::{output, run};
+use support::rpm::{rpmbuild, BUSYBOX_SH_SPEC};
+use support::tmp::tmpdir;
 
 /// Installed on the host; A is the one running.
 const KA: &str = "5.10.134-18.al8.x86_64";
@@ -49,26 +53,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn rpmbuild(spec: &str, work: &Path, name: &str) -> PathBuf {
-    let spec_path = work.join(format!("{name}.spec"));
-    std::fs::write(&spec_path, spec).unwrap();
-    let out = work.join("rpms").join(name);
-    run(Command::new("rpmbuild")
-        .arg("-bb")
-        .arg("--define")
-        .arg(format!("_topdir {}", work.join("rpmbuild").display()))
-        .arg("--define")
-        .arg(format!("_rpmdir {}", out.display()))
-        .args(["--define", "_build_id_links none", "--quiet"])
-        .arg(&spec_path));
-    walkdir::WalkDir::new(&out)
-        .into_iter()
-        .flatten()
-        .map(|e| e.path().to_path_buf())
-        .find(|p| p.extension().is_some_and(|x| x == "rpm"))
-        .expect("rpmbuild produced no package")
 }
 
 /// A stand-in EL kernel package for `kver` (`V-R.dist.arch`).
@@ -97,27 +81,6 @@ echo stand-in > %{{buildroot}}/boot/vmlinuz-{kver}
 "#
     )
 }
-
-/// busybox-static as /bin/sh plus the applets the kpatch stand-in uses.
-const SH_SPEC: &str = r#"
-%global debug_package %{nil}
-%global __os_install_post %{nil}
-Name: busybox-sh
-Version: 1.0
-Release: 1
-Summary: STAND-IN /bin/sh (busybox-static) for the test installroots
-License: GPL-2.0
-AutoReqProv: no
-Provides: /bin/sh
-%description
-Stand-in for the distro's shell package.
-%install
-mkdir -p %{buildroot}/bin
-cp /bin/busybox %{buildroot}/bin/busybox
-for a in sh basename mkdir cp rm rmdir; do ln -s busybox %{buildroot}/bin/$a; done
-%files
-/bin/*
-"#;
 
 fn kpatch_spec() -> String {
     format!(
@@ -168,19 +131,10 @@ fn hotfix(id: u64) -> Hotfix {
 fn world() -> World {
     let work = tmpdir();
     let keys = work.join("keys");
-    run(khotfix()
-        .args(["keys", "generate", "--bits", "2048"])
-        .arg(&keys));
+    generate_keys(&keys);
     let signer = PackageSigner::load(&keys.join("package-signing.secret.asc"), None).unwrap();
     let module = work.join("signed.ko");
-    run(khotfix()
-        .args(["sign", "--key"])
-        .arg(keys.join("module-signing.key.pem"))
-        .arg("--cert")
-        .arg(keys.join("module-signing.crt.pem"))
-        .arg("-o")
-        .arg(&module)
-        .arg(&modules()[0]));
+    sign_module(&keys, &module);
     let out = work.join("hotfixes");
     std::fs::create_dir_all(&out).unwrap();
     let mut hotfixes = Vec::new();
@@ -223,7 +177,7 @@ fn base_repo(work: &Path, kernels: &[&str]) -> PathBuf {
     let base = work.join("base");
     std::fs::create_dir_all(&base).unwrap();
     let mut base_rpms = vec![
-        rpmbuild(SH_SPEC, work, "sh"),
+        rpmbuild(BUSYBOX_SH_SPEC, work, "sh"),
         rpmbuild(&kpatch_spec(), work, "kpatch"),
     ];
     for (i, k) in kernels.iter().enumerate() {
@@ -259,22 +213,7 @@ fn dnf(w: &World, root: &Path, args: &[&str]) -> Output {
         )
         .unwrap();
     }
-    output(
-        Command::new("dnf")
-            .args([
-                "-y",
-                "--releasever=1",
-                "--disableplugin=*",
-                "--setopt=skip_if_unavailable=False",
-            ])
-            .arg(format!("--setopt=reposdir={}", reposdir.display()))
-            .arg(format!(
-                "--setopt=cachedir={}",
-                w.work.join("dnf-cache").display()
-            ))
-            .arg(format!("--installroot={}", root.display()))
-            .args(args),
-    )
+    output(support::dnf::dnf_root(&reposdir, &w.work.join("dnf-cache"), root).args(args))
 }
 
 /// A host root holding kernels A and B, kpatch and /bin/sh.
@@ -519,61 +458,13 @@ fn hosts_install_the_hotfixes_for_their_kernels() {
 
 // ---- trust on first use, done right (issue 14, item 5) ---------------------
 
-/// python3 -m http.server on 127.0.0.1, an ephemeral port, killed on drop.
-struct Http {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Http {
-    fn serve(dir: &Path) -> Http {
-        use std::io::BufRead;
-        let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-            .arg("--directory")
-            .arg(dir)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("cannot parse http.server banner {line:?}"));
-        Http { child, port }
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// dnf into `root` with the .repo files in `reposdir` only, the metadata
 /// always fetched again (a server change must be seen), and
 /// skip_if_unavailable=False (Debian's dnf.conf would hide failures).
 fn dnf_in(reposdir: &Path, cache: &Path, root: &Path, args: &[&str]) -> Output {
     output(
-        Command::new("dnf")
-            .args([
-                "-y",
-                "--refresh",
-                "--releasever=1",
-                "--disableplugin=*",
-                "--setopt=skip_if_unavailable=False",
-            ])
-            .arg(format!("--setopt=reposdir={}", reposdir.display()))
-            .arg(format!("--setopt=cachedir={}", cache.display()))
-            .arg(format!("--installroot={}", root.display()))
+        support::dnf::dnf_root(reposdir, cache, root)
+            .arg("--refresh")
             .args(args),
     )
 }
@@ -592,9 +483,7 @@ fn the_release_rpm_pins_the_repository_key() {
     let work = tmpdir();
     let keygen = |name: &str| {
         let dir = work.join(name);
-        run(khotfix()
-            .args(["keys", "generate", "--bits", "2048"])
-            .arg(&dir));
+        generate_keys(&dir);
         dir
     };
     let (ours, theirs) = (keygen("keys"), keygen("other-keys"));

@@ -3,7 +3,7 @@
 //! `dpkg-deb -x` into the cache. Headers and kbuild only (no linux-image).
 
 use khotfix::distro::Distro;
-use khotfix::fetch::{self, apt, Cache, FetchOptions, FetchedKernel, ProgressMode, Role};
+use khotfix::fetch::{self, apt, Cache, FetchOptions, FetchedKernel, Role};
 
 #[test]
 fn debian_headers_are_fetched_verified_and_unpacked() {
@@ -18,7 +18,6 @@ fn debian_headers_are_fetched_verified_and_unpacked() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = FetchOptions {
         cache_dir: Some(tmp.path().to_path_buf()),
-        progress: ProgressMode::Quiet,
         deb_image: false,
         ..FetchOptions::default()
     };
@@ -72,7 +71,6 @@ fn unknown_debian_abi_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = FetchOptions {
         cache_dir: Some(tmp.path().to_path_buf()),
-        progress: ProgressMode::Quiet,
         deb_image: false,
         ..FetchOptions::default()
     };

@@ -1,43 +1,17 @@
 //! The `khotfix` binary: `kernels`, `fetch`, `plan --from-repos`, and kill -9
 //! in the middle of a download.
 
-#[path = "common/fetch_httpd.rs"]
-mod httpd;
-#[path = "common/fetch_rpms.rs"]
-mod rpms;
+mod support;
 
-use httpd::{Fault, Server};
 use khotfix::fetch::Cache;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
+use support::bin::khotfix_fetch;
+use support::http::{Fault, Server};
+use support::kernel_rpms as rpms;
+use support::kernel_rpms::mirrors;
 
 const DEVEL: &str = "kernel-devel-5.10.134-18.al8.x86_64.rpm";
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_khotfix"));
-    for k in [
-        "KHOTFIX_CACHE_DIR",
-        "KHOTFIX_MIRRORS",
-        "KHOTFIX_HTTP_TIMEOUT",
-        "KHOTFIX_HTTP_RETRIES",
-        "KHOTFIX_HTTP_BACKOFF_MS",
-    ] {
-        c.env_remove(k);
-    }
-    c.env("KHOTFIX_HTTP_BACKOFF_MS", "10");
-    c
-}
-
-/// Mirror overrides pointing the built-in alinux3 at the test server. Its
-/// source repository is `direct` (no repodata): files by name under Packages/.
-fn mirrors(srv: &Server) -> Vec<String> {
-    vec![
-        format!("plus-source={}source/Packages/", srv.url()),
-        format!("plus-debug={}debug/", srv.url()),
-        format!("plus={}os/", srv.url()),
-    ]
-}
 
 fn recipe(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("mod")).unwrap();
@@ -80,7 +54,7 @@ fn setup() -> (tempfile::TempDir, Server) {
 #[test]
 fn kernels_lists_what_the_repositories_publish() {
     let (tmp, srv) = setup();
-    let mut c = bin();
+    let mut c = khotfix_fetch();
     c.args(["kernels", "--distro", "alinux3", "--json", "--cache-dir"])
         .arg(tmp.path().join("c"));
     for m in mirrors(&srv) {
@@ -99,7 +73,7 @@ fn kernels_lists_what_the_repositories_publish() {
     );
 
     // Mirrors from the environment; plain output.
-    let out = bin()
+    let out = khotfix_fetch()
         .args(["kernels", "--distro", "alinux3"])
         .env("KHOTFIX_CACHE_DIR", tmp.path().join("c"))
         .env("KHOTFIX_MIRRORS", mirrors(&srv).join(" "))
@@ -111,7 +85,7 @@ fn kernels_lists_what_the_repositories_publish() {
     );
 
     // A mirror override naming no repository: one line, exit 2.
-    let out = bin()
+    let out = khotfix_fetch()
         .args([
             "kernels",
             "--distro",
@@ -133,7 +107,7 @@ fn kernels_lists_what_the_repositories_publish() {
 fn plan_from_repos_expands_ranges_to_published_kernels() {
     let (tmp, srv) = setup();
     let r = recipe(tmp.path());
-    let out = bin()
+    let out = khotfix_fetch()
         .args(["plan", "--from-repos", "--json"])
         .arg(&r)
         .env("KHOTFIX_CACHE_DIR", tmp.path().join("c"))
@@ -173,7 +147,7 @@ fn kill_9_mid_download_leaves_only_verified_files_and_the_next_run_completes() {
         None,
     );
     let run = || {
-        let mut c = bin();
+        let mut c = khotfix_fetch();
         c.arg("fetch")
             .arg(&r)
             .args([
@@ -267,7 +241,7 @@ fn fetch_failure_exits_1_with_one_line_per_job() {
     let (tmp, srv) = setup();
     let r = recipe(tmp.path());
     srv.fault(DEVEL, Fault::Corrupt, None);
-    let mut c = bin();
+    let mut c = khotfix_fetch();
     c.arg("fetch")
         .arg(&r)
         .args(["--kernel", rpms::BIG_KERNEL, "--cache-dir"])

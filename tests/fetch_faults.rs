@@ -2,16 +2,14 @@
 //! in either a verified file or a clear one-line error, and never in an
 //! unverified file in the cache.
 
-#[path = "common/fetch_httpd.rs"]
-mod httpd;
-#[path = "common/fetch_rpms.rs"]
-mod rpms;
+mod support;
 
-use httpd::{Fault, Server};
-use khotfix::fetch::{self, Cache, FetchOptions, ProgressMode};
+use khotfix::fetch::{self, Cache, FetchOptions};
 use khotfix::kernel::KernelRelease;
 use std::path::Path;
 use std::time::Duration;
+use support::http::{Fault, Server};
+use support::kernel_rpms as rpms;
 
 const DEVEL: &str = "kernel-devel-5.10.134-18.al8.x86_64.rpm";
 
@@ -36,7 +34,6 @@ impl Env {
     fn opts(&self) -> FetchOptions {
         let mut o = FetchOptions {
             cache_dir: Some(self.cache_dir()),
-            progress: ProgressMode::Quiet,
             ..FetchOptions::default()
         };
         o.http.timeout = Duration::from_secs(5);

@@ -4,44 +4,19 @@
 //! bounded memory and bounded time. Served by the real test HTTP server;
 //! repositories made by createrepo_c, then the primary replaced.
 
-#[path = "common/fetch_httpd.rs"]
-mod httpd;
-#[path = "common/fetch_rpms.rs"]
-mod rpms;
+mod support;
 
-use httpd::{Fault, Server};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::bin::khotfix_fetch;
+use support::http::{Fault, Server};
+use support::kernel_rpms as rpms;
+use support::kernel_rpms::mirrors;
 
 /// Peak RSS any run here may reach (the bombs expand to 10 GiB).
 const RSS_LIMIT_KB: i64 = 300 * 1024;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_khotfix"));
-    for k in [
-        "KHOTFIX_CACHE_DIR",
-        "KHOTFIX_MIRRORS",
-        "KHOTFIX_HTTP_TIMEOUT",
-        "KHOTFIX_HTTP_RETRIES",
-        "KHOTFIX_HTTP_MIN_RATE",
-        "KHOTFIX_HTTP_DEADLINE",
-        "KHOTFIX_METADATA_MAX_BYTES",
-    ] {
-        c.env_remove(k);
-    }
-    c.env("KHOTFIX_HTTP_BACKOFF_MS", "10");
-    c
-}
-
-fn mirrors(srv: &Server) -> Vec<String> {
-    vec![
-        format!("plus-source={}source/Packages/", srv.url()),
-        format!("plus-debug={}debug/", srv.url()),
-        format!("plus={}os/", srv.url()),
-    ]
-}
 
 /// Exit code, stderr and peak RSS (KiB) of `cmd`, from wait4(2) on the
 /// child itself (not the test process or other tests' children).
@@ -144,7 +119,7 @@ fn install_primary(repo: &Path, bytes: &[u8], ext: &str) {
 }
 
 fn kernels(srv: &Server, cache: &Path) -> Command {
-    let mut c = bin();
+    let mut c = khotfix_fetch();
     c.args(["kernels", "--distro", "alinux3", "--quiet", "--cache-dir"])
         .arg(cache);
     for m in mirrors(srv) {
@@ -235,7 +210,7 @@ fn slow_drip_servers_time_out() {
 
     // `download` of a file: the body drips.
     let t = Instant::now();
-    let mut c = bin();
+    let mut c = khotfix_fetch();
     let devel = rpms::rpm_path("kernel-devel-5.10.134-18.al8.x86_64.rpm");
     c.args(["download", "--quiet", "--timeout", "2", "--cache-dir"])
         .arg(tmp.path().join("c2"))

@@ -1,20 +1,17 @@
 //! The yum client against real repositories (rpmbuild + createrepo_c) served
 //! over real HTTP on 127.0.0.1.
 
-#[path = "common/fetch_httpd.rs"]
-mod httpd;
-#[path = "common/fetch_rpms.rs"]
-mod rpms;
+mod support;
 
-use httpd::Server;
-use khotfix::fetch::{self, Cache, FetchOptions, FetchedKernel, ProgressMode};
+use khotfix::fetch::{self, Cache, FetchOptions, FetchedKernel};
 use khotfix::kernel::KernelRelease;
 use std::time::Duration;
+use support::http::Server;
+use support::kernel_rpms as rpms;
 
 fn opts(cache: &std::path::Path) -> FetchOptions {
     let mut o = FetchOptions {
         cache_dir: Some(cache.to_path_buf()),
-        progress: ProgressMode::Quiet,
         ..FetchOptions::default()
     };
     o.http.timeout = Duration::from_secs(5);

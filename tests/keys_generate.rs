@@ -1,14 +1,16 @@
 //! `khotfix keys generate` and OpenPGP key loading, checked with openssl,
 //! the kernel's sign-file, gpg and rpm.
 
-#[path = "data/sign/common.rs"]
-mod common;
+mod support;
 
-use common::*;
 use khotfix::keys::{PackageSigner, Passphrase};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use support::bin::khotfix;
+use support::kernel::{modules, sign_file};
+use support::process::{output, run};
+use support::tmp::tmpdir;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777

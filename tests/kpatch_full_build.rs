@@ -14,8 +14,11 @@
 //! container settings of `.ci/env`, and the kpatch source, as for the
 //! suite). In the suite it is reported as ignored, with the reason.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::path::Path;
-use std::process::Command;
 
 const PATCH: &str = "Opt-in test input (tests/kpatch_full_build.rs): built-in code.
 
@@ -62,7 +65,7 @@ fn a_patch_to_built_in_code_builds_vmlinux_and_patches_it() {
     std::fs::write(w.join("recipe/patches/cmdline.patch"), PATCH).unwrap();
     std::fs::write(w.join("recipe/r.toml"), RECIPE).unwrap();
     let out = w.join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let o = khotfix()
         .arg("run")
         .arg(w.join("recipe/r.toml"))
         .args(["--from-repos", "--json", "--out"])

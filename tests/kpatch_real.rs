@@ -36,6 +36,8 @@
 //!   builds the kernel: minutes);
 //! - `KHOTFIX_REAL_KPATCH_JOBS` (kpatch-build -j, default 2).
 
+mod support;
+
 use khotfix::build::kpatch::{arguments, fixed_flags, KernelArgs};
 use khotfix::build::{check_inputs, check_mode, BuildInputs, KernelInputs};
 use khotfix::distro::{Distro, KpatchMode};
@@ -46,6 +48,12 @@ use khotfix::verify::qemu::{boot, QemuSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::kernel::modinfo;
+
+/// Run `cmd`, require success, its stdout trimmed.
+fn output(cmd: &mut Command) -> String {
+    support::process::run(cmd).trim().to_string()
+}
 
 /// The recipe's hotfix id (recipes/ipvs-estimation-timer.toml).
 const HOTFIX: u64 = 30001;
@@ -56,19 +64,6 @@ fn repo() -> &'static Path {
 
 fn patch() -> PathBuf {
     repo().join("tests/data/kpatch-real/0001-ipvs-estimation_timer-skip-est_list-walk.patch")
-}
-
-fn output(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The tree to use: the given one, or one prepare.sh makes now.
@@ -98,10 +93,6 @@ fn tree(kpatch_build: &Path) -> PathBuf {
         .find_map(|l| l.strip_prefix("export KHOTFIX_REAL_KPATCH_TREE="))
         .expect("prepare.sh printed the tree");
     PathBuf::from(line)
-}
-
-fn modinfo_field(ko: &Path, field: &str) -> String {
-    output(Command::new("modinfo").args(["-F", field]).arg(ko))
 }
 
 #[test]
@@ -138,7 +129,7 @@ fn real_kpatch_build_livepatches_estimation_timer() {
             .args(["-s", "--no-print-directory", "kernelrelease"])
             .current_dir(&tree),
     );
-    let tree_vermagic = modinfo_field(&tree.join("net/netfilter/ipvs/ip_vs.ko"), "vermagic");
+    let tree_vermagic = modinfo(&tree.join("net/netfilter/ipvs/ip_vs.ko"), "vermagic");
     assert!(
         tree_vermagic.starts_with(&format!("{krel} ")),
         "tree's ip_vs.ko vermagic {tree_vermagic:?} is not for {krel}"
@@ -250,9 +241,9 @@ fn real_kpatch_build_livepatches_estimation_timer() {
         "kpatch-build succeeded but {} is missing",
         ko.display()
     );
-    assert_eq!(modinfo_field(&ko, "livepatch"), "Y");
-    assert_eq!(modinfo_field(&ko, "name"), format!("kpatch_{HOTFIX}"));
-    assert_eq!(modinfo_field(&ko, "vermagic"), tree_vermagic);
+    assert_eq!(modinfo(&ko, "livepatch"), "Y");
+    assert_eq!(modinfo(&ko, "name"), format!("kpatch_{HOTFIX}"));
+    assert_eq!(modinfo(&ko, "vermagic"), tree_vermagic);
     let info = khotfix::build::modinfo::read(&ko).unwrap();
     assert_eq!(info.kernel_release(), Some(krel.as_str()));
     eprintln!(

@@ -7,10 +7,13 @@
 //! it at the vendored copy); without it the first test reports itself as
 //! ignored (run with `-- --ignored` after setting it).
 
+mod support;
+
+use support::bin::khotfix;
+
 use khotfix::build::kpatch_source::{verify, PINNED};
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::Command;
 
 fn release() -> Option<PathBuf> {
     std::env::var_os("KHOTFIX_KPATCH_SOURCE").map(PathBuf::from)
@@ -56,7 +59,7 @@ fn builder_build_refuses_a_wrong_kpatch_source_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("kpatch-0.9.11.tar.gz");
     std::fs::write(&bogus, b"not a tarball").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let out = khotfix()
         .args(["builder", "build", "debian12", "--kpatch-source"])
         .arg(&bogus)
         .env("KHOTFIX_CACHE_DIR", dir.path().join("cache"))

@@ -10,17 +10,17 @@
 //! /sys/kernel/livepatch/kpatch_22519882/{enabled,transition}. chroot and the
 //! wait loop are real.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
+use support::node::RECIPE;
 const CT4: &str = "/sys/fs/bpf/tc/globals/cilium_ct4_global";
 const LP: &str = "/sys/kernel/livepatch/kpatch_22519882";
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
 
 fn write(root: &Path, p: &str, t: &str, mode: u32) {
     let f = root.join(p.trim_start_matches('/'));
@@ -61,11 +61,7 @@ fn run(args: &[&str], root: &Path) -> (i32, String, String) {
         .args(args)
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::bin::code_out_err(out)
 }
 
 #[test]
@@ -177,12 +173,7 @@ fn a_transition_that_never_finishes_times_out() {
 fn script_dash_y_does_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("s.sh");
-    assert!(khotfix()
-        .args(["node", "script", RECIPE, "-o"])
-        .arg(&script)
-        .status()
-        .unwrap()
-        .success());
+    support::node::script(RECIPE, &script);
     let t = fake_root("5.10.134-18.al8.x86_64", Some(("dnf", "0")));
     let dry = Command::new("dash")
         .arg(&script)

@@ -1,11 +1,15 @@
 //! `node check` and the generated `node script` against fake roots for every
 //! case of seed 000's scripts: both must give the same verdict and exit code.
 
+mod support;
+
+use support::bin::khotfix;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
+use support::node::RECIPE;
 const CT4: &str = "/sys/fs/bpf/tc/globals/cilium_ct4_global";
 const CT4_LIFSEA: &str = "/.lifsea/rootfs/sys/fs/bpf/tc/globals/cilium_ct4_global";
 const MODULE: &str = "kpatch_22519882";
@@ -60,10 +64,6 @@ impl FakeRoot {
     }
 }
 
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
-
 struct Outcome {
     code: i32,
     line: String,
@@ -95,16 +95,7 @@ fn check_json(root: &Path) -> Value {
 fn script_file(recipe: &str) -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("hotfix.sh");
-    let out = khotfix()
-        .args(["node", "script", recipe, "-o"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "node script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::node::script(recipe, &p);
     (d, p)
 }
 

@@ -3,39 +3,23 @@
 //! command labels the node with the verdict (run here with a stand-in
 //! `kubectl` that records its arguments: no cluster exists on this machine).
 
+mod support;
+
+use support::bin::khotfix;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
+use support::node::RECIPE;
 
 /// Parse a YAML stream with PyYAML and return the documents as JSON.
 fn yaml_docs(yaml: &str) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .args(["-c", "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d is not None]))"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with PyYAML");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "YAML did not parse: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    support::yaml::pyyaml(yaml)
+        .unwrap_or_else(|e| panic!("YAML did not parse: {e}"))
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
 }
 
 fn manifest(extra: &[&str]) -> Vec<Value> {

@@ -7,6 +7,8 @@
 //! /sys/kernel/livepatch/kpatch_30001/ip_vs/patched reads 1, and `node check`
 //! (and the generated sh script under busybox) then exit 0.
 
+mod support;
+
 use khotfix::verify::qemu::{boot, debian_kernel_abi, QemuSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,18 +67,7 @@ fn apply_loads_the_ipvs_livepatch_in_a_debian_guest() {
 
     let recipe = Path::new(ROOT).join("recipes/ipvs-estimation-timer.toml");
     let script = work.path().join("hotfix.sh");
-    let gen = Command::new(env!("CARGO_BIN_EXE_khotfix"))
-        .args(["node", "script"])
-        .arg(&recipe)
-        .arg("-o")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    support::node::script(&recipe, &script);
 
     let guest = r#"
 R=/recipes/ipvs-estimation-timer.toml
@@ -100,10 +91,8 @@ echo "KHOTFIX-RESULT apply_again=$?"
     let mut spec = QemuSpec::new(format!("/boot/vmlinuz-{abi}"), guest);
     spec.modules_dir = Some(format!("/lib/modules/{abi}").into());
     spec.modules = vec!["ip_vs".into()];
-    spec.binaries.push((
-        PathBuf::from(env!("CARGO_BIN_EXE_khotfix")),
-        "/bin/khotfix".into(),
-    ));
+    spec.binaries
+        .push((PathBuf::from(support::bin::BIN), "/bin/khotfix".into()));
     spec.files.push((ko, "/kpatch-30001.ko".into()));
     spec.files
         .push((recipe, "/recipes/ipvs-estimation-timer.toml".into()));

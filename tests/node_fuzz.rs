@@ -7,6 +7,8 @@
 //! Fixed seed and a short budget in the suite; `KHOTFIX_FUZZ_CASES=N` runs N
 //! cases of the whole-check property (and 16 N of the parser one) instead.
 
+mod support;
+
 use khotfix::node::check::{flag_is_one, modules_list_has};
 use khotfix::node::root::{clipped, shown, SHOWN_CHARS};
 use khotfix::node::HostRoot;
@@ -15,7 +17,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
+use support::node::RECIPE;
 const CT4: &str = "/sys/fs/bpf/tc/globals/cilium_ct4_global";
 const MODULE: &str = "kpatch_22519882";
 const SEED: [u8; 32] = *b"khotfix-node-fuzz-issue-16-seed!";
@@ -168,12 +170,7 @@ fn lay_out(h: &Host, root: &Path) {
 
 fn script() -> PathBuf {
     let p = std::env::temp_dir().join(format!("khotfix-node-fuzz-{}.sh", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_khotfix"))
-        .args(["node", "script", RECIPE, "-o"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    support::node::script(RECIPE, &p);
     p
 }
 

@@ -9,20 +9,20 @@
 //! * Where the two implementations used to differ (invalid UTF-8 in /proc
 //!   files, no package manager in a dry run), they give the same answer.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
+use support::node::RECIPE;
 const CT4: &str = "/sys/fs/bpf/tc/globals/cilium_ct4_global";
 const MODULE: &str = "kpatch_22519882";
 const AL8: &str = "5.10.134-18.al8.x86_64";
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
 
 fn write(root: &Path, host: &str, bytes: &[u8]) {
     let p = root.join(host.trim_start_matches('/'));
@@ -55,12 +55,7 @@ fn script() -> &'static Path {
     let (_, p) = S.get_or_init(|| {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("hotfix.sh");
-        let out = khotfix()
-            .args(["node", "script", RECIPE, "-o"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        support::node::script(RECIPE, &p);
         (d, p)
     });
     p
@@ -617,14 +612,7 @@ fn proc_self_links_resolve_on_the_real_host() {
                 .unwrap(),
         );
         let script = dir.path().join("proc.sh");
-        let out = khotfix()
-            .args(["node", "script"])
-            .arg(&recipe)
-            .arg("-o")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        support::node::script(&recipe, &script);
         let s = to_run(
             Command::new("dash")
                 .arg(&script)

@@ -2,14 +2,14 @@
 //! refused by validation, or quoted so that running the script prints them
 //! verbatim and executes nothing.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::path::Path;
 use std::process::Command;
 
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
+use support::node::RECIPE;
 
 /// The test recipe with its `[node]` table replaced.
 fn recipe_with_node(dir: &Path, node: &str) -> std::path::PathBuf {
@@ -40,18 +40,7 @@ fn hostile_message_is_printed_verbatim_and_runs_nothing() {
         ),
     );
     let script = dir.path().join("s.sh");
-    let out = khotfix()
-        .args(["node", "script"])
-        .arg(&recipe)
-        .arg("-o")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::node::script(&recipe, &script);
 
     let sc = Command::new("shellcheck")
         .args(["-s", "sh"])

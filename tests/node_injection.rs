@@ -12,11 +12,17 @@
 //!   `hotfix.sh` byte-identical to `node script`, for hostile messages; and
 //!   the serializer keeps any string (U+2028 included) inside its scalar.
 
-use serde_json::{json, Value};
+mod support;
+
+use support::yaml::pyyaml;
+
+use support::bin::khotfix;
+
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node/22519882.toml");
+use support::node::RECIPE;
 
 /// Every placeholder name the script template has (or had).
 const PLACEHOLDERS: &[&str] = &[
@@ -35,10 +41,6 @@ const PLACEHOLDERS: &[&str] = &[
     "@@MODULES_CAP@@",
     "@@RPMDB_CAP@@",
 ];
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
 
 /// The test recipe with its `[node]` table replaced.
 fn recipe_with(dir: &Path, paths: &[String], message: &str) -> PathBuf {
@@ -279,32 +281,6 @@ fn generators_refuse_separators_even_without_lint() {
         let opts = khotfix::node::daemonset::DaemonSetOptions::default();
         assert!(khotfix::node::daemonset::manifest(&r, &opts).is_err());
     }
-}
-
-/// Parse a YAML stream with PyYAML and return the documents as JSON.
-fn pyyaml(yaml: &str) -> Result<Vec<Value>, String> {
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin.buffer))))",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with PyYAML");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap())
 }
 
 /// Messages that are printable but mean something to YAML or sh.

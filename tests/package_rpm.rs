@@ -4,10 +4,8 @@
 //! behaviour (with stand-ins for kpatch, uname and systemctl, named as such in
 //! tests/data/sign/standins/), reproducibility, and `khotfix package`.
 
-#[path = "data/sign/common.rs"]
-mod common;
+mod support;
 
-use common::*;
 use khotfix::distro::Distro;
 use khotfix::kernel::KernelRelease;
 use khotfix::keys::PackageSigner;
@@ -16,6 +14,10 @@ use khotfix::recipe::{ChangelogEntry, Hotfix};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use support::bin::khotfix;
+use support::kernel::{generate_keys, modules, sign_module};
+use support::process::{output, run};
+use support::tmp::{rand_suffix, tmpdir};
 
 const SDE: u64 = 1754322514; // 2025-08-04 15:48:34 UTC, the seed's release stamp
 const KVER: &str = "5.10.134-18.al8.x86_64";
@@ -37,18 +39,9 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let d = tmpdir();
         let keys = d.join("keys");
-        run(khotfix()
-            .args(["keys", "generate", "--bits", "2048"])
-            .arg(&keys));
+        generate_keys(&keys);
         let module = d.join(format!("kpatch-{ID}.ko"));
-        run(khotfix()
-            .args(["sign", "--key"])
-            .arg(keys.join("module-signing.key.pem"))
-            .arg("--cert")
-            .arg(keys.join("module-signing.crt.pem"))
-            .arg("-o")
-            .arg(&module)
-            .arg(&modules()[0]));
+        sign_module(&keys, &module);
         Fixture { keys, module }
     })
 }

@@ -1,6 +1,10 @@
 //! `khotfix plan` on the two seed recipes against tests/data/kernels.txt,
 //! through the real binary: exactly the expected jobs, in every format.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
@@ -10,7 +14,7 @@ const RECIPES: [&str; 2] = [
 ];
 
 fn plan(extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    khotfix()
         .arg("plan")
         .args(RECIPES)
         .args(extra)
@@ -180,51 +184,96 @@ fn github_matrix_include_holds_every_job() {
 }
 
 #[test]
-fn gitlab_parallel_matrix_holds_every_job() {
+fn gitlab_child_pipeline_matrix_holds_every_job() {
     let text = stdout_ok(&plan(&[
         "--kernels",
         "tests/data/kernels.txt",
         "--format",
         "gitlab",
     ]));
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("parallel:"));
-    assert_eq!(lines.next(), Some("  matrix:"));
-    let mut got = BTreeSet::new();
-    let mut entries = 0;
-    let (mut job, mut recipe) = (String::new(), String::new());
-    let unquote = |s: &str| -> String {
-        assert!(
-            s.starts_with('"') && s.ends_with('"') && s.len() >= 2,
-            "unquoted YAML value {s}"
-        );
-        s[1..s.len() - 1].to_string()
-    };
-    for l in lines {
-        if let Some(v) = l.strip_prefix("    - KHOTFIX_JOB: ") {
-            entries += 1;
-            job = unquote(v);
-        } else if let Some(v) = l.strip_prefix("      KHOTFIX_RECIPE: ") {
-            recipe = unquote(v);
-        } else if let Some(v) = l.strip_prefix("      KHOTFIX_KERNEL: ") {
-            let kernel = unquote(v);
-            assert!(
-                job.ends_with(&kernel) && RECIPES.contains(&recipe.as_str()),
-                "{job} {recipe} {kernel}"
-            );
-            // `<hotfix id>-<target>-<kernel>`; target names may hold '-'.
-            let target = job
-                .strip_suffix(&format!("-{kernel}"))
-                .and_then(|j| j.split_once('-'))
-                .map(|(_, t)| t.to_string())
-                .unwrap_or_default();
-            got.insert((target, kernel));
-        } else {
-            panic!("unexpected line in gitlab matrix: {l:?}");
-        }
+    // Read with a real YAML parser (python3-yaml), as GitLab would.
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(text.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("python3 with python3-yaml");
+    assert!(o.status.success(), "{text}");
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let hidden = &doc[".khotfix-plan"];
+    let digest = hidden["variables"]["KHOTFIX_PLAN"].as_str().unwrap();
+    assert_eq!(digest.len(), 16, "{text}");
+    assert!(text.starts_with(&format!(
+        "# khotfix plan: {} job(s), plan {digest}\n",
+        expected().len()
+    )));
+    assert!(
+        doc.get("include").is_none(),
+        "no include unless asked: {text}"
+    );
+    let matrix = hidden["parallel"]["matrix"].as_array().unwrap();
+    assert_eq!(matrix.len(), expected().len());
+    let jobs = json_jobs(
+        &serde_json::from_str(&stdout_ok(&plan(&[
+            "--kernels",
+            "tests/data/kernels.txt",
+            "--json",
+        ])))
+        .unwrap(),
+    );
+    // Entry i is plan job i: `--job-index $KHOTFIX_JOB_INDEX --expect-job $KHOTFIX_JOB`.
+    for (i, (m, j)) in matrix.iter().zip(&jobs).enumerate() {
+        assert_eq!(m["KHOTFIX_JOB_INDEX"], i.to_string());
+        assert_eq!(m["KHOTFIX_JOB"], j["id"]);
+        assert_eq!(m.as_object().unwrap().len(), 2, "{m}");
     }
-    assert_eq!(entries, expected().len());
-    assert_eq!(got, expected());
+}
+
+#[test]
+fn gitlab_include_is_a_plain_project_path() {
+    let run = |include: &str| {
+        khotfix()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "plan",
+                "--kernels",
+                "tests/data/kernels.txt",
+                "--format",
+                "gitlab",
+            ])
+            .args(RECIPES)
+            .env("KHOTFIX_GITLAB_INCLUDE", include)
+            .output()
+            .unwrap()
+    };
+    let text = stdout_ok(&run("ci/khotfix-jobs.yml"));
+    assert!(
+        text.contains("include:\n  - local: \"ci/khotfix-jobs.yml\"\n"),
+        "{text}"
+    );
+    for bad in [
+        "../x.yml",
+        "$CI_PROJECT_DIR/x.yml",
+        "a b.yml",
+        "x.yml\nstages: []",
+    ] {
+        let o = run(bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("KHOTFIX_GITLAB_INCLUDE") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(o.stdout.is_empty(), "nothing half-written for {bad:?}");
+    }
 }
 
 #[test]
@@ -268,7 +317,7 @@ fn plan_measured(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, 
     let err_file = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_khotfix"))
+        .arg(support::bin::BIN)
         .arg("plan")
         .args(args)
         .current_dir(dir)

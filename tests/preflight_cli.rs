@@ -1,8 +1,11 @@
 //! `khotfix preflight RECIPE [--strict] [--json]`: output format and exit
 //! codes (0 no errors, 1 findings at error level, 2 bad input).
 
+mod support;
+
+use support::bin::khotfix_in;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,24 +30,11 @@ fn recipe(dir: &Path, patches: &[&str]) -> PathBuf {
     r
 }
 
-fn khotfix(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_khotfix"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn clean_recipe_exits_zero() {
     let d = tempfile::tempdir().unwrap();
     recipe(d.path(), &["clean.patch"]);
-    let (code, out, err) = khotfix(&["preflight", "recipe.toml"], d.path());
+    let (code, out, err) = khotfix_in(&["preflight", "recipe.toml"], d.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.is_empty(), "{out}");
     assert!(
@@ -60,7 +50,7 @@ fn errors_exit_one_with_one_line_per_finding() {
         d.path(),
         &["clean.patch", "once-macro.patch", "header.patch"],
     );
-    let (code, out, _) = khotfix(&["preflight", "recipe.toml"], d.path());
+    let (code, out, _) = khotfix_in(&["preflight", "recipe.toml"], d.path());
     assert_eq!(code, 1, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
@@ -77,10 +67,10 @@ fn errors_exit_one_with_one_line_per_finding() {
 fn strict_turns_warnings_into_errors() {
     let d = tempfile::tempdir().unwrap();
     recipe(d.path(), &["header.patch"]);
-    let (code, out, _) = khotfix(&["preflight", "recipe.toml"], d.path());
+    let (code, out, _) = khotfix_in(&["preflight", "recipe.toml"], d.path());
     assert_eq!(code, 0, "a warning alone passes: {out}");
     assert!(out.contains(": warning: [header]"));
-    let (code, out, err) = khotfix(&["preflight", "--strict", "recipe.toml"], d.path());
+    let (code, out, err) = khotfix_in(&["preflight", "--strict", "recipe.toml"], d.path());
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(": error: [header]"), "{out}");
     assert!(err.contains("(--strict)"));
@@ -90,7 +80,7 @@ fn strict_turns_warnings_into_errors() {
 fn json_output() {
     let d = tempfile::tempdir().unwrap();
     recipe(d.path(), &["data-layout.patch", "static-local.patch"]);
-    let (code, out, _) = khotfix(&["preflight", "--json", "recipe.toml"], d.path());
+    let (code, out, _) = khotfix_in(&["preflight", "--json", "recipe.toml"], d.path());
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["errors"], 1);
@@ -108,13 +98,13 @@ fn json_output() {
 #[test]
 fn bad_input_exits_two() {
     let d = tempfile::tempdir().unwrap();
-    let (code, _, err) = khotfix(&["preflight", "missing.toml"], d.path());
+    let (code, _, err) = khotfix_in(&["preflight", "missing.toml"], d.path());
     assert_eq!(code, 2);
     assert!(err.contains("missing.toml"), "{err}");
     // A recipe whose patch is not a diff.
     let r = recipe(d.path(), &["clean.patch"]);
     std::fs::write(d.path().join("clean.patch"), "hello\n").unwrap();
-    let (code, _, err) = khotfix(&["preflight", r.to_str().unwrap()], d.path());
+    let (code, _, err) = khotfix_in(&["preflight", r.to_str().unwrap()], d.path());
     assert_eq!(code, 2);
     assert!(
         err.contains("clean.patch") && err.contains("not a valid unified diff"),

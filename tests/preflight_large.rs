@@ -3,14 +3,18 @@
 //! inputs over the size limits are refused with one line naming the patch and
 //! the limit (exit 2). No timings are asserted; a generous guard catches a hang.
 
+mod support;
+
+use support::bin::khotfix;
+
 use khotfix::patchfile::{MAX_FILES, MAX_HUNK_LINES, MAX_PATCH_BYTES};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Run `khotfix preflight --patch NAME` in `dir`; kill it after `guard`.
 fn preflight(dir: &Path, name: &str, guard: Duration) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let mut child = khotfix()
         .args(["preflight", "--patch", name])
         .current_dir(dir)
         .stdout(Stdio::piped())

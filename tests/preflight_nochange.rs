@@ -2,12 +2,15 @@
 //! error in preflight (kpatch-build would fail with "no functional changes
 //! found" after a full build): one line naming the patch, exit 1.
 
+mod support;
+
+use support::bin::khotfix;
+
 use std::path::Path;
-use std::process::Command;
 
 fn preflight(dir: &Path, name: &str, text: &str) -> (i32, String) {
     std::fs::write(dir.join(name), text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    let out = khotfix()
         .args(["preflight", "--patch", name])
         .current_dir(dir)
         .output()

@@ -2,6 +2,10 @@
 //! kernel tree before anything is fetched. Each case is also run through
 //! GNU `patch --dry-run -p1` on the same tree, and the two must agree.
 
+mod support;
+
+use support::bin::khotfix_in;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,19 +29,6 @@ const SECOND_BAD: &str = "--- a/net/y.c\n+++ b/net/y.c\n@@ -1,3 +1,4 @@\n void y
 const MISSING: &str = "--- a/net/missing.c\n+++ b/net/missing.c\n@@ -1,1 +1,1 @@\n-a\n+b\n";
 const NEW_FILE: &str = "--- /dev/null\n+++ b/net/new.c\n@@ -0,0 +1,2 @@\n+void n(void)\n+{}\n";
 
-fn khotfix(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_khotfix"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Does GNU `patch --dry-run -p1` accept `patch` on `tree`?
 fn gnu_accepts(tree: &Path, patch: &Path) -> bool {
     Command::new("patch")
@@ -58,7 +49,7 @@ fn check(name: &str, text: &str) -> (i32, String) {
     let d = tempfile::tempdir().unwrap();
     let t = tree(d.path());
     std::fs::write(d.path().join(name), text).unwrap();
-    let (code, out, err) = khotfix(&["preflight", "--tree", "linux", "--patch", name], d.path());
+    let (code, out, err) = khotfix_in(&["preflight", "--tree", "linux", "--patch", name], d.path());
     let gnu = gnu_accepts(&t, &d.path().join(name));
     assert_eq!(
         code == 0,
@@ -131,7 +122,7 @@ fn recipe_patches_relative_to_the_recipe_and_cwd_elsewhere() {
     .unwrap();
     let sub = d.path().join("elsewhere");
     std::fs::create_dir_all(&sub).unwrap();
-    let (code, out, err) = khotfix(
+    let (code, out, err) = khotfix_in(
         &["preflight", "../recipes/r.toml", "--tree", "../linux"],
         &sub,
     );
@@ -143,7 +134,7 @@ fn recipe_patches_relative_to_the_recipe_and_cwd_elsewhere() {
     );
     // Fixed patch: passes.
     std::fs::write(r.join("bad.patch"), GOOD).unwrap();
-    let (code, out, err) = khotfix(
+    let (code, out, err) = khotfix_in(
         &["preflight", "../recipes/r.toml", "--tree", "../linux"],
         &sub,
     );
@@ -155,7 +146,7 @@ fn recipe_patches_relative_to_the_recipe_and_cwd_elsewhere() {
 fn bad_tree_is_bad_input() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("good.patch"), GOOD).unwrap();
-    let (code, _, err) = khotfix(
+    let (code, _, err) = khotfix_in(
         &[
             "preflight",
             "--tree",

@@ -11,22 +11,19 @@
 //! `%prep` with `%setup -c -n kernel-<ver>`, vmlinux under
 //! /usr/lib/debug/lib/modules/<kver>/.
 
+mod support;
+
+use khotfix::distro::Distro;
 use khotfix::kernel::KernelRelease;
 use khotfix::prepare::apply;
 use khotfix::prepare::srpm::{self, EntryKind, RpmbuildPrep, UnpackError};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::process::run;
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn distro(name: &str) -> Distro {
+    Distro::builtin(name).unwrap()
 }
 
 /// Every path under `dir` (files, dirs, links), for "nothing was written" checks.
@@ -120,7 +117,7 @@ fn normal_srpm_unpacks_and_prepares_with_rpmbuild_bp() {
 
     // Config from the SRPM's sources, via the distro table.
     let k = KernelRelease::parse("3.10.0-1062.el7.x86_64").unwrap();
-    let cfg = srpm::find_config("centos7", &k, "x86_64", &dest, None).unwrap();
+    let cfg = srpm::find_config(&distro("centos7"), &k, "x86_64", &dest, None).unwrap();
     assert_eq!(cfg, dest.join("kernel-3.10.0-x86_64.config"));
 
     // rpmbuild -bp with exactly the argv the builder container will run.
@@ -154,7 +151,7 @@ fn normal_srpm_unpacks_and_prepares_with_rpmbuild_bp() {
     );
     // The tree's configs/ is the second place the table looks.
     let cfg = srpm::find_config(
-        "centos7",
+        &distro("centos7"),
         &k,
         "x86_64",
         Path::new("/nonexistent"),
@@ -494,12 +491,12 @@ fn debian_config_from_installed_headers() {
         .trim_start_matches("linux-headers-")
         .to_string();
     let k = KernelRelease::parse(&abi).unwrap();
-    let cfg = srpm::find_config("debian12", &k, "amd64", Path::new("/"), None).unwrap();
+    let cfg = srpm::find_config(&distro("debian12"), &k, "amd64", Path::new("/"), None).unwrap();
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(text.contains("CONFIG_LIVEPATCH=y"), "{}", cfg.display());
     // A Debian ABI that is not installed: the error lists where it looked.
     let k2 = KernelRelease::parse("6.1.0-9999-amd64").unwrap();
-    let e = srpm::find_config("debian12", &k2, "amd64", Path::new("/"), None)
+    let e = srpm::find_config(&distro("debian12"), &k2, "amd64", Path::new("/"), None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -531,8 +528,13 @@ fn stage_and_finish_a_prepared_tree() {
     let k = KernelRelease::parse("3.10.0-1062.9.1.el7.x86_64").unwrap();
     let good = d.path().join("good.patch");
     std::fs::write(&good, "--- a/net/netfilter/ipvs/ip_vs_est.c\n+++ b/net/netfilter/ipvs/ip_vs_est.c\n@@ -2,3 +2,3 @@ static void estimation_timer(struct timer_list *t)\n {\n-\twalk_estimators(t);\n+\treturn;\n }\n").unwrap();
-    let p = khotfix::prepare::finish_rpm_tree(&spec, "centos7", &k, std::slice::from_ref(&good))
-        .unwrap();
+    let p = khotfix::prepare::finish_rpm_tree(
+        &spec,
+        &distro("centos7"),
+        &k,
+        std::slice::from_ref(&good),
+    )
+    .unwrap();
     assert_eq!(
         std::fs::read_to_string(p.tree.join(".config")).unwrap(),
         CONFIG
@@ -550,8 +552,8 @@ fn stage_and_finish_a_prepared_tree() {
     // A patch that does not apply fails here, naming patch, file and hunk.
     let bad = d.path().join("bad.patch");
     std::fs::write(&bad, "--- a/net/netfilter/ipvs/ip_vs_est.c\n+++ b/net/netfilter/ipvs/ip_vs_est.c\n@@ -2,3 +2,3 @@\n {\n-\twalk_estimators_v2(t);\n+\twalk_estimators_v3(t);\n }\n").unwrap();
-    let e =
-        khotfix::prepare::finish_rpm_tree(&spec, "centos7", &k, &[good, bad.clone()]).unwrap_err();
+    let e = khotfix::prepare::finish_rpm_tree(&spec, &distro("centos7"), &k, &[good, bad.clone()])
+        .unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.starts_with(&format!(

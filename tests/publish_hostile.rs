@@ -7,121 +7,19 @@
 //! the file, and the repository byte-for-byte as it was (nothing written
 //! outside it either).
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_khotfix")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-fn ok(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A temporary GnuPG home with one RSA signing key, exported armored.
-struct Keys {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    secret: PathBuf,
-    fpr: String,
-}
-
-fn keys() -> Keys {
-    new_keys()
-}
-
-fn new_keys() -> Keys {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("gnupg");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    ok(Command::new("gpg")
-        .env("GNUPGHOME", &home)
-        .args(["--batch", "--passphrase", "", "--quick-gen-key"])
-        .args([
-            "khotfix test <test@khotfix.invalid>",
-            "rsa2048",
-            "sign",
-            "never",
-        ]));
-    let out = ok(Command::new("gpg").env("GNUPGHOME", &home).args([
-        "--batch",
-        "--armor",
-        "--export-secret-keys",
-    ]));
-    let secret = dir.path().join("secret.asc");
-    std::fs::write(&secret, &out.stdout).unwrap();
-    let out = ok(Command::new("gpg").env("GNUPGHOME", &home).args([
-        "--batch",
-        "--with-colons",
-        "--list-keys",
-    ]));
-    let fpr = text(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_string();
-    Keys {
-        _dir: dir,
-        home,
-        secret,
-        fpr,
-    }
-}
-
-fn rpmbuild(spec: &str, work: &Path) -> PathBuf {
-    let top = work.join("rpmbuild");
-    let out = work.join(format!("rpms{}", std::fs::read_dir(work).unwrap().count()));
-    std::fs::create_dir_all(&top).unwrap();
-    let spec_path = work.join("s.spec");
-    std::fs::write(&spec_path, spec).unwrap();
-    ok(Command::new("rpmbuild")
-        .arg("-bb")
-        .arg("--define")
-        .arg(format!("_topdir {}", top.display()))
-        .arg("--define")
-        .arg(format!("_rpmdir {}", out.display()))
-        .args(["--define", "_build_id_links none", "--quiet"])
-        .arg(&spec_path));
-    walkdir::WalkDir::new(&out)
-        .into_iter()
-        .flatten()
-        .find(|e| e.path().extension().is_some_and(|x| x == "rpm"))
-        .expect("rpmbuild produced no package")
-        .path()
-        .to_path_buf()
-}
-
-fn rpmsign(keys: &Keys, rpms: &[PathBuf]) {
-    ok(Command::new("rpmsign")
-        .env("GNUPGHOME", &keys.home)
-        .args(["--define", "__gpg /usr/bin/gpg"])
-        .arg("--define")
-        .arg(format!("_gpg_name {}", keys.fpr))
-        .arg("--addsign")
-        .args(rpms)
-        .stdin(Stdio::null()));
-}
+use support::bin::khotfix;
+use support::gpg::{keys, rpmsign, Keys};
+use support::http::Http;
+use support::kernel::{generate_keys, sign_module};
+use support::process::{ok, output, text};
+use support::publish::{publish, publish_ok, verify};
+use support::rpm::rpmbuild_next;
 
 fn spec(name: &str, epoch: u32, content: &str) -> String {
     format!(
@@ -153,31 +51,8 @@ fn gen_rpms(keys: &Keys, dir: &Path, prefix: &str, n: usize, fill: u8) -> Vec<Pa
         .collect()
 }
 
-fn publish(keys: &Keys, repo: &Path, extra: &[&str], rpms: &[PathBuf]) -> Output {
-    run(Command::new(bin())
-        .arg("publish")
-        .arg("--repo")
-        .arg(repo)
-        .arg("--gpg-key")
-        .arg(&keys.secret)
-        .args(extra)
-        .args(rpms))
-}
-
-fn publish_ok(keys: &Keys, repo: &Path, extra: &[&str], rpms: &[PathBuf]) -> serde_json::Value {
-    let mut args = vec!["--json"];
-    args.extend_from_slice(extra);
-    let out = publish(keys, repo, &args, rpms);
-    assert!(
-        out.status.success(),
-        "publish failed: {}",
-        text(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn verify_ok(repo: &Path) -> String {
-    let v = run(Command::new(bin()).args(["repo", "verify"]).arg(repo));
+    let v = verify(repo);
     assert!(v.status.success(), "repo verify: {}", text(&v.stdout));
     text(&v.stdout)
 }
@@ -217,53 +92,6 @@ fn assert_refused(out: &Output, before: &BTreeMap<PathBuf, Vec<u8>>, repo: &Path
     assert!(&snapshot(repo) == before, "the repository changed: {err}");
 }
 
-/// python3 -m http.server on an ephemeral port, killed on drop.
-struct Http {
-    child: Child,
-    port: u16,
-}
-
-impl Http {
-    fn serve(dir: &Path) -> Http {
-        let mut child = Command::new("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("http.server banner {line:?}"));
-        Http { child, port }
-    }
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
     dnf_at(url, url, cache, args)
 }
@@ -271,23 +99,10 @@ fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
 /// dnf over one part of the repository (`url`, e.g. `…/al8/`), with the
 /// repository key from the top level (`root_url`).
 fn dnf_at(url: &str, root_url: &str, cache: &Path, args: &[&str]) -> Output {
-    run(Command::new("dnf")
-        .args([
-            "-y",
-            "-q",
-            "--setopt=reposdir=/dev/null",
-            "--releasever=1",
-            "--disableplugin=*",
-        ])
-        .arg(format!("--setopt=cachedir={}", cache.display()))
-        .arg(format!("--repofrompath=khf,{url}"))
-        .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
-        .arg(format!("--setopt=khf.gpgkey={root_url}RPM-GPG-KEY-khotfix"))
-        .args([
-            "--setopt=khf.metadata_expire=0",
-            "--setopt=skip_if_unavailable=False",
-        ])
-        .args(args))
+    let mut c = support::dnf::dnf_no_repos(cache);
+    c.arg("-q");
+    support::dnf::signed_repo(&mut c, "khf", url, &support::dnf::key_url(root_url));
+    output(c.args(args))
 }
 
 fn dnf_ok(url: &str, cache: &Path, args: &[&str]) -> String {
@@ -300,8 +115,8 @@ fn dnf_ok(url: &str, cache: &Path, args: &[&str]) -> String {
 
 #[test]
 fn unsigned_truncated_and_foreign_packages_are_refused_and_sign_signs() {
-    let keys = new_keys();
-    let other = new_keys();
+    let keys = keys();
+    let other = support::gpg::keys();
 
     let w = tempfile::tempdir().unwrap();
     let repo = w.path().join("repo");
@@ -309,8 +124,8 @@ fn unsigned_truncated_and_foreign_packages_are_refused_and_sign_signs() {
     publish_ok(&keys, &repo, &[], &good);
     let before = snapshot(&repo);
 
-    let unsigned = rpmbuild(&spec("khf-unsigned", 0, "u"), w.path());
-    let foreign = rpmbuild(&spec("khf-foreign", 0, "f"), w.path());
+    let unsigned = rpmbuild_next(&spec("khf-unsigned", 0, "u"), w.path());
+    let foreign = rpmbuild_next(&spec("khf-foreign", 0, "f"), w.path());
     rpmsign(&other, std::slice::from_ref(&foreign));
     let truncated = w.path().join("khf-truncated.rpm");
     let signed = gen_rpms(&keys, &w.path().join("t"), "t", 1, 2).remove(0);
@@ -353,7 +168,7 @@ fn unsigned_truncated_and_foreign_packages_are_refused_and_sign_signs() {
         serde_json::json!(["Packages/khf-unsigned-1.0-1.x86_64.rpm"])
     );
     // The input itself is left alone.
-    let k = run(Command::new("rpm").arg("-K").arg(&unsigned));
+    let k = output(Command::new("rpm").arg("-K").arg(&unsigned));
     assert!(
         text(&k.stdout).trim().ends_with("digests OK"),
         "{}",
@@ -382,8 +197,8 @@ fn same_nevra_with_other_bytes_needs_replace_and_epochs_never_collide() {
     let keys = keys();
     let w = tempfile::tempdir().unwrap();
     let repo = w.path().join("repo");
-    let v1 = rpmbuild(&spec("khf-same", 0, "first"), w.path());
-    let v2 = rpmbuild(&spec("khf-same", 0, "second"), w.path());
+    let v1 = rpmbuild_next(&spec("khf-same", 0, "first"), w.path());
+    let v2 = rpmbuild_next(&spec("khf-same", 0, "second"), w.path());
     rpmsign(&keys, &[v1.clone(), v2.clone()]);
     publish_ok(&keys, &repo, &[], std::slice::from_ref(&v1));
     // Same bytes again: nothing to do.
@@ -430,7 +245,7 @@ fn same_nevra_with_other_bytes_needs_replace_and_epochs_never_collide() {
     // Epochs 0, 1 and 2 of the same name-version-release-arch: three files.
     let e: Vec<PathBuf> = [1, 2]
         .iter()
-        .map(|ep| rpmbuild(&spec("khf-same", *ep, &format!("epoch {ep}")), w.path()))
+        .map(|ep| rpmbuild_next(&spec("khf-same", *ep, &format!("epoch {ep}")), w.path()))
         .collect();
     rpmsign(&keys, &e);
     let r = publish_ok(&keys, &repo, &[], &e);
@@ -486,7 +301,7 @@ fn kill_9_during_replace_leaves_a_verifiable_repo() {
         if round % 2 == 0 {
             let _ = std::fs::remove_dir_all(repo.join(".khotfix-cache"));
         }
-        let mut child = Command::new(bin())
+        let mut child = khotfix()
             .args(["publish", "--replace", "--repo"])
             .arg(&repo)
             .arg("--gpg-key")
@@ -525,31 +340,15 @@ fn kill_9_during_replace_leaves_a_verifiable_repo() {
 
 // ---- item 6: long file names ----------------------------------------------
 
-#[path = "data/sign/common.rs"]
-mod common;
-
 #[test]
 fn long_kernel_release_package_end_to_end_and_bad_files_do_not_brick() {
     use khotfix::package::{build_rpm, BuildOptions, Compression, PackageInput};
     let w = tempfile::tempdir().unwrap();
     // Keys and a signed module as `khotfix package` uses them.
     let kdir = w.path().join("keys");
-    common::run(
-        common::khotfix()
-            .args(["keys", "generate", "--bits", "2048"])
-            .arg(&kdir),
-    );
+    generate_keys(&kdir);
     let module = w.path().join("kpatch-22519882.ko");
-    common::run(
-        common::khotfix()
-            .args(["sign", "--key"])
-            .arg(kdir.join("module-signing.key.pem"))
-            .arg("--cert")
-            .arg(kdir.join("module-signing.crt.pem"))
-            .arg("-o")
-            .arg(&module)
-            .arg(&common::modules()[0]),
-    );
+    sign_module(&kdir, &module);
     let secret = kdir.join(khotfix::keys::PGP_SECRET_FILE);
     let signer = khotfix::keys::PackageSigner::load(&secret, None).unwrap();
     // A long vendor release (hotfix streams and rebuilds add numeric parts).

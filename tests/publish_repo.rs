@@ -5,128 +5,17 @@
 //!
 //! Tools: gpg, rpmbuild, rpmsign, rpm, createrepo_c, dnf, python3 (HTTP server).
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_khotfix")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    out
-}
-
-fn ok(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A temporary GnuPG home with one RSA signing key, exported armored.
-struct Keys {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    secret: PathBuf,
-    fpr: String,
-}
-
-fn keys() -> Keys {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("gnupg");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    ok(Command::new("gpg")
-        .env("GNUPGHOME", &home)
-        .args(["--batch", "--passphrase", "", "--quick-gen-key"])
-        .args([
-            "khotfix test <test@khotfix.invalid>",
-            "rsa2048",
-            "sign",
-            "never",
-        ]));
-    let out = ok(Command::new("gpg").env("GNUPGHOME", &home).args([
-        "--batch",
-        "--armor",
-        "--export-secret-keys",
-    ]));
-    let secret = dir.path().join("secret.asc");
-    std::fs::write(&secret, &out.stdout).unwrap();
-    let out = ok(Command::new("gpg").env("GNUPGHOME", &home).args([
-        "--batch",
-        "--with-colons",
-        "--list-keys",
-    ]));
-    let fpr = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_string();
-    Keys {
-        _dir: dir,
-        home,
-        secret,
-        fpr,
-    }
-}
-
-/// Build a package from a spec with rpmbuild; returns the .rpm path.
-fn rpmbuild(spec: &str, work: &Path) -> PathBuf {
-    let top = work.join("rpmbuild");
-    let out = work.join("rpms");
-    std::fs::create_dir_all(&top).unwrap();
-    let spec_path = work.join(format!(
-        "s{}.spec",
-        std::fs::read_dir(work).unwrap().count()
-    ));
-    std::fs::write(&spec_path, spec).unwrap();
-    let before: Vec<PathBuf> = walk_rpms(&out);
-    ok(Command::new("rpmbuild")
-        .arg("-bb")
-        .arg("--define")
-        .arg(format!("_topdir {}", top.display()))
-        .arg("--define")
-        .arg(format!("_rpmdir {}", out.display()))
-        .args(["--define", "_build_id_links none", "--quiet"])
-        .arg(&spec_path));
-    walk_rpms(&out)
-        .into_iter()
-        .find(|p| !before.contains(p))
-        .expect("rpmbuild produced no package")
-}
-
-fn walk_rpms(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.path().extension().map(|x| x == "rpm").unwrap_or(false))
-        .map(|e| e.path().to_path_buf())
-        .collect()
-}
-
-/// Sign packages with rpmsign through the test GnuPG home.
-fn rpmsign(keys: &Keys, rpms: &[PathBuf]) {
-    ok(Command::new("rpmsign")
-        .env("GNUPGHOME", &keys.home)
-        .args(["--define", "__gpg /usr/bin/gpg"])
-        .arg("--define")
-        .arg(format!("_gpg_name {}", keys.fpr))
-        .arg("--define")
-        .arg(format!("_gpg_path {}", keys.home.display()))
-        .arg("--addsign")
-        .args(rpms)
-        .stdin(Stdio::null()));
-}
+use support::bin::khotfix;
+use support::gpg::{keys, rpmsign, Keys};
+use support::http::Http;
+use support::process::{ok, output};
+use support::publish::{publish, publish_ok, verify};
+use support::rpm::{rpmbuild_next, walk_rpms};
 
 /// Many small signed packages, fast: built in-process with the rpm crate.
 fn gen_rpms(keys: &Keys, dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
@@ -157,103 +46,12 @@ fn gen_rpms(keys: &Keys, dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-fn publish(keys: &Keys, repo: &Path, extra: &[&str], rpms: &[PathBuf]) -> Output {
-    run(Command::new(bin())
-        .arg("publish")
-        .arg("--repo")
-        .arg(repo)
-        .arg("--gpg-key")
-        .arg(&keys.secret)
-        .args(extra)
-        .args(rpms))
-}
-
-fn publish_ok(keys: &Keys, repo: &Path, extra: &[&str], rpms: &[PathBuf]) -> serde_json::Value {
-    let mut args = vec!["--json"];
-    args.extend_from_slice(extra);
-    let out = publish(keys, repo, &args, rpms);
-    assert!(
-        out.status.success(),
-        "publish failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn verify(repo: &Path) -> Output {
-    run(Command::new(bin()).args(["repo", "verify"]).arg(repo))
-}
-
-/// python3 -m http.server on 127.0.0.1, an ephemeral port, killed on drop.
-struct Http {
-    child: Child,
-    port: u16,
-}
-
-impl Http {
-    fn serve(dir: &Path) -> Http {
-        let mut child = Command::new("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("cannot parse http.server banner {line:?}"));
-        Http { child, port }
-    }
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// dnf with only the given repository, gpgcheck and repo_gpgcheck on, a
 /// private cache, the key imported from the repository (-y).
 fn dnf(url: &str, cache: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new("dnf");
-    c.args([
-        "-y",
-        "--setopt=reposdir=/dev/null",
-        "--releasever=1",
-        "--disableplugin=*",
-    ])
-    .arg(format!("--setopt=cachedir={}", cache.display()))
-    .arg(format!("--repofrompath=khf,{url}"))
-    .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
-    .arg(format!("--setopt=khf.gpgkey={url}RPM-GPG-KEY-khotfix"))
-    // Debian's dnf.conf sets skip_if_unavailable=True, which would turn
-    // every metadata failure into a silent success.
-    .args([
-        "--setopt=khf.metadata_expire=0",
-        "--setopt=skip_if_unavailable=False",
-    ])
-    .args(args);
-    run(&mut c)
+    let mut c = support::dnf::dnf_no_repos(cache);
+    support::dnf::signed_repo(&mut c, "khf", url, &support::dnf::key_url(url));
+    output(c.args(args))
 }
 
 fn stdout(o: &Output) -> String {
@@ -356,8 +154,8 @@ fn dnf_installs_from_signed_repo_over_http() {
     let keys = keys();
     let work = tempfile::tempdir().unwrap();
     let mut rpms = vec![
-        rpmbuild(KPATCH_SPEC, work.path()),
-        rpmbuild(&hotfix_spec("22519882", "1"), work.path()),
+        rpmbuild_next(KPATCH_SPEC, work.path()),
+        rpmbuild_next(&hotfix_spec("22519882", "1"), work.path()),
     ];
     rpmsign(&keys, &rpms);
     let repo = work.path().join("repo");
@@ -388,7 +186,7 @@ fn dnf_installs_from_signed_repo_over_http() {
     let http = Http::serve(&repo);
     let cache = work.path().join("cache");
     let q = dnf(
-        &http.url(""),
+        &http.url(),
         &cache,
         &["repoquery", "--qf", "%{name} %{evr} %{arch}"],
     );
@@ -408,7 +206,7 @@ fn dnf_installs_from_signed_repo_over_http() {
     );
 
     // Publishing one more package later is picked up by the same client.
-    let more = rpmbuild(&hotfix_spec("22519883", "1"), work.path());
+    let more = rpmbuild_next(&hotfix_spec("22519883", "1"), work.path());
     rpmsign(&keys, std::slice::from_ref(&more));
     let report = publish_ok(&keys, &repo, &[], std::slice::from_ref(&more));
     assert_eq!(
@@ -418,7 +216,7 @@ fn dnf_installs_from_signed_repo_over_http() {
     rpms.push(more);
     // --refresh: dnf's cached metadata would otherwise still count as fresh.
     let q = dnf(
-        &http.url(""),
+        &http.url(),
         &cache,
         &["repoquery", "--refresh", "--qf", "%{name}"],
     );
@@ -431,7 +229,7 @@ fn dnf_installs_from_signed_repo_over_http() {
 
     let root = work.path().join("root");
     let inst = dnf(
-        &http.url(""),
+        &http.url(),
         &cache,
         &[
             "--installroot",
@@ -478,9 +276,9 @@ fn same_metadata_as_createrepo_c() {
     let keys = keys();
     let work = tempfile::tempdir().unwrap();
     let rpms = vec![
-        rpmbuild(KPATCH_SPEC, work.path()),
-        rpmbuild(&hotfix_spec("7", "1"), work.path()),
-        rpmbuild(RICH_SPEC, work.path()),
+        rpmbuild_next(KPATCH_SPEC, work.path()),
+        rpmbuild_next(&hotfix_spec("7", "1"), work.path()),
+        rpmbuild_next(RICH_SPEC, work.path()),
     ];
     rpmsign(&keys, &rpms);
     let ours = work.path().join("ours");
@@ -527,11 +325,9 @@ fn same_metadata_as_createrepo_c() {
     // createrepo_c's repo is unsigned: give dnf its repomd signature via khotfix
     // verify? No: query it with repo_gpgcheck off, ours with it on.
     let theirs_q = {
-        let q = run(Command::new("dnf")
-            .args(["-y", "-q", "--setopt=reposdir=/dev/null", "--releasever=1", "--disableplugin=*"])
-            .arg("--setopt=skip_if_unavailable=False")
-            .arg(format!("--setopt=cachedir={}", work.path().join("c2").display()))
-            .arg(format!("--repofrompath=cr,{}", http.url("theirs/")))
+        let q = output(support::dnf::dnf_no_repos(&work.path().join("c2"))
+            .arg("-q")
+            .arg(format!("--repofrompath=cr,{}", http.url_to("theirs/")))
             .args([
                 "repoquery",
                 "--qf",
@@ -540,7 +336,7 @@ fn same_metadata_as_createrepo_c() {
         assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
         stdout(&q)
     };
-    let ours_q = query_all(&http.url("ours/"), &work.path().join("c1"));
+    let ours_q = query_all(&http.url_to("ours/"), &work.path().join("c1"));
     assert!(
         ours_q.contains("kernel-hotfix-rich-6.1.0-56|2:1.0-3|x86_64"),
         "{ours_q}"
@@ -558,7 +354,7 @@ fn same_metadata_as_createrepo_c() {
         .is_symlink());
     assert!(verify(&theirs).status.success());
     assert_eq!(
-        query_all(&http.url("theirs/"), &work.path().join("c3")),
+        query_all(&http.url_to("theirs/"), &work.path().join("c3")),
         theirs_q
     );
 }
@@ -589,12 +385,14 @@ fn bad_input_changes_nothing() {
     );
 
     // A wrong passphrase source: key file that is not a key.
-    let out = run(Command::new(bin())
-        .args(["publish", "--repo"])
-        .arg(&repo)
-        .arg("--gpg-key")
-        .arg(&junk)
-        .args(&good));
+    let out = output(
+        khotfix()
+            .args(["publish", "--repo"])
+            .arg(&repo)
+            .arg("--gpg-key")
+            .arg(&junk)
+            .args(&good),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an armored OpenPGP secret key"));
 }
@@ -627,7 +425,7 @@ fn retention_and_incremental() {
     // metadata and Packages/ in the same publish (10 > 2 in rpm order).
     let rels: Vec<PathBuf> = ["1", "10", "2"]
         .iter()
-        .map(|r| rpmbuild(&hotfix_spec("555", r), work.path()))
+        .map(|r| rpmbuild_next(&hotfix_spec("555", r), work.path()))
         .collect();
     rpmsign(&keys, &rels);
     let r = publish_ok(&keys, &repo, &["--keep", "2"], &rels);
@@ -659,8 +457,8 @@ fn tampering_fails_verify_and_dnf() {
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     let mut rpms = vec![
-        rpmbuild(KPATCH_SPEC, work.path()),
-        rpmbuild(&hotfix_spec("9", "1"), work.path()),
+        rpmbuild_next(KPATCH_SPEC, work.path()),
+        rpmbuild_next(&hotfix_spec("9", "1"), work.path()),
     ];
     rpmsign(&keys, &rpms);
     publish_ok(&keys, &repo, &[], &rpms);
@@ -688,7 +486,7 @@ fn tampering_fails_verify_and_dnf() {
     );
     let root = work.path().join("root");
     let inst = dnf(
-        &http.url(""),
+        &http.url(),
         &work.path().join("c1"),
         &[
             "--installroot",
@@ -738,7 +536,7 @@ fn tampering_fails_verify_and_dnf() {
         "{}",
         stdout(&v)
     );
-    let mc = dnf(&http.url(""), &work.path().join("c2"), &["makecache"]);
+    let mc = dnf(&http.url(), &work.path().join("c2"), &["makecache"]);
     assert!(
         !mc.status.success(),
         "dnf accepted a damaged primary.xml.gz"
@@ -754,7 +552,7 @@ fn tampering_fails_verify_and_dnf() {
     let v = verify(&repo);
     assert_eq!(v.status.code(), Some(1));
     assert!(stdout(&v).contains("repomd.xml.asc"), "{}", stdout(&v));
-    let mc = dnf(&http.url(""), &work.path().join("c3"), &["makecache"]);
+    let mc = dnf(&http.url(), &work.path().join("c3"), &["makecache"]);
     assert!(
         !mc.status.success(),
         "dnf accepted repomd.xml with a bad signature"
@@ -763,7 +561,7 @@ fn tampering_fails_verify_and_dnf() {
 
     // Restored: everything passes again (the checks above failed for cause).
     assert!(verify(&repo).status.success());
-    assert!(dnf(&http.url(""), &work.path().join("c4"), &["makecache"])
+    assert!(dnf(&http.url(), &work.path().join("c4"), &["makecache"])
         .status
         .success());
 
@@ -794,7 +592,7 @@ fn concurrent_publishers_lose_nothing() {
     let children: Vec<Child> = sets
         .iter()
         .map(|set| {
-            Command::new(bin())
+            khotfix()
                 .arg("publish")
                 .arg("--repo")
                 .arg(&repo)
@@ -820,7 +618,7 @@ fn concurrent_publishers_lose_nothing() {
     assert!(stdout(&v).contains("48 packages"), "{}", stdout(&v));
     let http = Http::serve(&repo);
     let q = dnf(
-        &http.url(""),
+        &http.url(),
         &work.path().join("c"),
         &["repoquery", "--qf", "%{name}"],
     );
@@ -869,7 +667,7 @@ fn kill_9_during_publish_leaves_a_readable_repo() {
             // Cold cache: the publish re-reads every header (a long window).
             let _ = std::fs::remove_dir_all(repo.join(".khotfix-cache"));
         }
-        let mut child = Command::new(bin())
+        let mut child = khotfix()
             .arg("publish")
             .arg("--repo")
             .arg(&repo)
@@ -893,7 +691,7 @@ fn kill_9_during_publish_leaves_a_readable_repo() {
             stdout(&v)
         );
         let mc = dnf(
-            &http.url(""),
+            &http.url(),
             &work.path().join(format!("c{round}")),
             &["makecache"],
         );
@@ -946,22 +744,18 @@ fn gen_tagged(keys: &Keys, dir: &Path, names: &[(&str, &str)]) -> Vec<PathBuf> {
 /// the part's own khotfix.repo-style URL.
 fn part_names(http: &Http, part: &str, cache: &Path) -> Vec<String> {
     let url = if part.is_empty() {
-        http.url("")
+        http.url()
     } else {
-        http.url(&format!("{part}/"))
+        http.url_to(&format!("{part}/"))
     };
-    let mut c = Command::new("dnf");
-    c.args(["-y", "-q", "--setopt=reposdir=/dev/null", "--releasever=1"])
-        .args(["--disableplugin=*", "--setopt=skip_if_unavailable=False"])
-        .arg(format!("--setopt=cachedir={}", cache.display()))
-        .arg(format!("--repofrompath=khf,{url}"))
-        .args(["--setopt=khf.gpgcheck=1", "--setopt=khf.repo_gpgcheck=1"])
-        .arg(format!(
-            "--setopt=khf.gpgkey={}",
-            http.url("RPM-GPG-KEY-khotfix")
-        ))
-        .args(["repoquery", "--qf", "%{name}"]);
-    let q = run(&mut c);
+    let mut c = support::dnf::dnf_no_repos(cache);
+    c.arg("-q");
+    support::dnf::signed_repo(&mut c, "khf", &url, &support::dnf::key_url(&http.url())).args([
+        "repoquery",
+        "--qf",
+        "%{name}",
+    ]);
+    let q = output(&mut c);
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
     let mut v: Vec<String> = stdout(&q).lines().map(str::to_owned).collect();
     v.sort();

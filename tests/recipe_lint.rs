@@ -2,17 +2,16 @@
 //! defect each) and on the good recipes, through the real binary; plus
 //! property tests that drive `Recipe::parse` with arbitrary and mutated input.
 
+mod support;
+
+use support::bin::khotfix;
+
 use khotfix::kernel::KernelRelease;
 use khotfix::patchfile::Patch;
 use khotfix::recipe::Recipe;
 use proptest::prelude::*;
 use regex::Regex;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
 
 fn tomls(dir: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -2,10 +2,10 @@
 //! input and nothing written; `--json` and `--report` for a run with no
 //! matching kernels (exit 0, an empty but well-formed report).
 
-use std::process::Command;
+mod support;
 
 fn khotfix(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
+    support::bin::khotfix()
         .args(args)
         .current_dir(cwd)
         .output()

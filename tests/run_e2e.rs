@@ -21,65 +21,30 @@
 //! `kpatch` runtime package the hotfix requires is a tiny noarch RPM whose
 //! `kpatch` script only records how it was called.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_khotfix")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-fn ok(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// The repository root (recipes/ and patches/ live there).
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::process::{Command, Output};
+use support::bin::{khotfix, REPO};
+use support::container::ci_container_env;
+use support::dnf::{dnf_no_repos, key_url, signed_repo};
+use support::gpg::rpmsign_with;
+use support::http::Http;
+use support::kernel::debian_previous_abi;
+use support::process::{ok, output, text};
+use support::rpm::{rpmbuild, BUSYBOX_SH_SPEC};
 
 /// `khotfix run` with the container settings CI uses (`.ci/env`'s values
 /// unless the environment already sets them) and the default cache.
 fn khotfix_run(args: &[&str], out: &Path, extra_env: &[(&str, String)]) -> Output {
-    let mut c = Command::new(bin());
+    let mut c = khotfix();
     c.arg("run").args(args).arg("--out").arg(out).arg("--json");
-    for (k, v) in [
-        ("KHOTFIX_CONTAINER_ENGINE", "podman"),
-        ("KHOTFIX_CONTAINER_ENGINE_OPTS", "--runtime runc"),
-        (
-            "KHOTFIX_CONTAINER_RUN_OPTS",
-            "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024",
-        ),
-        (
-            "KHOTFIX_CONTAINER_BUILD_OPTS",
-            "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024",
-        ),
-    ] {
-        if std::env::var_os(k).is_none() {
-            c.env(k, v);
-        }
-    }
+    ci_container_env(&mut c);
     for (k, v) in extra_env {
         c.env(k, v);
     }
-    c.current_dir(root());
-    run(&mut c)
+    c.current_dir(REPO);
+    output(&mut c)
 }
 
 fn report(out: &Output) -> serde_json::Value {
@@ -126,83 +91,20 @@ fn check<'a>(verify: &'a serde_json::Value, name: &str) -> (&'a str, &'a str) {
 
 // ---- HTTP and dnf ----------------------------------------------------------
 
-/// python3 -m http.server on 127.0.0.1, an ephemeral port, killed on drop.
-struct Http {
-    child: Child,
-    port: u16,
-}
-
-impl Http {
-    fn serve(dir: &Path) -> Http {
-        let mut child = Command::new("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("cannot parse http.server banner {line:?}"));
-        Http { child, port }
-    }
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// dnf with only the published repository's parts (`""` the top level,
 /// `"deb12"` that dist's part), gpgcheck and repo_gpgcheck on, a private
 /// cache, the key imported from the repository (-y).
 fn dnf(url: &str, parts: &[&str], cache: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new("dnf");
-    c.args([
-        "-y",
-        "--setopt=reposdir=/dev/null",
-        "--releasever=1",
-        "--disableplugin=*",
-    ])
-    .arg(format!("--setopt=cachedir={}", cache.display()));
+    let mut c = dnf_no_repos(cache);
     for (i, part) in parts.iter().enumerate() {
-        let id = format!("khf{i}");
         let part_url = if part.is_empty() {
             url.to_string()
         } else {
             format!("{url}{part}/")
         };
-        c.arg(format!("--repofrompath={id},{part_url}"))
-            .arg(format!("--setopt={id}.gpgcheck=1"))
-            .arg(format!("--setopt={id}.repo_gpgcheck=1"))
-            .arg(format!("--setopt={id}.gpgkey={url}RPM-GPG-KEY-khotfix"))
-            .arg(format!("--setopt={id}.metadata_expire=0"));
+        signed_repo(&mut c, &format!("khf{i}"), &part_url, &key_url(url));
     }
-    // Debian's dnf.conf sets skip_if_unavailable=True, which would turn
-    // every metadata failure into a silent success.
-    c.arg("--setopt=skip_if_unavailable=False").args(args);
-    run(&mut c)
+    output(c.args(args))
 }
 
 // ---- the kpatch runtime stand-in -------------------------------------------
@@ -228,83 +130,6 @@ chmod 755 %{buildroot}/usr/sbin/kpatch
 /usr/sbin/kpatch
 %dir /var/log
 "#;
-
-/// The hotfix's scriptlets need `/bin/sh` (rpm adds `Requires: /bin/sh`);
-/// an empty installroot has none. This stand-in for the distro's shell
-/// package ships busybox-static as `/bin/sh`.
-const SH_SPEC: &str = r#"
-%global debug_package %{nil}
-%global __os_install_post %{nil}
-Name: busybox-sh
-Version: 1.0
-Release: 1
-Summary: stand-in /bin/sh (busybox-static) for the end-to-end test installroot
-License: GPL-2.0
-AutoReqProv: no
-Provides: /bin/sh
-%description
-Stand-in for the distro's shell package: busybox-static as /bin/sh.
-%install
-mkdir -p %{buildroot}/bin
-cp /bin/busybox %{buildroot}/bin/sh
-%files
-/bin/sh
-"#;
-
-fn rpmbuild_binary(name: &str, spec: &str, work: &Path) -> PathBuf {
-    let top = work.join("rpmbuild");
-    let out = work.join("rpms").join(name);
-    std::fs::create_dir_all(&top).unwrap();
-    let spec_path = work.join(format!("{name}.spec"));
-    std::fs::write(&spec_path, spec).unwrap();
-    ok(Command::new("rpmbuild")
-        .arg("-bb")
-        .arg("--define")
-        .arg(format!("_topdir {}", top.display()))
-        .arg("--define")
-        .arg(format!("_rpmdir {}", out.display()))
-        .args(["--define", "_build_id_links none", "--quiet"])
-        .arg(&spec_path));
-    walkdir::WalkDir::new(&out)
-        .into_iter()
-        .flatten()
-        .map(|e| e.path().to_path_buf())
-        .find(|p| p.extension().is_some_and(|x| x == "rpm"))
-        .expect("rpmbuild produced no package")
-}
-
-/// Sign `rpm` with rpmsign through a GnuPG home that imported `secret` (the
-/// run's package-signing key), so dnf's gpgcheck=1 covers it too.
-fn rpmsign_with(secret: &Path, rpm: &Path, work: &Path) {
-    let home = work.join("gnupg");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    ok(Command::new("gpg")
-        .env("GNUPGHOME", &home)
-        .args(["--batch", "--import"])
-        .arg(secret));
-    let out = ok(Command::new("gpg").env("GNUPGHOME", &home).args([
-        "--batch",
-        "--with-colons",
-        "--list-secret-keys",
-    ]));
-    let fpr = text(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .expect("imported key has no fingerprint")
-        .to_string();
-    ok(Command::new("rpmsign")
-        .env("GNUPGHOME", &home)
-        .args(["--define", "__gpg /usr/bin/gpg"])
-        .arg("--define")
-        .arg(format!("_gpg_name {fpr}"))
-        .arg("--define")
-        .arg(format!("_gpg_path {}", home.display()))
-        .arg("--addsign")
-        .arg(rpm)
-        .stdin(Stdio::null()));
-}
 
 /// Names (`name-version-release.arch`) the repository's primary.xml lists.
 fn repo_packages(repo: &Path) -> Vec<String> {
@@ -426,7 +251,7 @@ fn debian12_run_boot_verifies_and_installs_with_dnf() {
         "{prep:#}"
     );
     let build_log = std::fs::read_to_string(
-        stage(j, "build").unwrap()["artifacts"]["log"]
+        stage(j, "build").unwrap()["detail"]["log"]
             .as_str()
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -474,11 +299,11 @@ fn debian12_run_boot_verifies_and_installs_with_dnf() {
     // part; the stand-ins carry no dist tag and land at the top level.
     let repo = out.join("repo");
     let secret = out.join("keys").join(khotfix::keys::PGP_SECRET_FILE);
-    let kpatch = rpmbuild_binary("kpatch", KPATCH_SPEC, work.path());
-    let sh = rpmbuild_binary("busybox-sh", SH_SPEC, work.path());
+    let kpatch = rpmbuild(KPATCH_SPEC, work.path(), "kpatch");
+    let sh = rpmbuild(BUSYBOX_SH_SPEC, work.path(), "busybox-sh");
     rpmsign_with(&secret, &kpatch, work.path());
     rpmsign_with(&secret, &sh, work.path());
-    ok(Command::new(bin())
+    ok(khotfix()
         .args(["publish", "--repo"])
         .arg(&repo)
         .arg("--gpg-key")
@@ -493,7 +318,7 @@ fn debian12_run_boot_verifies_and_installs_with_dnf() {
         vec!["busybox-sh".to_string(), "kpatch".to_string()],
         "repodata"
     );
-    let v = run(Command::new(bin()).args(["repo", "verify"]).arg(&repo));
+    let v = output(khotfix().args(["repo", "verify"]).arg(&repo));
     assert!(v.status.success(), "repo verify: {}", text(&v.stdout));
 
     // dnf into an empty installroot over HTTP: it pulls in kpatch and
@@ -735,14 +560,14 @@ fn a_patch_that_does_not_apply_fails_its_job_alone() {
     let patch_name = "0001-ipvs-estimation_timer-skip-est_list-walk.patch";
     std::fs::create_dir_all(fx.join("patches")).unwrap();
     std::fs::copy(
-        root()
+        PathBuf::from(REPO)
             .join("patches/ipvs-estimation-timer/centos7")
             .join(patch_name),
         fx.join("patches").join(patch_name),
     )
     .unwrap();
     copy_dir(
-        &root().join("patches/ipvs-estimation-timer/debian12"),
+        &PathBuf::from(REPO).join("patches/ipvs-estimation-timer/debian12"),
         &fx.join("debian12"),
     );
     let recipe = fx.join("ipvs.toml");
@@ -829,7 +654,7 @@ fn a_patch_that_does_not_apply_fails_its_job_alone() {
         client.contains(&format!("{}/deb12/khotfix.repo", repo.display())),
         "the run's .repo line does not name the deb12 part: {client:?}"
     );
-    let v = run(Command::new(bin()).args(["repo", "verify"]).arg(&repo));
+    let v = output(khotfix().args(["repo", "verify"]).arg(&repo));
     assert_eq!(
         v.status.code(),
         Some(0),
@@ -841,53 +666,12 @@ fn a_patch_that_does_not_apply_fails_its_job_alone() {
 
 // ---- 3. a kernel the host does not have ------------------------------------
 
-/// The newest Debian 6.1 ABI in the archive older than the one
-/// `linux-image-amd64` depends on (the previous security update), with its
-/// headers still available.
-fn previous_abi() -> String {
-    let current =
-        text(&ok(Command::new("apt-cache").args(["depends", "linux-image-amd64"])).stdout)
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("Depends: linux-image-")
-                    .map(str::to_string)
-            })
-            .expect("linux-image-amd64 depends on an ABI");
-    let number = |abi: &str| -> Option<u32> {
-        abi.strip_prefix("6.1.0-")?
-            .strip_suffix("-amd64")?
-            .parse()
-            .ok()
-    };
-    let cur = number(&current).unwrap_or_else(|| panic!("unexpected ABI {current}"));
-    let listed = text(
-        &ok(Command::new("apt-cache").args([
-            "search",
-            "--names-only",
-            r"^linux-headers-6\.1\.0-[0-9]+-amd64$",
-        ]))
-        .stdout,
-    );
-    let mut older: Vec<u32> = listed
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|p| number(p.strip_prefix("linux-headers-")?))
-        .filter(|n| *n < cur)
-        .collect();
-    older.sort();
-    let n = older
-        .pop()
-        .unwrap_or_else(|| panic!("no Debian ABI older than {current} in the archive"));
-    format!("6.1.0-{n}-amd64")
-}
-
 /// Issue 14: verify boots the kernel fetch downloaded, never the host's own
 /// /boot or /lib/modules. The previous Debian ABI, which this host does not
 /// have installed, builds, boots and verifies.
 #[test]
 fn a_kernel_the_host_does_not_have_verifies_from_fetched_packages() {
-    let abi = previous_abi();
+    let abi = debian_previous_abi();
     for p in [
         format!("/lib/modules/{abi}"),
         format!("/boot/vmlinuz-{abi}"),

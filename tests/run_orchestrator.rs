@@ -7,11 +7,14 @@
 //! nothing: the point is to watch what the orchestrator does with stages
 //! (which it runs, skips, records and reports), independent of kernels.
 
+use khotfix::build::BuildOutput;
+use khotfix::fetch::{FetchedKernel, RpmKernel};
 use khotfix::plan::Plan;
 use khotfix::recipe::Recipe;
+use khotfix::run::artifacts::{PackagedRpm, PrepareOutput, SignOutput, StageData, VerifyOutput};
 use khotfix::run::{
-    self, artifact, JobContext, JobStatus, Pipeline, PublishOutput, PublishStatus, RunSettings,
-    Selection, StageKind, StageOutput, StageStatus,
+    self, JobContext, JobStatus, Pipeline, PublishOutput, PublishStatus, RunSettings, Selection,
+    StageKind, StageOutput, StageStatus,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -136,11 +139,7 @@ fn test_stage(
                 anyhow::bail!("{kind} refused target {t} (orchestrator test failure)");
             }
         }
-        let prev = cx
-            .prior
-            .values()
-            .last()
-            .and_then(|o| o.artifacts.get("out"))
+        let prev = previous_file(cx, kind)
             .map(|p| std::fs::read(p).unwrap())
             .unwrap_or_default();
         let path = cx.work_dir.join(format!("{kind}.out"));
@@ -157,15 +156,68 @@ fn test_stage(
             bytes.extend(std::fs::read(src)?);
         }
         std::fs::write(&path, &bytes)?;
-        let mut out = StageOutput::new()
-            .artifact("out", &path)
-            .summary(format!("{kind} ok"));
+        let rpm = cx.work_dir.join(format!("{}.rpm", cx.job.package));
         if kind == StageKind::Package {
-            let rpm = cx.work_dir.join(format!("{}.rpm", cx.job.package));
             std::fs::write(&rpm, &bytes)?;
-            out = out.artifact(artifact::RPM, rpm);
         }
-        Ok(out)
+        Ok(StageOutput::of(typed_output(cx, kind, path, rpm)).summary(format!("{kind} ok")))
+    }
+}
+
+/// The typed output of stage `kind` with `file` in its main slot (the
+/// package stage's RPM is `rpm`): the orchestrator only digests the files.
+fn typed_output(cx: &JobContext, kind: StageKind, file: PathBuf, rpm: PathBuf) -> StageData {
+    match kind {
+        StageKind::Fetch => StageData::Fetch(FetchedKernel::Rpm(RpmKernel {
+            kernel: cx.job.kernel.clone(),
+            source_rpm: file.clone(),
+            debuginfo_rpm: file.clone(),
+            debuginfo_common_rpm: file.clone(),
+            devel_rpm: file,
+            files: Vec::new(),
+        })),
+        StageKind::Prepare => StageData::Prepare(PrepareOutput::SourceRpm { vmlinux: file }),
+        StageKind::Build => StageData::Build(BuildOutput {
+            job: cx.job.id.clone(),
+            backend: cx.job.backend,
+            kernel: cx.job.kernel.to_string(),
+            module: file.clone(),
+            module_name: "kpatch_test".into(),
+            cache_hit: false,
+            cache_key: String::new(),
+            image: "test".into(),
+            log: file,
+            seconds: 0.0,
+        }),
+        StageKind::Sign => StageData::Sign(SignOutput {
+            module: file,
+            cert: None,
+        }),
+        StageKind::Package => StageData::Package(PackagedRpm {
+            rpm,
+            key: file,
+            nevra: cx.job.package.clone(),
+        }),
+        StageKind::Verify => StageData::Verify(VerifyOutput { report: file }),
+    }
+}
+
+/// The main file of the stage before `kind`, as [`typed_output`] placed it.
+fn previous_file<'a>(cx: &'a JobContext, kind: StageKind) -> Option<&'a Path> {
+    let a = cx.artifacts;
+    match kind {
+        StageKind::Fetch => None,
+        StageKind::Prepare => match a.fetch.as_ref()? {
+            FetchedKernel::Rpm(k) => Some(&k.source_rpm),
+            FetchedKernel::Deb(_) => None,
+        },
+        StageKind::Build => match a.prepare.as_ref()? {
+            PrepareOutput::SourceRpm { vmlinux } => Some(vmlinux),
+            _ => None,
+        },
+        StageKind::Sign => a.build.as_ref().map(|b| b.module.as_path()),
+        StageKind::Package => a.sign.as_ref().map(|s| s.module.as_path()),
+        StageKind::Verify => a.package.as_ref().map(|p| p.key.as_path()),
     }
 }
 
@@ -218,7 +270,8 @@ fn full_run_then_noop_rerun() {
         );
         let build = &st.stages[2];
         assert!(
-            build.inputs.contains_key("module_source") && build.inputs.contains_key("prepare.out"),
+            build.inputs.contains_key("module_source")
+                && build.inputs.contains_key("prepare.vmlinux"),
             "{:?}",
             build.inputs
         );
@@ -226,7 +279,7 @@ fn full_run_then_noop_rerun() {
             !st.stages[0].inputs.contains_key("module_source"),
             "fetch must not depend on sources"
         );
-        assert!(build.outputs["out"].sha256.is_some());
+        assert!(build.outputs["module"].sha256.is_some());
         let v = fx
             .out()
             .join("verified")
@@ -401,7 +454,10 @@ fn panicking_stage_and_missing_artifact_fail_only_their_job() {
         })
         .stage(StageKind::Sign, |cx: &JobContext| {
             if cx.job.kernel.as_str() == "6.1.0-55-amd64" {
-                return Ok(StageOutput::new().artifact("module", cx.work_dir.join("missing.ko")));
+                return Ok(StageOutput::of(StageData::Sign(SignOutput {
+                    module: cx.work_dir.join("missing.ko"),
+                    cert: None,
+                })));
             }
             Ok(StageOutput::new())
         });
@@ -412,7 +468,10 @@ fn panicking_stage_and_missing_artifact_fail_only_their_job() {
         .unwrap()
         .contains("panicked: orchestrator test panic"));
     let e = job(&r, "good", "6.1.0-55-amd64").error.clone().unwrap();
-    assert!(e.contains("missing.ko") && e.contains("\"module\""), "{e}");
+    assert!(
+        e.contains("missing.ko") && e.contains("returned module"),
+        "{e}"
+    );
     assert_eq!(job(&r, "good", "6.1.0-56-amd64").status, JobStatus::Passed);
 }
 
@@ -608,7 +667,11 @@ fn artifacts_must_be_absolute() {
     let fx = Fixture::new();
     let calls = Arc::new(Calls::default());
     let p = pipeline(&calls, None).stage(StageKind::Fetch, |_cx: &JobContext| {
-        Ok(StageOutput::new().artifact("x", Path::new("rel/x")))
+        Ok(StageOutput::of(StageData::Prepare(
+            PrepareOutput::ModuleSource {
+                dir: PathBuf::from("rel/x"),
+            },
+        )))
     });
     let r = fx.run(&p, &Selection::default());
     assert!(r

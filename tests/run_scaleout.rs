@@ -5,40 +5,19 @@
 //! `--job-index`, the plan digest guard, volumes, and the workflow's
 //! plan → matrix → publish wiring.
 
+mod support;
+
 use khotfix::run::k8s::{manifests, to_yaml, K8sOptions};
 use serde_json::Value;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Parse multi-document YAML with python3's yaml.safe_load_all into JSON.
 fn parse_yaml(text: &str) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed (with python3-yaml; see .ci/packages.txt)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "YAML did not parse: {}\n{text}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+    support::yaml::pyyaml(text).unwrap_or_else(|e| panic!("YAML did not parse: {e}\n{text}"))
 }
 
 fn khotfix(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_khotfix"));
+    let mut c = support::bin::khotfix();
     c.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
     for (k, v) in env {
         c.env(k, v);

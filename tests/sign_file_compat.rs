@@ -3,11 +3,13 @@
 //! openssl: byte-identical output, re-signing, modinfo, openssl cms -verify,
 //! key formats and the error paths.
 
-#[path = "data/sign/common.rs"]
-mod common;
+mod support;
 
-use common::*;
 use std::path::Path;
+use support::bin::khotfix;
+use support::kernel::{modules, openssl_key, shared_key, sign_file};
+use support::process::{output, run};
+use support::tmp::{rand_suffix, tmpdir};
 
 fn khotfix_sign(hash: &str, key: &Path, cert: &Path, input: &Path, out: &Path) {
     run(khotfix()

@@ -407,7 +407,7 @@ fn kernel_releases_from_the_issue() {
         ),
         ("3.10.0", "1062.9.1", Some("el7"), Some("x86_64"))
     );
-    assert_eq!(r.flavor, Flavor::El(7));
+    assert_eq!(r.flavor, Flavor::dist("el7"));
     let r = k("5.10.134-18.al8.x86_64");
     assert_eq!(
         (r.release.as_str(), r.flavor.name()),
@@ -416,7 +416,7 @@ fn kernel_releases_from_the_issue() {
     let r = k("5.10.134-18.0.1.lifsea8.x86_64");
     // The seed script's regex cut this to 5.10.134-18.0; the whole release is kept.
     assert_eq!(r.version_release(), "5.10.134-18.0.1");
-    assert_eq!(r.flavor, Flavor::Lifsea8);
+    assert_eq!(r.flavor, Flavor::dist("lifsea8"));
     let r = k("5.10.134-19.1.al8.x86_64");
     assert_eq!(
         (r.release.as_str(), r.package_suffix()),

@@ -7,16 +7,22 @@
 //! target kernel boots under qemu with the module loaded and patching ip_vs,
 //! while a job with an unsigned RPM fails verify and is not published.
 
+mod support;
+
+use khotfix::fetch::{DebKernel, FetchedKernel};
 use khotfix::plan::Plan;
 use khotfix::recipe::Recipe;
+use khotfix::run::artifacts::{PackagedRpm, SignOutput, StageData};
 use khotfix::run::{
-    self, artifact, JobContext, JobStatus, Pipeline, PublishOutput, RunSettings, Selection,
-    StageKind, StageOutput,
+    self, JobContext, JobStatus, Pipeline, PublishOutput, RunSettings, Selection, StageKind,
+    StageOutput,
 };
 use khotfix::verify::{self, Outcome, VerifyInputs, VerifyReport};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use support::gpg::{gpg, private_home};
+use support::process::run;
 
 struct Built {
     _dir: tempfile::TempDir,
@@ -33,22 +39,9 @@ struct Built {
     other_key: PathBuf,
 }
 
-fn sh(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn gpg_key(home: &Path, name: &str) -> PathBuf {
-    std::fs::create_dir_all(home).unwrap();
-    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    sh(Command::new("gpg")
-        .env("GNUPGHOME", home)
+    private_home(home);
+    run(gpg(home)
         .args([
             "--batch",
             "--pinentry-mode",
@@ -60,9 +53,7 @@ fn gpg_key(home: &Path, name: &str) -> PathBuf {
         .arg(format!("{name} <{name}@example.com>"))
         .args(["rsa2048", "sign", "never"]));
     let out = home.join("key.asc");
-    let armored = sh(Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args(["--armor", "--export"]));
+    let armored = run(gpg(home).args(["--armor", "--export"]));
     std::fs::write(&out, armored).unwrap();
     out
 }
@@ -70,7 +61,7 @@ fn gpg_key(home: &Path, name: &str) -> PathBuf {
 fn x509(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key.pem"));
     let cert = dir.join(format!("{name}.cert.pem"));
-    sh(Command::new("openssl")
+    run(Command::new("openssl")
         .args([
             "req", "-new", "-nodes", "-utf8", "-sha256", "-days", "2", "-batch", "-x509",
             "-newkey", "rsa:2048",
@@ -99,7 +90,7 @@ fn rpmbuild(dir: &Path, name: &str, abi: &str, ko: &Path) -> PathBuf {
         ),
     )
     .unwrap();
-    sh(Command::new("rpmbuild")
+    run(Command::new("rpmbuild")
         .arg("--define")
         .arg(format!("_topdir {}", top.display()))
         .args([
@@ -132,7 +123,7 @@ fn built() -> &'static Built {
             let e = e.unwrap();
             std::fs::copy(e.path(), src.join(e.file_name())).unwrap();
         }
-        sh(Command::new("make")
+        run(Command::new("make")
             .arg("-C")
             .arg(format!("/lib/modules/{abi}/build"))
             .arg(format!("M={}", src.display()))
@@ -145,7 +136,7 @@ fn built() -> &'static Built {
         let signed = root.join("signed/kpatch-30001.ko");
         std::fs::create_dir_all(signed.parent().unwrap()).unwrap();
         std::fs::copy(&unsigned, &signed).unwrap();
-        sh(Command::new("/usr/lib/linux-kbuild-6.1/scripts/sign-file")
+        run(Command::new("/usr/lib/linux-kbuild-6.1/scripts/sign-file")
             .arg("sha256")
             .arg(&key)
             .arg(&cert)
@@ -160,7 +151,7 @@ fn built() -> &'static Built {
         std::fs::copy(&rpm, &rpm_unsigned).unwrap();
         let rpm_wrong_ko = rpmbuild(&root, "kernel-hotfix-30001-wrong", &abi, &unsigned);
         for r in [&rpm, &rpm_wrong_ko] {
-            sh(Command::new("rpmsign")
+            run(Command::new("rpmsign")
                 .env("GNUPGHOME", &home)
                 .args([
                     "--define",
@@ -351,7 +342,7 @@ fn elf_modinfo_parser_matches_kmod() {
     let b = built();
     let data = std::fs::read(&b.signed).unwrap();
     let info = khotfix::verify::checks::parse_modinfo(&data).unwrap();
-    let kmod = sh(Command::new("modinfo")
+    let kmod = run(Command::new("modinfo")
         .args(["-F", "vermagic"])
         .arg(&b.signed));
     assert_eq!(info.get("vermagic").unwrap().trim(), kmod.trim());
@@ -407,10 +398,20 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
         PathBuf::from(format!("/boot/vmlinuz-{}", b.abi)),
         PathBuf::from(format!("/lib/modules/{}", b.abi)),
     );
+    let abi = b.abi.clone();
     let fetch = move |_cx: &JobContext| {
-        Ok(StageOutput::new()
-            .artifact(artifact::KERNEL_IMAGE, &image)
-            .artifact(artifact::MODULES_DIR, &modules))
+        let kernel = khotfix::kernel::KernelRelease::parse(&abi).unwrap();
+        Ok(StageOutput::of(StageData::Fetch(FetchedKernel::Deb(
+            DebKernel {
+                kernel,
+                root: PathBuf::from("/"),
+                headers_dir: modules.join("build"),
+                vmlinuz: Some(image.clone()),
+                modules_dir: Some(modules.clone()),
+                kpatch: None,
+                files: Vec::new(),
+            },
+        ))))
     };
     let signed = b.signed.clone();
     let cert = b.cert.clone();
@@ -422,9 +423,10 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
         .stage(StageKind::Prepare, nothing)
         .stage(StageKind::Build, nothing)
         .stage(StageKind::Sign, move |_cx: &JobContext| {
-            Ok(StageOutput::new()
-                .artifact(artifact::MODULE, &signed)
-                .artifact(artifact::MODULE_CERT, &cert))
+            Ok(StageOutput::of(StageData::Sign(SignOutput {
+                module: signed.clone(),
+                cert: Some(cert.clone()),
+            })))
         })
         .stage(StageKind::Package, move |cx: &JobContext| {
             let r = if cx.job.target == "good" {
@@ -432,11 +434,13 @@ fn run_boots_the_target_kernel_and_withholds_a_failed_job() {
             } else {
                 &rpm_unsigned
             };
-            Ok(StageOutput::new()
-                .artifact(artifact::RPM, r)
-                .artifact(artifact::RPM_KEY, &key))
+            Ok(StageOutput::of(StageData::Package(PackagedRpm {
+                rpm: r.clone(),
+                key: key.clone(),
+                nevra: "kernel-hotfix-30001".into(),
+            })))
         })
-        .stage(StageKind::Verify, verify::stage)
+        .stage(StageKind::Verify, khotfix::run::wire::verify)
         .publisher(move |rpms: &[PathBuf], s: &RunSettings| {
             pc.lock().unwrap().extend(rpms.iter().cloned());
             Ok(PublishOutput {

@@ -2,97 +2,53 @@
 //! `localhost/khotfix-builder-<name>:<content hash>`. An image whose tag
 //! already exists has the same content and is reused.
 //!
-//! debian12 needs no container registry: its base is a bookworm rootfs made
-//! by `mmdebstrap` from the host's own apt sources and `import`ed into the
-//! engine; the Containerfile is built on top. centos7 and alinux3 build
-//! `FROM` a base image the user names (`--base`), since they need a vendor
-//! image from some registry.
+//! Which builder a distro uses and how its base is obtained is data in the
+//! distro definition (`builder`, `builder_base`): an `mmdebstrap` base needs
+//! no container registry (a rootfs made from the host's own apt sources and
+//! `import`ed into the engine; the Containerfile is built on top); an
+//! `external` base is an image the user names (`--base`), since a vendor
+//! image lives in some registry khotfix does not know.
 
 use super::container::Engine;
+use crate::progress::Reporter;
 use crate::util::proc::process;
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// How a builder's base image is obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Base {
-    /// `mmdebstrap <suite>` with the host's apt sources, then `import`.
-    Mmdebstrap { suite: &'static str },
-    /// A base image named by the user (`--base IMAGE`).
-    External,
-}
+pub use crate::distro::BuilderBase as Base;
+use crate::distro::{Distro, CONTAINER_FILES};
 
-/// A builder definition: its files and how to get its base.
-#[derive(Debug, Clone, Copy)]
+/// A builder definition: its files and how to get its base, from the distro
+/// definition (`builder`, `builder_base`, `builder_kpatch`) and the files of
+/// `containers/<builder>/` embedded by `build.rs`.
+#[derive(Debug, Clone)]
 pub struct BuilderDef {
-    pub name: &'static str,
+    pub name: String,
     pub base: Base,
     /// (path relative to the build context, contents); the first is the Containerfile.
-    pub files: &'static [(&'static str, &'static str)],
+    pub files: Vec<(&'static str, &'static str)>,
     /// Whether the image compiles kpatch-build: its context then also holds
-    /// the pinned kpatch source tarball and [`KPATCH_PATCHES`].
+    /// the pinned kpatch source tarball and [`kpatch_patches`].
     pub kpatch: bool,
 }
 
-/// khotfix's patches to the pinned kpatch release, applied in order by every
-/// builder that compiles kpatch-build (`containers/kpatch-patches/`; each
-/// file's header says why it is carried).
-pub const KPATCH_PATCHES: &[(&str, &str)] = &[
-    (
-        "kpatch-patches/0001-kpatch-build-undefined-symbols-of-module-only-builds.patch",
-        include_str!(
-            "../../containers/kpatch-patches/0001-kpatch-build-undefined-symbols-of-module-only-builds.patch"
-        ),
-    ),
-    (
-        "kpatch-patches/0002-kpatch-build-check-Module.symvers-in-one-pass.patch",
-        include_str!(
-            "../../containers/kpatch-patches/0002-kpatch-build-check-Module.symvers-in-one-pass.patch"
-        ),
-    ),
-];
+/// Where khotfix's patches to the pinned kpatch release live under `containers/`.
+const KPATCH_PATCH_DIR: &str = "kpatch-patches/";
 
-const BUILDERS: &[BuilderDef] = &[
-    BuilderDef {
-        name: "debian12",
-        base: Base::Mmdebstrap { suite: "bookworm" },
-        files: &[(
-            "Containerfile",
-            include_str!("../../containers/debian12/Containerfile"),
-        )],
-        kpatch: true,
-    },
-    BuilderDef {
-        name: "centos7",
-        base: Base::External,
-        files: &[
-            (
-                "Containerfile",
-                include_str!("../../containers/centos7/Containerfile"),
-            ),
-            (
-                "vault.repo.in",
-                include_str!("../../containers/centos7/vault.repo.in"),
-            ),
-        ],
-        kpatch: true,
-    },
-    BuilderDef {
-        name: "alinux3",
-        base: Base::External,
-        files: &[(
-            "Containerfile",
-            include_str!("../../containers/alinux3/Containerfile"),
-        )],
-        kpatch: true,
-    },
-];
+/// khotfix's patches to the pinned kpatch release, applied in order (by file
+/// name) by every builder that compiles kpatch-build
+/// (`containers/kpatch-patches/`; each file's header says why it is carried).
+pub fn kpatch_patches() -> impl Iterator<Item = (&'static str, &'static str)> {
+    CONTAINER_FILES
+        .iter()
+        .filter(|(p, _)| p.starts_with(KPATCH_PATCH_DIR) && p.ends_with(".patch"))
+        .copied()
+}
 
-/// Environment variable naming an apt sources file for the debian12 base
-/// (default: the host's bookworm entries under /etc/apt).
+/// Environment variable naming an apt sources file for an mmdebstrap base
+/// (default: the host's entries for the suite under /etc/apt).
 pub const ENV_DEBIAN_SOURCES: &str = "KHOTFIX_DEBIAN_SOURCES";
 
 /// A builder image ready to run.
@@ -108,28 +64,66 @@ pub struct BuilderImage {
 }
 
 impl BuilderDef {
-    pub fn get(name: &str) -> Result<&'static BuilderDef> {
-        BUILDERS.iter().find(|b| b.name == name).with_context(|| {
-            format!(
+    /// The builder of a built-in distro, by builder name.
+    pub fn get(name: &str) -> Result<BuilderDef> {
+        let owner = Distro::names()
+            .into_iter()
+            .filter_map(|n| Distro::builtin(n).ok())
+            .find(|d| d.builder == name);
+        match owner {
+            Some(d) => Self::for_distro(&d),
+            None => bail!(
                 "unknown builder {name:?} (known: {})",
-                BUILDERS
-                    .iter()
-                    .map(|b| b.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+                Self::names().join(", ")
+            ),
+        }
     }
 
-    pub fn names() -> Vec<&'static str> {
-        BUILDERS.iter().map(|b| b.name).collect()
+    /// Names of the built-in distros' builders.
+    pub fn names() -> Vec<String> {
+        let mut v: Vec<String> = Distro::names()
+            .into_iter()
+            .filter_map(|n| Distro::builtin(n).ok())
+            .map(|d| d.builder)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The builder `distro` names, with its embedded `containers/<builder>/`
+    /// files: `Containerfile` first, then the others by path.
+    pub fn for_distro(distro: &Distro) -> Result<BuilderDef> {
+        let prefix = format!("{}/", distro.builder);
+        let mut files: Vec<(&'static str, &'static str)> = CONTAINER_FILES
+            .iter()
+            .filter_map(|(p, c)| p.strip_prefix(prefix.as_str()).map(|rel| (rel, *c)))
+            .collect();
+        files.sort_by_key(|(p, _)| (*p != "Containerfile", *p));
+        if files.first().map(|(p, _)| *p) != Some("Containerfile") {
+            bail!(
+                "distro {}: builder {:?} has no containers/{}/Containerfile in this khotfix binary",
+                distro.name,
+                distro.builder,
+                distro.builder
+            );
+        }
+        Ok(BuilderDef {
+            name: distro.builder.clone(),
+            base: distro.builder_base.clone(),
+            files,
+            kpatch: distro.builder_kpatch,
+        })
     }
 
     /// Every file of the build context: the builder's own, then (kpatch
     /// builders) the carried kpatch patches.
-    pub fn context_files(&self) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-        let kpatch: &'static [(&str, &str)] = if self.kpatch { KPATCH_PATCHES } else { &[] };
-        self.files.iter().chain(kpatch)
+    pub fn context_files(&self) -> Vec<(&'static str, &'static str)> {
+        let mut v = self.files.clone();
+        if self.kpatch {
+            v.extend(kpatch_patches());
+        }
+        v
     }
 
     /// sha256 over the builder's context files and, for kpatch builders, the
@@ -163,8 +157,8 @@ impl BuilderDef {
 
     /// The tag of the imported mmdebstrap base.
     pub fn base_tag(&self) -> Option<String> {
-        match self.base {
-            Base::Mmdebstrap { suite } => {
+        match &self.base {
+            Base::Mmdebstrap(suite) => {
                 Some(format!("localhost/khotfix-base-{}:{suite}", self.name))
             }
             Base::External => None,
@@ -175,10 +169,10 @@ impl BuilderDef {
 /// Options of `khotfix builder build`.
 #[derive(Debug, Clone, Default)]
 pub struct BuildImageOptions {
-    /// Base image for builders with an external base (centos7, alinux3).
+    /// Base image for builders with an external base.
     pub base: Option<String>,
-    /// Rebuild even if an image with the same content exists (and, for
-    /// debian12, re-create the mmdebstrap base).
+    /// Rebuild even if an image with the same content exists (and re-create
+    /// an mmdebstrap base).
     pub force: bool,
     /// Where `builder-<name>.log` goes.
     pub log_dir: PathBuf,
@@ -231,7 +225,7 @@ pub fn ensure_on_first_use(
         opts.log_dir.join(format!("builder-{name}.log")).display()
     ));
     let started = std::time::Instant::now();
-    let img = ensure(engine, name, opts, None)?;
+    let img = ensure(engine, name, opts, &crate::progress::Quiet)?;
     if img.reused {
         // Another job or process built it while this one waited.
         return Ok(img);
@@ -261,15 +255,15 @@ pub fn ensure(
     engine: &Engine,
     name: &str,
     opts: &BuildImageOptions,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Reporter,
 ) -> Result<BuilderImage> {
     let def = BuilderDef::get(name)?;
     let _lock = image_lock(name, opts)?;
-    let ext_base = match def.base {
+    let ext_base = match &def.base {
         Base::External => Some(opts.base.clone().with_context(|| {
             format!("builder {name} needs a base image: pass --base IMAGE (a {name} image from your registry, or one made with `podman import`)")
         })?),
-        Base::Mmdebstrap { .. } => {
+        Base::Mmdebstrap(_) => {
             if opts.base.is_some() {
                 bail!("builder {name} makes its own base with mmdebstrap; --base is not used");
             }
@@ -297,10 +291,10 @@ pub fn ensure(
         .with_context(|| format!("creating {}", opts.log_dir.display()))?;
     let log = opts.log_dir.join(format!("builder-{name}.log"));
     let _ = std::fs::remove_file(&log);
-    let base_image = match (def.base, ext_base) {
+    let base_image = match (&def.base, ext_base) {
         (Base::External, Some(b)) => b,
-        (Base::Mmdebstrap { suite }, _) => {
-            mmdebstrap_base(engine, def, suite, opts.force, &log, progress)?
+        (Base::Mmdebstrap(suite), _) => {
+            mmdebstrap_base(engine, &def, suite, opts.force, &log, progress)?
         }
         (Base::External, None) => unreachable!("checked above"),
     };
@@ -316,12 +310,10 @@ pub fn ensure(
         std::fs::write(&dest, c).with_context(|| format!("writing build context file {p}"))?;
     }
     if def.kpatch {
-        if let Some(p) = progress {
-            p.set_message(format!(
-                "checking kpatch {}",
-                super::kpatch_source::PINNED.tag
-            ));
-        }
+        progress.status(&format!(
+            "checking kpatch {}",
+            super::kpatch_source::PINNED.tag
+        ));
         let src = super::kpatch_source::resolve(
             opts.kpatch_source.as_deref(),
             opts.config_kpatch_source.as_deref(),
@@ -333,9 +325,7 @@ pub fn ensure(
         )
         .with_context(|| format!("copying {} into the build context", src.path.display()))?;
     }
-    if let Some(p) = progress {
-        p.set_message(format!("building {tag}"));
-    }
+    progress.status(&format!("building {tag}"));
     let args = vec![("BASE".to_string(), base_image)];
     engine.build_image(
         ctx.path(),
@@ -408,7 +398,7 @@ fn mmdebstrap_base(
     suite: &str,
     force: bool,
     log: &Path,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Reporter,
 ) -> Result<String> {
     let tag = def.base_tag().context("builder has no mmdebstrap base")?;
     let previous = engine.image_id(&tag)?;
@@ -421,9 +411,7 @@ fn mmdebstrap_base(
         .tempdir()
         .context("creating a rootfs directory")?;
     let tar = tmp.path().join("rootfs.tar");
-    if let Some(p) = progress {
-        p.set_message(format!("mmdebstrap {suite} (host apt sources)"));
-    }
+    progress.status(&format!("mmdebstrap {suite} (host apt sources)"));
     let mut args: Vec<std::ffi::OsString> = vec![
         "--variant=minbase".into(),
         "--format=tar".into(),
@@ -454,7 +442,10 @@ fn mmdebstrap_base(
         .status()
         .map_err(|e| mmdebstrap.spawn_error(e))?;
     if !status.success() {
-        bail!("mmdebstrap {suite} failed ({status}); see {}", log.display());
+        bail!(
+            "mmdebstrap {suite} failed ({status}); see {}",
+            log.display()
+        );
     }
     engine.import(&tar, &tag, log)?;
     if let (Some(old), Some(new)) = (previous, engine.image_id(&tag)?) {

@@ -11,9 +11,9 @@
 //! reaches khotfix (which stops the container by name) rather than racing it.
 
 use crate::config::Config;
+use crate::progress::Reporter;
 use crate::util::proc::{process, ProcessBuilder};
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::ProgressBar;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -229,9 +229,14 @@ impl Engine {
     /// `import` a root file system tarball as `tag`.
     pub fn import(&self, tarball: &Path, tag: &str, log: &Path) -> Result<()> {
         let args: Vec<OsString> = vec!["import".into(), tarball.into(), tag.into()];
-        let code = supervise(self.command(args), log, None, None, || {}).map_err(|e| {
-            anyhow::Error::from(e).context(format!("importing {}", tarball.display()))
-        })?;
+        let code = supervise(
+            self.command(args),
+            log,
+            &crate::progress::Quiet,
+            None,
+            || {},
+        )
+        .map_err(|e| anyhow::Error::from(e).context(format!("importing {}", tarball.display())))?;
         if code != 0 {
             bail!(
                 "{} import {} failed (exit {code}); see {}",
@@ -251,7 +256,7 @@ impl Engine {
         tag: &str,
         build_args: &[(String, String)],
         log: &Path,
-        progress: Option<&ProgressBar>,
+        progress: &dyn Reporter,
     ) -> Result<()> {
         let mut args: Vec<OsString> = vec!["build".into()];
         args.extend(self.build_options.iter().map(OsString::from));
@@ -328,7 +333,7 @@ impl Engine {
 
     /// Run a container to completion (see the module docs). An `Err` that
     /// downcasts to [`RunError`] means it was stopped (timeout or Ctrl-C).
-    pub fn run(&self, spec: &RunSpec, progress: Option<&ProgressBar>) -> Result<RunOutcome> {
+    pub fn run(&self, spec: &RunSpec, progress: &dyn Reporter) -> Result<RunOutcome> {
         let name = unique_name(&spec.name_prefix);
         let args = self.run_args(spec, &name)?;
         let started = Instant::now();
@@ -503,7 +508,7 @@ impl From<Abort> for anyhow::Error {
 fn supervise(
     cmd: ProcessBuilder,
     log: &Path,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Reporter,
     timeout: Option<Duration>,
     stop: impl Fn(),
 ) -> Result<i32, Abort> {
@@ -550,9 +555,7 @@ fn supervise(
                 .map(Abort::Timeout)
         };
         if let Some(a) = abort {
-            if let Some(p) = progress {
-                p.set_message("stopping the container…");
-            }
+            progress.status("stopping the container…");
             stop();
             // Give the client a moment to exit after the container is gone.
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -566,14 +569,11 @@ fn supervise(
             let _ = handle.wait();
             return Err(a);
         }
-        if let Some(p) = progress {
-            if let Some(l) = last_log_line(log) {
-                if l != last_line {
-                    p.set_message(l.clone());
-                    last_line = l;
-                }
+        if let Some(l) = last_log_line(log) {
+            if l != last_line {
+                progress.status(&l);
+                last_line = l;
             }
-            p.tick();
         }
         std::thread::sleep(Duration::from_millis(200));
     }

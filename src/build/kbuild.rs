@@ -8,10 +8,9 @@
 //! (`kpatch-<id>-y := a.o b.o`), keeping the recipe's own `ccflags-y` lines.
 //! A recipe `Kbuild` that already builds `kpatch-<id>.o` is used as is.
 
-use super::container::{Engine, Mount, RunSpec};
-use super::{BuildInputs, BuildSettings, KernelInputs};
+use super::container::{Mount, RunSpec};
+use super::{BackendRun, KernelInputs};
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 
 /// Where the module source is built inside the container.
@@ -90,7 +89,7 @@ pub fn copy_source(src: &Path, dest: &Path) -> Result<()> {
 /// Write the `Kbuild` that names the module `kpatch-<id>` (see module docs).
 /// Returns the module's base name.
 pub fn prepare_kbuild(dir: &Path, hotfix_id: u64) -> Result<String> {
-    let module = format!("kpatch-{hotfix_id}");
+    let module = crate::recipe::names::module_base(hotfix_id);
     let kbuild = dir.join("Kbuild");
     let makefile = dir.join("Makefile");
     let orig = std::fs::read_to_string(&kbuild)
@@ -148,15 +147,17 @@ pub fn prepare_kbuild(dir: &Path, hotfix_id: u64) -> Result<String> {
 }
 
 /// Compile the job's module in the builder; returns the built `.ko`.
-pub fn run(
-    engine: &Engine,
-    inp: &BuildInputs,
-    image: &str,
-    work: &Path,
-    log: &Path,
-    s: &BuildSettings,
-    progress: Option<&ProgressBar>,
-) -> Result<PathBuf> {
+pub fn run(r: &BackendRun) -> Result<PathBuf> {
+    let BackendRun {
+        engine,
+        inputs: inp,
+        image,
+        work,
+        log,
+        settings: s,
+        progress,
+        ..
+    } = *r;
     let KernelInputs::Headers { root, kdir } = &inp.kernel else {
         bail!("job {}: kbuild needs kernel headers", inp.job.id)
     };

@@ -21,12 +21,11 @@
 //! [`crate::prepare::kernel_tree`]), so there ccache would only add its
 //! hashing to every compile: it is left off.
 
-use super::container::{Engine, Mount, RunSpec};
-use super::{BuildInputs, BuildSettings, KernelInputs};
+use super::container::{Mount, RunSpec};
+use super::{BackendRun, KernelInputs};
 use crate::distro::Distro;
 use crate::plan::Job;
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 
 /// Container paths.
@@ -43,7 +42,7 @@ pub const OVERRIDE_PATH: &str = "/opt/khotfix/bin/kpatch-build";
 pub fn fixed_flags(distro: &Distro, job: &Job, skip_compiler_check: bool) -> Vec<String> {
     let mut f = distro.kpatch_flags_for(&job.kernel);
     f.push("-n".into());
-    f.push(format!("kpatch-{}", job.hotfix_id));
+    f.push(crate::recipe::names::module_base(job.hotfix_id));
     if skip_compiler_check {
         f.push("--skip-compiler-check".into());
     }
@@ -121,16 +120,17 @@ fn file_name(p: &Path) -> Result<String> {
 
 /// Run kpatch-build for the job; returns the built `.ko`.
 #[allow(clippy::too_many_arguments)]
-pub fn run(
-    engine: &Engine,
-    inp: &BuildInputs,
-    distro: &Distro,
-    image: &str,
-    work: &Path,
-    log: &Path,
-    s: &BuildSettings,
-    progress: Option<&ProgressBar>,
-) -> Result<PathBuf> {
+pub fn run(r: &BackendRun) -> Result<PathBuf> {
+    let BackendRun {
+        engine,
+        inputs: inp,
+        distro,
+        image,
+        work,
+        log,
+        settings: s,
+        progress,
+    } = *r;
     let job = &inp.job;
     let out = work.join("out");
     let cachedir = work.join("kpatch-cache");
@@ -253,7 +253,7 @@ pub fn run(
             cachedir.join("build.log").display()
         );
     }
-    let ko = out.join(format!("kpatch-{}.ko", job.hotfix_id));
+    let ko = out.join(crate::recipe::names::module_file(job.hotfix_id));
     if !ko.is_file() {
         bail!(
             "job {}: kpatch-build succeeded but {} was not produced; see {}",

@@ -157,17 +157,22 @@ pub fn apt_witnesses() -> Option<Vec<Witness>> {
     Some(w)
 }
 
-/// The ABI `metapackage` depends on (`apt-cache depends`), remembered while
-/// apt's lists, dpkg's status and apt's configuration are unchanged.
-pub fn current_kernel(memo: Option<&Memo>, metapackage: &str) -> Result<String> {
-    match memo {
+/// The kernel `metapackage` depends on (`apt-cache depends`), remembered
+/// while apt's lists, dpkg's status and apt's configuration are unchanged.
+pub fn current_kernel(
+    memo: Option<&Memo>,
+    metapackage: &str,
+) -> Result<crate::kernel::KernelRelease> {
+    let ask = || crate::fetch::apt::current_kernel(metapackage).map(|k| k.to_string());
+    let k = match memo {
         Some(m) => m.answer(
             &format!("apt-cache depends {metapackage}"),
             apt_witnesses,
-            || super::debian::current_kernel(metapackage),
-        ),
-        None => super::debian::current_kernel(metapackage),
-    }
+            ask,
+        )?,
+        None => ask()?,
+    };
+    crate::kernel::KernelRelease::parse(&k).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The engine's image index, the file every build, tag or removal

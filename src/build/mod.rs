@@ -7,15 +7,13 @@
 //! - [`kbuild`]: hand-written livepatch module source compiled with kbuild.
 //! - [`kpatch`]: kpatch-build with the flags each distro needs.
 //! - [`cache`]: finished modules keyed by the sha256 of every input.
-//! - [`debian`]: Debian kernel headers for a given ABI (interim input
-//!   provider until the fetch stage supplies them).
 //!
-//! Typed input: [`BuildInputs`]; typed output: [`BuildOutput`].
+//! Typed input: [`BuildInputs`] (made from fetch's and prepare's outputs by
+//! [`crate::run::stages::build_inputs`]); typed output: [`BuildOutput`].
 
 pub mod builder;
 pub mod cache;
 pub mod container;
-pub mod debian;
 pub mod kbuild;
 pub mod kpatch;
 pub mod kpatch_source;
@@ -25,11 +23,11 @@ pub use crate::modinfo;
 
 use crate::distro::Distro;
 use crate::plan::Job;
+use crate::progress::Reporter;
 use crate::recipe::Backend;
 use anyhow::{bail, Context, Result};
 use cache::{BuildCache, KeyBuilder};
 use container::Engine;
-use indicatif::ProgressBar;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -93,8 +91,24 @@ pub struct BuildSettings {
     pub kpatch_build: Option<PathBuf>,
 }
 
+/// What a build backend gets for one job: the inputs, the builder image to
+/// run in, a scratch directory of its own and the log to append to.
+#[derive(Clone, Copy)]
+pub struct BackendRun<'a> {
+    pub engine: &'a Engine,
+    pub inputs: &'a BuildInputs,
+    pub distro: &'a Distro,
+    /// Builder image tag.
+    pub image: &'a str,
+    /// Scratch directory for this job and these inputs (locked).
+    pub work: &'a Path,
+    pub log: &'a Path,
+    pub settings: &'a BuildSettings,
+    pub progress: &'a dyn Reporter,
+}
+
 /// A finished job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BuildOutput {
     pub job: String,
     pub backend: Backend,
@@ -111,11 +125,11 @@ pub struct BuildOutput {
 }
 
 fn hotfix_module_file(job: &Job) -> String {
-    format!("kpatch-{}.ko", job.hotfix_id)
+    crate::recipe::names::module_file(job.hotfix_id)
 }
 
 fn hotfix_module_name(job: &Job) -> String {
-    format!("kpatch_{}", job.hotfix_id)
+    crate::recipe::names::module_name(job.hotfix_id)
 }
 
 /// Check that inputs fit the job's backend and exist, before any container starts.
@@ -276,7 +290,7 @@ pub fn build_job(
     engine: &Engine,
     inp: &BuildInputs,
     s: &BuildSettings,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Reporter,
 ) -> Result<BuildOutput> {
     let started = Instant::now();
     check_inputs(inp)?;
@@ -305,9 +319,7 @@ pub fn build_job(
         }
         None => builder::find(engine, &distro.builder)?,
     };
-    if let Some(p) = progress {
-        p.set_message("hashing inputs");
-    }
+    progress.status("hashing inputs");
     let key = cache_key(inp, &distro, &image.id)?;
     let log = s.log_dir.join(format!("{}.log", job.id));
     let out_dir = s.out_dir.join(&job.id);
@@ -345,9 +357,21 @@ pub fn build_job(
         install_module(&cached, &dest, &owner)?;
         return Ok(output(true));
     }
+    let run = BackendRun {
+        engine,
+        inputs: inp,
+        distro: &distro,
+        image: &image.tag,
+        work: &work,
+        log: &log,
+        settings: s,
+        progress,
+    };
+    // One arm per backend; a klp-build backend (Linux 6.19+) is one more
+    // module with a `run(&BackendRun)` and one more arm.
     let built = match job.backend {
-        Backend::Kbuild => kbuild::run(engine, inp, &image.tag, &work, &log, s, progress)?,
-        Backend::Kpatch => kpatch::run(engine, inp, &distro, &image.tag, &work, &log, s, progress)?,
+        Backend::Kbuild => kbuild::run(&run)?,
+        Backend::Kpatch => kpatch::run(&run)?,
     };
     verify_module(&built, job)?;
     if let Some(c) = &s.cache {
@@ -411,7 +435,7 @@ pub fn build_all(
     inputs: &[BuildInputs],
     s: &BuildSettings,
     parallel: usize,
-    progress: &(dyn Fn(&BuildInputs) -> Option<ProgressBar> + Sync),
+    progress: &(dyn Fn(&BuildInputs) -> Box<dyn Reporter> + Sync),
 ) -> Vec<Result<BuildOutput>> {
     let parallel = parallel.max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -428,15 +452,14 @@ pub fn build_all(
                         inp.job.id
                     ))
                 } else {
-                    let pb = progress(inp);
-                    let r = build_job(engine, inp, s, pb.as_ref());
-                    if let Some(pb) = pb {
-                        pb.finish_with_message(match &r {
-                            Ok(o) if o.cache_hit => "cached".to_string(),
-                            Ok(o) => format!("built in {:.0}s", o.seconds),
-                            Err(_) => "FAILED".to_string(),
-                        });
-                    }
+                    let reporter = progress(inp);
+                    let r = build_job(engine, inp, s, reporter.as_ref());
+                    let how = match &r {
+                        Ok(o) if o.cache_hit => "cached".to_string(),
+                        Ok(o) => format!("built in {:.0}s", o.seconds),
+                        Err(_) => "FAILED".to_string(),
+                    };
+                    reporter.finish(r.is_ok(), &how);
                     r
                 };
                 *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);

@@ -1,12 +1,14 @@
 //! `khotfix build`, `khotfix builder build`.
+use super::progress::Spinner;
 use clap::{Args, Subcommand};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use khotfix::build::{self, builder, container::Engine, BuildInputs, BuildSettings, KernelInputs};
+use indicatif::MultiProgress;
+use khotfix::build::{self, builder, container::Engine, BuildInputs, BuildSettings};
 use khotfix::config::Config;
 use khotfix::distro::{Distro, Family};
 use khotfix::kernel::KernelRelease;
 use khotfix::plan::Plan;
 use khotfix::recipe::{Backend, Recipe};
+use khotfix::run::stages::{self, JobSpec};
 use khotfix::util::exit;
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -55,17 +57,6 @@ pub enum BuilderCmd {
     },
 }
 
-fn spinner(mp: &MultiProgress, prefix: String) -> ProgressBar {
-    let pb = mp.add(ProgressBar::new_spinner());
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    pb.set_prefix(prefix);
-    pb.enable_steady_tick(std::time::Duration::from_millis(150));
-    pb
-}
-
 #[derive(Serialize)]
 struct JobReport {
     job: String,
@@ -79,6 +70,16 @@ struct JobReport {
     error: Option<String>,
 }
 
+/// The same fetch and prepare `khotfix run` does, up to the builder's inputs.
+fn kernel_inputs(spec: JobSpec, out: &std::path::Path) -> anyhow::Result<BuildInputs> {
+    let note = |m: &str| eprintln!("khotfix: {}: {m}", spec.job.id);
+    let fetched = stages::fetch(spec, stages::KernelImage::NotWanted, &note)?;
+    let work_dir = out.join(&spec.job.id).join("prepare");
+    std::fs::create_dir_all(&work_dir)?;
+    let prepared = stages::prepare(spec, &fetched, &work_dir, &note)?;
+    stages::build_inputs(spec, &fetched, &prepared.output)
+}
+
 pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
     let recipe = Recipe::load(&a.recipe).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = Config::load()?;
@@ -88,10 +89,10 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
         for t in &recipe.targets {
             let d = Distro::builtin(&t.distro)?;
             if let (Family::Deb, Some(meta)) = (d.family, &d.apt_metapackage) {
-                known.push(KernelRelease::parse(&build::memo::current_kernel(
+                known.push(build::memo::current_kernel(
                     Some(&build::memo::Memo::new(config.cache_dir.join("memo"))),
                     meta,
-                )?)?);
+                )?);
             }
         }
     }
@@ -118,30 +119,17 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
             .iter()
             .find(|t| t.name == job.target)
             .ok_or_else(|| anyhow::anyhow!("job {}: target vanished", job.id))?;
-        let distro = Distro::builtin(&job.distro)?;
-        let kernel = match (job.backend, distro.family) {
-            (Backend::Kbuild, Family::Deb) => {
-                let dir = config.cache_dir.join("headers").join(job.kernel.as_str());
-                build::debian::headers(job.kernel.as_str(), &dir).map(|h| (KernelInputs::Headers { root: h.root, kdir: h.kdir }, h.digests))
-            }
-            _ => Err(anyhow::anyhow!(
-                "job {}: {} kernel inputs for {} come from the fetch/prepare stages (use `khotfix run`)",
-                job.id,
-                job.backend,
-                job.distro
-            )),
+        let distro = khotfix::fetch::distro_for_run(&job.distro)?;
+        let spec = JobSpec {
+            job: &job,
+            recipe: &recipe,
+            target,
+            distro: &distro,
         };
-        match kernel {
-            Ok((kernel, kernel_digests)) => {
+        match kernel_inputs(spec, &a.out) {
+            Ok(inp) => {
                 reports.push(None);
-                inputs.push(BuildInputs {
-                    job,
-                    kernel,
-                    kernel_digests,
-                    patches: target.patches.clone(),
-                    module_source: target.module_source.clone(),
-                    skip_compiler_check: target.skip_compiler_check,
-                });
+                inputs.push(inp);
             }
             Err(e) => reports.push(Some(JobReport {
                 job: job.id.clone(),
@@ -185,7 +173,13 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
     };
     let mp = MultiProgress::new();
     let tty = std::io::stderr().is_terminal() && !a.json;
-    let progress = |inp: &BuildInputs| tty.then(|| spinner(&mp, inp.job.id.clone()));
+    let progress = |inp: &BuildInputs| -> Box<dyn khotfix::progress::Reporter> {
+        if tty {
+            Box::new(Spinner::new(&mp, inp.job.id.clone()))
+        } else {
+            Box::new(khotfix::progress::Quiet)
+        }
+    };
     let results = build::build_all(&engine, &inputs, &settings, a.jobs, &progress);
     // With --no-cache, still store fresh results.
     let mut it = inputs.iter().zip(results);
@@ -293,11 +287,14 @@ pub fn builder(c: BuilderCmd) -> anyhow::Result<i32> {
                 ..config.image_options(log_dir, kpatch_source)
             };
             let mp = MultiProgress::new();
-            let pb = (std::io::stderr().is_terminal() && !json)
-                .then(|| spinner(&mp, format!("builder {name}")));
-            let img = builder::ensure(&engine, &name, &opts, pb.as_ref());
-            if let Some(pb) = pb {
-                pb.finish_and_clear();
+            let spinner = (std::io::stderr().is_terminal() && !json)
+                .then(|| Spinner::new(&mp, format!("builder {name}")));
+            let img = match &spinner {
+                Some(s) => builder::ensure(&engine, &name, &opts, s),
+                None => builder::ensure(&engine, &name, &opts, &khotfix::progress::Quiet),
+            };
+            if let Some(s) = spinner {
+                s.clear();
             }
             let img = img?;
             if json {

@@ -2,9 +2,10 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use khotfix::distro::Distro;
-use khotfix::fetch::{self, FetchOptions, FetchedKernel, ProgressMode};
+use khotfix::fetch::{self, FetchOptions, FetchedKernel};
 use khotfix::kernel::KernelRelease;
 use khotfix::plan::Plan;
+use khotfix::progress::{ProgressMode, SharedReporter};
 use khotfix::recipe::Recipe;
 use khotfix::util::exit;
 use std::collections::BTreeSet;
@@ -39,9 +40,12 @@ impl NetArgs {
             }
             o.http.timeout = Duration::from_secs_f64(t);
         }
-        if self.quiet {
-            o.progress = ProgressMode::Quiet;
-        }
+        let mode = if self.quiet {
+            ProgressMode::Quiet
+        } else {
+            ProgressMode::detect()
+        };
+        o.reporter = SharedReporter::new(super::progress::FetchDisplay::new(mode));
         Ok(o)
     }
 
@@ -50,21 +54,6 @@ impl NetArgs {
         v.extend(self.mirrors.iter().cloned());
         v
     }
-}
-
-/// A built-in distro with the mirror overrides that name its repositories.
-fn distro_with_mirrors(name: &str, overrides: &[String]) -> Result<Distro> {
-    let mut d = Distro::builtin(name)?;
-    let mine: Vec<String> = overrides
-        .iter()
-        .filter(|e| {
-            e.split_once('=')
-                .is_some_and(|(r, _)| d.repos.iter().any(|x| x.name == r.trim()))
-        })
-        .cloned()
-        .collect();
-    fetch::apply_mirror_overrides(&mut d, &mine)?;
-    Ok(d)
 }
 
 /// Every override must name a repository of one of `distros`.
@@ -142,7 +131,7 @@ pub struct DownloadArgs {
 
 pub fn kernels(a: KernelsArgs) -> Result<i32> {
     let overrides = a.net.all_mirrors();
-    let d = distro_with_mirrors(&a.distro, &overrides)?;
+    let d = fetch::distro_with_mirrors(&a.distro, &overrides)?;
     check_overrides(&overrides, std::slice::from_ref(&d))?;
     let ks = fetch::published_kernels(&d, &a.net.options()?)?;
     if a.json {
@@ -176,7 +165,7 @@ pub fn fetch(a: FetchArgs) -> Result<i32> {
     }
     let distros: Vec<Distro> = names
         .iter()
-        .map(|n| distro_with_mirrors(n, &overrides))
+        .map(|n| fetch::distro_with_mirrors(n, &overrides))
         .collect::<Result<_>>()?;
     check_overrides(&overrides, &distros)?;
     let wanted = a.kernel.as_deref().map(KernelRelease::parse).transpose()?;
@@ -284,21 +273,4 @@ pub fn download(a: DownloadArgs) -> Result<i32> {
         println!("{}", f.path.display());
     }
     Ok(exit::OK)
-}
-
-/// Kernels the recipes' distros publish (for `plan --from-repos`).
-pub fn published_kernels(recipes: &[Recipe]) -> Result<Vec<KernelRelease>> {
-    let names: BTreeSet<&str> = recipes
-        .iter()
-        .flat_map(|r| r.targets.iter().map(|t| t.distro.as_str()))
-        .collect();
-    let overrides = fetch::env_mirror_overrides();
-    let mut opts = FetchOptions::from_env()?;
-    opts.progress = ProgressMode::Quiet;
-    let mut out = Vec::new();
-    for n in names {
-        let d = distro_with_mirrors(n, &overrides)?;
-        out.extend(fetch::published_kernels(&d, &opts)?);
-    }
-    Ok(out)
 }

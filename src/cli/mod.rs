@@ -2,9 +2,12 @@
 //! process exit code (see `khotfix::util::exit`).
 
 pub mod build;
+pub mod completions;
 pub mod fetch;
+pub mod man;
 pub mod node;
 pub mod prepare;
+pub mod progress;
 pub mod publish;
 pub mod recipe;
 pub mod run;

@@ -1,7 +1,8 @@
 //! `khotfix publish`, `khotfix repo verify`.
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use khotfix::publish::{self, Compression, PublishOptions, RepoKey};
+use khotfix::keys;
+use khotfix::publish::{self, Compression, PublishOptions};
 use khotfix::util::exit;
 use std::path::PathBuf;
 
@@ -16,7 +17,7 @@ pub struct PublishArgs {
     #[arg(long)]
     pub keep: Option<usize>,
     /// Armored OpenPGP secret key that signs repomd.xml. The passphrase comes
-    /// from KHOTFIX_GPG_PASSPHRASE or --passphrase-file, never the command line.
+    /// from KHOTFIX_SIGN_PASSPHRASE or --passphrase-file, never the command line.
     #[arg(long, env = "KHOTFIX_GPG_KEY")]
     pub gpg_key: Option<PathBuf>,
     /// File whose first line is the signing key's passphrase.
@@ -55,28 +56,14 @@ pub enum RepoCmd {
     },
 }
 
-fn passphrase(file: Option<&PathBuf>) -> Result<Option<String>> {
-    if let Some(f) = file {
-        let s = std::fs::read_to_string(f)
-            .with_context(|| format!("{}: cannot read the passphrase file", f.display()))?;
-        return Ok(Some(s.lines().next().unwrap_or("").to_string()));
-    }
-    Ok(std::env::var("KHOTFIX_GPG_PASSPHRASE").ok())
-}
-
 pub fn publish(a: PublishArgs) -> Result<i32> {
     let compress = Compression::parse(&a.compress)?;
-    let key_path = a.gpg_key.clone().context(
+    let key_path = keys::pgp_key_path(a.gpg_key.clone()).context(
         "no signing key: pass --gpg-key FILE or set KHOTFIX_GPG_KEY (repomd.xml must be signed)",
     )?;
-    let pass = passphrase(a.passphrase_file.as_ref())?;
-    let key = RepoKey::load(&key_path, pass.as_deref())?;
-    let signer = if a.sign {
-        let p = pass.map(khotfix::keys::Passphrase::new);
-        Some(khotfix::keys::PackageSigner::load(&key_path, p.as_ref())?)
-    } else {
-        None
-    };
+    let pass = keys::read_passphrase(a.passphrase_file.as_deref())?;
+    let key = keys::PackageSigner::load_unlocked(&key_path, pass.as_ref())?;
+    let signer = a.sign.then(|| key.clone());
     let report = publish::publish_checked(
         &PublishOptions {
             repo: a.repo,
@@ -85,6 +72,9 @@ pub fn publish(a: PublishArgs) -> Result<i32> {
             key,
             compress,
             base_url: a.base_url,
+            reporter: khotfix::progress::SharedReporter::new(super::progress::CountDisplay::new(
+                khotfix::progress::ProgressMode::detect(),
+            )),
         },
         &publish::Safety {
             replace: a.replace,

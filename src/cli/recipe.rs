@@ -75,26 +75,9 @@ pub fn recipe(cmd: RecipeCmd) -> Result<i32> {
 }
 
 /// Load recipes, or `recipes/*.toml` when none are given.
+/// The recipes named, or `./recipes/*.toml` when none are.
 pub fn load_recipes(paths: &[PathBuf]) -> Result<Vec<Recipe>> {
-    let paths = if paths.is_empty() {
-        default_recipes()?
-    } else {
-        paths.to_vec()
-    };
-    paths
-        .iter()
-        .map(|p| Recipe::load(p).map_err(anyhow::Error::from))
-        .collect()
-}
-
-fn default_recipes() -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("recipes")
-        .map_err(|e| anyhow::anyhow!("no recipes given and ./recipes is unreadable: {e}"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    v.sort();
-    Ok(v)
+    Ok(Recipe::load_all(paths)?)
 }
 
 pub fn plan(a: PlanArgs) -> Result<i32> {
@@ -106,7 +89,7 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
         None => Vec::new(),
     };
     if a.from_repos {
-        known.extend(crate::cli::fetch::published_kernels(&recipes)?);
+        known.extend(khotfix::fetch::published_kernels_of(&recipes)?);
     }
     let plan = Plan::expand(&recipes, &known)?;
     // A target that matched nothing is usually a stale kernel list or a typo
@@ -127,8 +110,16 @@ pub fn plan(a: PlanArgs) -> Result<i32> {
         PlanFormat::Table => print!("{}", plan.to_table()),
         PlanFormat::Json => crate::cli::print_json(&plan)?,
         PlanFormat::Github => println!("{}", serde_json::to_string(&plan.to_github())?),
-        PlanFormat::Gitlab => print!("{}", plan.to_gitlab()),
-        PlanFormat::K8s => crate::cli::run::print_k8s(&plan)?,
+        PlanFormat::Gitlab => {
+            let include = std::env::var("KHOTFIX_GITLAB_INCLUDE")
+                .ok()
+                .filter(|v| !v.is_empty());
+            print!("{}", plan.to_gitlab(include.as_deref())?)
+        }
+        PlanFormat::K8s => {
+            let opts = khotfix::run::k8s::K8sOptions::from_env()?;
+            print!("{}", khotfix::run::k8s::manifest_yaml(&plan, &opts)?);
+        }
     }
     Ok(exit::OK)
 }

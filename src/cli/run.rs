@@ -52,7 +52,7 @@ pub struct RunArgs {
 
 /// Load recipes and expand the plan the same way `khotfix plan` does.
 fn load_plan(a: &RunArgs) -> Result<(Vec<khotfix::recipe::Recipe>, Plan)> {
-    let mut recipes = crate::cli::recipe::load_recipes(&a.recipes)?;
+    let mut recipes = khotfix::recipe::Recipe::load_all(&a.recipes)?;
     if !a.targets.is_empty() {
         for t in &a.targets {
             if !recipes
@@ -74,7 +74,7 @@ fn load_plan(a: &RunArgs) -> Result<(Vec<khotfix::recipe::Recipe>, Plan)> {
         None => Vec::new(),
     };
     if a.from_repos {
-        known.extend(crate::cli::fetch::published_kernels(&recipes)?);
+        known.extend(khotfix::fetch::published_kernels_of(&recipes)?);
     }
     let plan = Plan::expand(&recipes, &known)?;
     Ok((recipes, plan))
@@ -113,7 +113,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
         settings.repo =
             std::path::absolute(r).with_context(|| format!("--repo {}", r.display()))?;
     }
-    settings.progress = ProgressMode::detect();
+    settings.reporter = khotfix::progress::SharedReporter::new(super::progress::RunDisplay::new(
+        ProgressMode::detect(),
+    ));
     let sel = Selection {
         index: a.job_index,
         expect_plan: a.expect_plan.clone(),
@@ -143,11 +145,4 @@ pub fn run(a: RunArgs) -> Result<i32> {
         print!("{}", report.to_table());
     }
     Ok(report.exit_code())
-}
-
-/// `plan --format k8s`: an Indexed Job plus a publish step.
-pub fn print_k8s(plan: &Plan) -> Result<()> {
-    let opts = run::k8s::K8sOptions::from_env()?;
-    print!("{}", run::k8s::manifest_yaml(plan, &opts)?);
-    Ok(())
 }

@@ -77,9 +77,10 @@ pub struct PackageArgs {
     /// Digest for --module-key signing.
     #[arg(long, default_value = "sha256")]
     pub hash: HashAlgo,
-    /// Armored OpenPGP secret key (RSA) that signs the packages.
-    #[arg(long, env = "KHOTFIX_PGP_KEY")]
-    pub pgp_key: PathBuf,
+    /// Armored OpenPGP secret key (RSA) that signs the packages (else
+    /// KHOTFIX_GPG_KEY).
+    #[arg(long, env = "KHOTFIX_GPG_KEY")]
+    pub pgp_key: Option<PathBuf>,
     /// File holding the OpenPGP key's passphrase (else KHOTFIX_SIGN_PASSPHRASE).
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
@@ -169,7 +170,9 @@ pub fn keys(c: KeysCmd) -> anyhow::Result<i32> {
 pub fn package(a: PackageArgs) -> anyhow::Result<i32> {
     let recipe = khotfix::recipe::Recipe::load(&a.recipe).map_err(|e| anyhow::anyhow!("{e}"))?;
     let pass = keys::read_passphrase(a.passphrase_file.as_deref())?;
-    let signer = PackageSigner::load(&a.pgp_key, pass.as_ref())?;
+    let key_path = keys::pgp_key_path(a.pgp_key.clone())
+        .context("no package signing key: pass --pgp-key FILE or set KHOTFIX_GPG_KEY")?;
+    let signer = PackageSigner::load(&key_path, pass.as_ref())?;
     let only = match &a.kernel {
         Some(k) => Some(khotfix::kernel::KernelRelease::parse(k)?),
         None => None,

@@ -5,12 +5,12 @@
 
 use super::cache::Cache;
 use super::digest::{Algo, Checksum};
-use super::progress::Progress;
 use super::repo::Role;
 use super::FetchedFile;
 use crate::kernel::KernelRelease;
-use crate::util::validate;
+use crate::progress::Reporter;
 use crate::util::proc::process;
+use crate::util::validate;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -255,7 +255,7 @@ pub fn fetch_deb(
     cache: &Cache,
     pkg: &AptPackage,
     role: Role,
-    progress: &Progress,
+    progress: &dyn Reporter,
 ) -> Result<FetchedFile> {
     let spec = format!("{}={}", pkg.name, pkg.version);
     let done = |path: PathBuf, cached: bool| FetchedFile {
@@ -270,7 +270,7 @@ pub fn fetch_deb(
     if let Some(p) = cache.lookup(&pkg.sha256) {
         return Ok(done(p, true));
     }
-    let fp = progress.file(pkg.file_name(), Some(pkg.size));
+    let fp = progress.child(pkg.file_name(), Some(pkg.size));
     let scratch = cache.scratch_dir()?;
     // apt drops privileges to _apt for downloads; let it write here.
     let _ = std::fs::set_permissions(
@@ -296,7 +296,7 @@ pub fn fetch_deb(
         );
     }
     let path = cache.commit(&deb, &got, pkg.file_name())?;
-    fp.done("ok");
+    fp.finish(true, "ok");
     Ok(done(path, false))
 }
 

@@ -14,7 +14,7 @@
 
 use super::cache::Cache;
 use super::digest::{Algo, Checksum, Hasher};
-use super::progress::{FileProgress, Progress};
+use crate::progress::Reporter;
 use anyhow::{anyhow, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -437,7 +437,7 @@ pub fn download(
     http: &Http,
     cache: &Cache,
     want: &Want,
-    progress: &Progress,
+    progress: &dyn Reporter,
     post_verify: &dyn Fn(&Path) -> Result<()>,
 ) -> Result<Got> {
     super::cache::check_file_name(&want.file_name)?;
@@ -483,18 +483,24 @@ pub fn download(
         .as_ref()
         .map(|c| c.algo)
         .unwrap_or(Algo::Sha256);
-    let mut fp = progress.file(&want.file_name, want.size);
+    let fp = progress.child(&want.file_name, want.size);
     let mut errors = Vec::new();
     let deadline = deadline_from_now(&http.opts);
+    let file = PartialFile {
+        part: &part,
+        algo,
+        size: want.size,
+        deadline,
+    };
     for url in &want.urls {
         let mut attempt = 0u32;
         let mut restarted = false;
         loop {
             if let Err(e) = past_deadline(url, deadline) {
-                fp.failed();
+                fp.finish(false, "FAILED");
                 return Err(e);
             }
-            match attempt_once(http, url, &part, algo, want.size, &mut fp, deadline) {
+            match attempt_once(http, url, file, fp.as_ref()) {
                 Ok((computed, resumed)) => {
                     let size = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
                     let verified = match &want.checksum {
@@ -507,7 +513,7 @@ pub fn download(
                     match verified {
                         Ok(()) => {
                             let path = cache.commit(&part, &computed, &want.file_name)?;
-                            fp.done("ok");
+                            fp.finish(true, "ok");
                             return Ok(Got {
                                 path,
                                 checksum: computed,
@@ -540,14 +546,25 @@ pub fn download(
                     break;
                 }
                 Err(Failure::Fatal(e)) => {
-                    fp.failed();
+                    fp.finish(false, "FAILED");
                     return Err(e);
                 }
             }
         }
     }
-    fp.failed();
+    fp.finish(false, "FAILED");
     Err(anyhow!(join_errors(&errors)))
+}
+
+/// What every attempt at one file shares, whichever mirror it asks.
+#[derive(Clone, Copy)]
+struct PartialFile<'a> {
+    /// The partial download, resumed across attempts.
+    part: &'a Path,
+    algo: Algo,
+    /// Expected size, when the index says.
+    size: Option<u64>,
+    deadline: Option<std::time::Instant>,
 }
 
 /// One GET of `url` into `part`, resuming what `part` already holds.
@@ -555,12 +572,15 @@ pub fn download(
 fn attempt_once(
     http: &Http,
     url: &str,
-    part: &Path,
-    algo: Algo,
-    size: Option<u64>,
-    fp: &mut FileProgress,
-    deadline: Option<std::time::Instant>,
+    file: PartialFile,
+    fp: &dyn Reporter,
 ) -> Result<(Checksum, bool), Failure> {
+    let PartialFile {
+        part,
+        algo,
+        size,
+        deadline,
+    } = file;
     let fatal =
         |e: std::io::Error, what: &str| Failure::Fatal(anyhow!("{what} {}: {e}", part.display()));
     let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
@@ -634,12 +654,8 @@ fn attempt_once(
             )));
         }
     }
-    if let Some(s) = size {
-        fp.set_length(s);
-    } else if let Some(len) = resp.content_length() {
-        fp.set_length(start + len);
-    }
-    fp.set_position(start);
+    let length = size.or_else(|| resp.content_length().map(|len| start + len));
+    fp.progress(start, length);
     let body = RateGuard::new(resp, &http.opts, deadline);
     let (hasher, total, err) = stream(body, &mut file, hasher, start, fp);
     let hasher = match hasher {
@@ -698,7 +714,7 @@ fn stream(
     file: &mut File,
     hasher: Hasher,
     start: u64,
-    fp: &mut FileProgress,
+    fp: &dyn Reporter,
 ) -> (Option<Hasher>, u64, Option<StreamError>) {
     let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(8);
     let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
@@ -738,7 +754,7 @@ fn stream(
                     break;
                 }
                 total += n as u64;
-                fp.set_position(total);
+                fp.progress(total, None);
                 if tx.send((buf, n)).is_err() {
                     break;
                 }

@@ -9,29 +9,28 @@
 //! Modules: [`repomd`] and [`primary`] parse metadata, [`repo`] is the yum
 //! client, [`apt`] the Debian side, [`download`] the HTTP engine (streamed
 //! digest, Range resume, retries, mirror failover), [`cache`] the store,
-//! [`progress`] the bars.
+//! progress goes to the options' [`crate::progress::Reporter`].
 
 pub mod apt;
 pub mod cache;
 pub mod digest;
 pub mod download;
 pub mod primary;
-pub mod progress;
 pub mod repo;
 pub mod repomd;
 
 use crate::distro::{Distro, Family};
 use crate::kernel::KernelRelease;
 use crate::plan::Job;
+use crate::progress::{Reporter, SharedReporter};
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use cache::Cache;
 pub use digest::{Algo, Checksum};
 pub use download::{Http, HttpOptions};
-pub use progress::{Mode as ProgressMode, Progress};
 pub use repo::Role;
 
 /// Mirror overrides: `REPO=URL[,URL...]` entries separated by whitespace or `;`.
@@ -43,7 +42,8 @@ pub struct FetchOptions {
     /// Cache root; `None` means [`Cache::default_root`] (env, XDG, HOME).
     pub cache_dir: Option<PathBuf>,
     pub http: HttpOptions,
-    pub progress: ProgressMode,
+    /// Where download progress goes (default: nowhere).
+    pub reporter: SharedReporter,
     /// Files downloaded at the same time.
     pub parallel: usize,
     /// Debian: also fetch and unpack linux-image (for vmlinuz). On by default.
@@ -58,7 +58,7 @@ impl Default for FetchOptions {
         FetchOptions {
             cache_dir: None,
             http: HttpOptions::default(),
-            progress: ProgressMode::Auto,
+            reporter: SharedReporter::default(),
             parallel: 4,
             deb_image: true,
             deb_kpatch: false,
@@ -82,7 +82,7 @@ impl FetchOptions {
 }
 
 /// One verified file in the cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchedFile {
     pub role: Role,
     /// `name-version-release.arch` (rpm) or `name=version` (deb).
@@ -98,7 +98,7 @@ pub struct FetchedFile {
 }
 
 /// Packages of an RPM-family kernel.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RpmKernel {
     pub kernel: KernelRelease,
     /// `kernel-<vr>.src.rpm` (for `kpatch-build -r`, or to prepare a tree).
@@ -113,7 +113,7 @@ pub struct RpmKernel {
 }
 
 /// Packages of a Debian kernel, unpacked together into `root`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DebKernel {
     pub kernel: KernelRelease,
     /// Unpacked linux-image (if fetched), linux-headers-<abi>-<flavour>,
@@ -133,7 +133,7 @@ pub struct DebKernel {
 }
 
 /// What a Debian kpatch build needs beyond the headers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DebKpatchInputs {
     pub source_deb: PathBuf,
     /// `linux-source-<mm>=<version>`.
@@ -142,7 +142,7 @@ pub struct DebKpatchInputs {
 }
 
 /// The result of fetching one kernel's packages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "lowercase")]
 pub enum FetchedKernel {
     Rpm(RpmKernel),
@@ -191,6 +191,42 @@ pub fn apply_mirror_overrides(distro: &mut Distro, entries: &[String]) -> Result
     Ok(())
 }
 
+/// A built-in distro with the mirror overrides that name its repositories
+/// (entries for other distros' repositories are left to those).
+pub fn distro_with_mirrors(name: &str, overrides: &[String]) -> Result<Distro> {
+    let mut d = Distro::builtin(name)?;
+    let mine: Vec<String> = overrides
+        .iter()
+        .filter(|e| {
+            e.split_once('=')
+                .is_some_and(|(r, _)| d.repos.iter().any(|x| x.name == r.trim()))
+        })
+        .cloned()
+        .collect();
+    apply_mirror_overrides(&mut d, &mine)?;
+    Ok(d)
+}
+
+/// The distro a job of `khotfix run` uses: built-in, with `$KHOTFIX_MIRRORS`
+/// applied, so fetch downloads from the mirrors the plan was resolved with.
+pub fn distro_for_run(name: &str) -> Result<Distro> {
+    distro_with_mirrors(name, &env_mirror_overrides())
+}
+
+/// Kernels the recipes' distros publish (for `plan`/`run --from-repos`).
+pub fn published_kernels_of(recipes: &[crate::recipe::Recipe]) -> Result<Vec<KernelRelease>> {
+    let names: std::collections::BTreeSet<&str> = recipes
+        .iter()
+        .flat_map(|r| r.targets.iter().map(|t| t.distro.as_str()))
+        .collect();
+    let opts = FetchOptions::from_env()?;
+    let mut out = Vec::new();
+    for n in names {
+        out.extend(published_kernels(&distro_for_run(n)?, &opts)?);
+    }
+    Ok(out)
+}
+
 /// Mirror overrides from `$KHOTFIX_MIRRORS`.
 pub fn env_mirror_overrides() -> Vec<String> {
     std::env::var(ENV_MIRRORS)
@@ -215,8 +251,7 @@ pub fn published_kernels(distro: &Distro, opts: &FetchOptions) -> Result<Vec<Ker
         Family::Rpm => {
             let cache = opts.open_cache()?;
             let http = Http::new(opts.http.clone())?;
-            let progress = Progress::new(opts.progress);
-            let mut client = repo::RepoClient::new(&http, &cache, &progress);
+            let mut client = repo::RepoClient::new(&http, &cache, opts.reporter.as_ref());
             repo::published_kernels(&mut client, distro)
                 .with_context(|| format!("listing kernels of {}", distro.name))
         }
@@ -250,10 +285,10 @@ pub fn fetch_kernel(
         );
     }
     let cache = opts.open_cache()?;
-    let progress = Progress::new(opts.progress);
+    let progress = opts.reporter.as_ref();
     match distro.family {
         Family::Rpm => fetch_rpm(kernel, distro, opts, &cache, progress),
-        Family::Deb => fetch_deb(kernel, opts, &cache, &progress),
+        Family::Deb => fetch_deb(kernel, opts, &cache, progress),
     }
 }
 
@@ -262,17 +297,17 @@ fn fetch_rpm(
     distro: &Distro,
     opts: &FetchOptions,
     cache: &Cache,
-    progress: Progress,
+    progress: &dyn Reporter,
 ) -> Result<FetchedKernel> {
     let http = Http::new(opts.http.clone())?;
     let resolved = {
-        let mut client = repo::RepoClient::new(&http, cache, &progress);
+        let mut client = repo::RepoClient::new(&http, cache, progress);
         repo::resolve(&mut client, distro, kernel)?
     };
     let total: u64 = resolved.iter().filter_map(|r| r.want.size).sum();
-    let progress = progress.with_overall(resolved.len(), total);
-    let files = download_all(&http, cache, &resolved, &progress, opts.parallel)?;
-    progress.finish();
+    overall(progress, resolved.len(), total);
+    let files = download_all(&http, cache, &resolved, progress, opts.parallel)?;
+    progress.finish(true, "");
     let path = |role: Role| -> Result<PathBuf> {
         files
             .iter()
@@ -290,13 +325,19 @@ fn fetch_rpm(
     }))
 }
 
+/// Tell the reporter the size of the whole download: `files` files, `bytes` in all.
+fn overall(progress: &dyn Reporter, files: usize, bytes: u64) {
+    progress.progress(0, Some(bytes));
+    progress.status(&format!("{files} files"));
+}
+
 /// Download resolved packages, `parallel` at a time. All downloads run to the
 /// end; the first error (in resolve order) is returned.
 fn download_all(
     http: &Http,
     cache: &Cache,
     resolved: &[repo::Resolved],
-    progress: &Progress,
+    progress: &dyn Reporter,
     parallel: usize,
 ) -> Result<Vec<FetchedFile>> {
     let next = Mutex::new(0usize);
@@ -335,7 +376,7 @@ fn download_one(
     http: &Http,
     cache: &Cache,
     r: &repo::Resolved,
-    progress: &Progress,
+    progress: &dyn Reporter,
 ) -> Result<FetchedFile> {
     let source = r.role == Role::Source;
     let verify = |p: &Path| -> Result<()> {
@@ -361,7 +402,7 @@ fn fetch_deb(
     kernel: &KernelRelease,
     opts: &FetchOptions,
     cache: &Cache,
-    progress: &Progress,
+    progress: &dyn Reporter,
 ) -> Result<FetchedKernel> {
     let mut names = apt::kernel_packages(kernel, opts.deb_image)?;
     if opts.deb_kpatch {
@@ -392,12 +433,12 @@ fn fetch_deb(
         pkgs.push((*role, p));
     }
     let total = pkgs.iter().map(|(_, p)| p.size).sum();
-    let progress = progress.clone().with_overall(pkgs.len(), total);
+    overall(progress, pkgs.len(), total);
     let mut files = Vec::new();
     for (role, p) in &pkgs {
-        files.push(apt::fetch_deb(cache, p, *role, &progress)?);
+        files.push(apt::fetch_deb(cache, p, *role, progress)?);
     }
-    progress.finish();
+    progress.finish(true, "");
     let merged = |f: &&FetchedFile| !matches!(f.role, Role::Source | Role::Debuginfo);
     let refs: Vec<&FetchedFile> = files.iter().filter(merged).collect();
     let root = apt::unpack_merged(cache, &refs)?;
@@ -470,14 +511,14 @@ pub fn download_url(
 ) -> Result<FetchedFile> {
     let cache = opts.open_cache()?;
     let http = Http::new(opts.http.clone())?;
-    let progress = Progress::new(opts.progress);
+    let progress = opts.reporter.as_ref();
     let want = download::Want {
         file_name: file_name.to_string(),
         urls: urls.to_vec(),
         checksum: Some(checksum.clone()),
         size,
     };
-    let got = download::download(&http, &cache, &want, &progress, &|_| Ok(()))?;
+    let got = download::download(&http, &cache, &want, progress, &|_| Ok(()))?;
     Ok(FetchedFile {
         role: Role::File,
         package: file_name.to_string(),

@@ -1,23 +1,18 @@
-//! `primary.xml` (gzip, xz, zstd or plain): the packages a repository holds,
-//! read as a stream so a 100 MB primary never sits in memory whole.
+//! The kernel packages of a mirror's `primary.xml` (gzip, xz, zstd or
+//! plain), validated for fetching.
 //!
-//! Metadata comes from mirrors we do not control, and a correct checksum in
-//! repomd.xml says nothing about what a file expands to: a 46 MB gzip can
-//! hold 10 GiB. So reading is bounded three ways, each failing with one
-//! line: the decompressed size ([`ENV_MAX_METADATA`], default
-//! [`DEFAULT_MAX_METADATA`]), the length of any single XML node (text, tag
-//! or attribute list; [`MAX_XML_NODE`]), and the number of packages kept
-//! ([`MAX_PACKAGES`]). Memory is then bounded by the node limit and the kept
-//! packages, whatever the input.
+//! The XML is read by the shared reader ([`crate::repodata::primary`]),
+//! which bounds the decompressed size and the length of one node; this
+//! module adds fetch's policy: only wanted packages are kept, at most
+//! [`MAX_PACKAGES`] of them (memory is then bounded whatever the input), and
+//! a package whose location or fields are unsafe for the cache is refused.
 
 use super::digest::Checksum;
-use super::repomd::{attr, one_line};
+use crate::repodata::{self, one_line, primary::Entry};
 use crate::util::validate;
 use anyhow::{anyhow, bail, Context, Result};
-use quick_xml::events::Event;
-use quick_xml::Reader;
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 /// One package entry, as much of it as fetching needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,136 +41,9 @@ impl Package {
     }
 }
 
-/// Decompressed bytes one metadata file may expand to (`KHOTFIX_METADATA_MAX_BYTES`).
-pub const ENV_MAX_METADATA: &str = "KHOTFIX_METADATA_MAX_BYTES";
-/// 2 GiB: ten times the largest primary.xml of a real distro repository.
-pub const DEFAULT_MAX_METADATA: u64 = 2 << 30;
-/// Longest single XML node (text, or a tag with its attributes): 8 MiB. The
-/// longest in real primary.xml files are package descriptions, a few KiB.
-pub const MAX_XML_NODE: u64 = 8 << 20;
 /// Most packages kept from one primary.xml (only kernel packages are kept;
 /// a vendor repository with every kernel ever built has tens of thousands).
 pub const MAX_PACKAGES: usize = 200_000;
-
-/// The decompressed-size limit: [`ENV_MAX_METADATA`] or the default.
-pub fn max_metadata_bytes() -> Result<u64> {
-    match std::env::var(ENV_MAX_METADATA) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                anyhow!("{ENV_MAX_METADATA}={v:?}: expected a positive number of bytes")
-            }),
-        _ => Ok(DEFAULT_MAX_METADATA),
-    }
-}
-
-/// A `BufRead` that refuses to deliver more than `max_total` bytes in all,
-/// or more than `max_node` bytes between two calls of [`Bounded::mark`] (the
-/// XML loops mark after every event, so this bounds one node, which is what
-/// the XML reader buffers).
-pub struct Bounded<R> {
-    inner: R,
-    total: u64,
-    since_mark: u64,
-    max_total: u64,
-    max_node: u64,
-}
-
-impl<R: BufRead> Bounded<R> {
-    pub fn new(inner: R, max_total: u64, max_node: u64) -> Self {
-        Bounded {
-            inner,
-            total: 0,
-            since_mark: 0,
-            max_total,
-            max_node,
-        }
-    }
-
-    /// A node boundary: the next node may be `max_node` bytes again.
-    pub fn mark(&mut self) {
-        self.since_mark = 0;
-    }
-
-    fn check(&self) -> std::io::Result<()> {
-        if self.total > self.max_total {
-            return Err(std::io::Error::other(format!(
-                "decompressed metadata exceeds {} bytes (a decompression bomb? set {ENV_MAX_METADATA} to allow more)",
-                self.max_total
-            )));
-        }
-        if self.since_mark > self.max_node {
-            return Err(std::io::Error::other(format!(
-                "an XML node is longer than {} bytes",
-                self.max_node
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl<R: BufRead> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = {
-            let avail = self.fill_buf()?;
-            let n = avail.len().min(buf.len());
-            buf[..n].copy_from_slice(&avail[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Bounded<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.check()?;
-        self.inner.fill_buf()
-    }
-    fn consume(&mut self, amt: usize) {
-        self.total = self.total.saturating_add(amt as u64);
-        self.since_mark = self.since_mark.saturating_add(amt as u64);
-        self.inner.consume(amt);
-    }
-}
-
-/// Memory the xz decoder may use (xz -9 needs 65 MiB to decompress).
-const XZ_MEMLIMIT: u64 = 256 << 20;
-
-/// Open a possibly compressed metadata file, recognising the format by its
-/// magic bytes (gzip, xz, zstd; anything else is read as plain XML).
-pub fn decompress<'a>(input: impl Read + 'a) -> Result<Box<dyn BufRead + 'a>> {
-    let mut input = BufReader::with_capacity(256 * 1024, input);
-    let head = input.fill_buf().context("reading")?.to_vec();
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(BufReader::with_capacity(
-            256 * 1024,
-            flate2::bufread::MultiGzDecoder::new(input),
-        ))
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        // Bounded decoder memory: a header asking for a huge dictionary
-        // fails instead of allocating it.
-        let stream =
-            liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED)
-                .context("starting xz")?;
-        Box::new(BufReader::with_capacity(
-            256 * 1024,
-            liblzma::bufread::XzDecoder::new_stream(input, stream),
-        ))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(BufReader::with_capacity(
-            256 * 1024,
-            zstd::stream::read::Decoder::with_buffer(input).context("starting zstd")?,
-        ))
-    } else if head.starts_with(b"BZh") {
-        bail!("bzip2-compressed metadata is not supported (gzip, xz and zstd are)")
-    } else {
-        Box::new(input)
-    })
-}
 
 /// Validate a package location from metadata: relative, inside the
 /// repository, with a file name fit for the cache.
@@ -196,141 +64,30 @@ pub fn parse(
     input: impl Read,
     keep: impl Fn(&str, &str) -> bool,
 ) -> Result<Vec<Package>> {
-    let max = max_metadata_bytes()?;
-    let reader = decompress(input)
+    let reader = repodata::decompress(input)
         .map_err(|e| anyhow!("cannot read {url}: {}", one_line(&format!("{e:#}"))))?;
-    parse_xml(Bounded::new(reader, max, MAX_XML_NODE), &keep).map_err(|e| {
+    let mut out = Vec::new();
+    repodata::primary::read(reader, |entry| {
+        if let Some(done) = finish(entry, &keep)? {
+            if out.len() >= MAX_PACKAGES {
+                bail!("more than {MAX_PACKAGES} kernel packages in one repository");
+            }
+            out.push(done);
+        }
+        Ok(())
+    })
+    .map_err(|e| {
         anyhow!(
             "malformed primary metadata at {url}: {}",
             one_line(&format!("{e:#}"))
         )
-    })
-}
-
-#[derive(Default)]
-struct Partial {
-    name: Option<String>,
-    arch: Option<String>,
-    epoch: String,
-    version: Option<String>,
-    release: Option<String>,
-    sum_type: Option<String>,
-    sum: Option<String>,
-    size: Option<u64>,
-    location: Option<String>,
-}
-
-fn parse_xml<R: BufRead>(
-    input: Bounded<R>,
-    keep: &dyn Fn(&str, &str) -> bool,
-) -> Result<Vec<Package>> {
-    let mut r = Reader::from_reader(input);
-    r.config_mut().trim_text(true);
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let mut depth = 0usize;
-    let mut saw_root = false;
-    let mut pkg: Option<Partial> = None;
-    // Direct child of <package> whose text we want.
-    let mut field: Option<Vec<u8>> = None;
-    loop {
-        r.get_mut().mark();
-        let ev = r
-            .read_event_into(&mut buf)
-            .map_err(|e| anyhow!("at byte {}: {e}", r.buffer_position()))?;
-        match ev {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let empty = matches!(ev, Event::Empty(_));
-                let local = e.local_name().as_ref().to_vec();
-                if depth == 0 {
-                    if local != b"metadata" {
-                        bail!(
-                            "root element is <{}>, not <metadata>",
-                            String::from_utf8_lossy(&local)
-                        );
-                    }
-                    saw_root = true;
-                }
-                if depth == 1 && local == b"package" {
-                    pkg = Some(Partial::default());
-                } else if depth == 2 {
-                    if let Some(p) = pkg.as_mut() {
-                        match local.as_slice() {
-                            b"version" => {
-                                p.epoch = attr(e, b"epoch")?.unwrap_or_else(|| "0".into());
-                                p.version = attr(e, b"ver")?;
-                                p.release = attr(e, b"rel")?;
-                            }
-                            b"checksum" => p.sum_type = attr(e, b"type")?,
-                            b"size" => {
-                                if let Some(s) = attr(e, b"package")? {
-                                    p.size = Some(
-                                        s.parse()
-                                            .map_err(|_| anyhow!("bad <size package={s:?}>"))?,
-                                    );
-                                }
-                            }
-                            b"location" => {
-                                if attr(e, b"base")?.is_some() {
-                                    // xml:base would send us to another server; not followed.
-                                    p.location = Some("\0xml:base".into());
-                                } else {
-                                    p.location = attr(e, b"href")?;
-                                }
-                            }
-                            _ => {}
-                        }
-                        field = (!empty
-                            && matches!(local.as_slice(), b"name" | b"arch" | b"checksum"))
-                        .then_some(local);
-                    }
-                }
-                if !empty {
-                    depth += 1;
-                }
-            }
-            Event::Text(t) => {
-                if let (Some(f), Some(p)) = (&field, pkg.as_mut()) {
-                    let text = t.unescape()?.into_owned();
-                    match f.as_slice() {
-                        b"name" => p.name = Some(text),
-                        b"arch" => p.arch = Some(text),
-                        b"checksum" => p.sum = Some(text),
-                        _ => {}
-                    }
-                }
-            }
-            Event::End(e) => {
-                depth = depth
-                    .checked_sub(1)
-                    .ok_or_else(|| anyhow!("unbalanced end tag"))?;
-                field = None;
-                if depth == 1 && e.local_name().as_ref() == b"package" {
-                    if let Some(p) = pkg.take() {
-                        if let Some(done) = finish(p, keep)? {
-                            if out.len() >= MAX_PACKAGES {
-                                bail!("more than {MAX_PACKAGES} kernel packages in one repository");
-                            }
-                            out.push(done);
-                        }
-                    }
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
-    if !saw_root {
-        bail!("no <metadata> element");
-    }
-    if depth != 0 {
-        bail!("unexpected end of file ({depth} element(s) still open)");
-    }
+    })?;
     Ok(out)
 }
 
-fn finish(p: Partial, keep: &dyn Fn(&str, &str) -> bool) -> Result<Option<Package>> {
+/// The package `p` as fetching needs it, if `keep` wants it: every field
+/// present and validated, the location safe for the cache.
+fn finish(p: Entry, keep: &dyn Fn(&str, &str) -> bool) -> Result<Option<Package>> {
     let name = p.name.ok_or_else(|| anyhow!("a <package> has no <name>"))?;
     let arch = p
         .arch
@@ -341,10 +98,11 @@ fn finish(p: Partial, keep: &dyn Fn(&str, &str) -> bool) -> Result<Option<Packag
     let what = |f: &str| anyhow!("package {name}.{arch} has no {f}");
     let version = p.version.ok_or_else(|| what("version"))?;
     let release = p.release.ok_or_else(|| what("release"))?;
-    let location = p.location.ok_or_else(|| what("<location href>"))?;
-    if location == "\0xml:base" {
+    if p.location_base {
+        // xml:base would send us to another server; not followed.
         bail!("package {name}-{version}-{release}.{arch} has a <location xml:base>, which khotfix does not follow: refused");
     }
+    let location = p.location.ok_or_else(|| what("<location href>"))?;
     check_location(&location)
         .with_context(|| format!("package {name}-{version}-{release}.{arch}"))?;
     for (f, v) in [
@@ -356,14 +114,16 @@ fn finish(p: Partial, keep: &dyn Fn(&str, &str) -> bool) -> Result<Option<Packag
         validate::package_token(f, v).map_err(|e| anyhow!("package {name}: {e}"))?;
     }
     let checksum = Checksum::parse(
-        p.sum_type.as_deref().ok_or_else(|| what("checksum type"))?,
-        p.sum.as_deref().ok_or_else(|| what("<checksum>"))?,
+        p.checksum_type
+            .as_deref()
+            .ok_or_else(|| what("checksum type"))?,
+        p.checksum.as_deref().ok_or_else(|| what("<checksum>"))?,
     )
     .with_context(|| format!("package {name}-{version}-{release}.{arch}"))?;
     Ok(Some(Package {
         name,
         arch,
-        epoch: p.epoch,
+        epoch: p.epoch.unwrap_or_else(|| "0".into()),
         version,
         release,
         checksum,

@@ -10,9 +10,9 @@ use super::cache::Cache;
 use super::digest::{digest, Algo};
 use super::download::{download, Http, Want};
 use super::primary::{self, Package};
-use super::progress::Progress;
 use crate::distro::{Distro, RepoDef, RepoKind};
 use crate::kernel::KernelRelease;
+use crate::progress::Reporter;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -55,12 +55,12 @@ pub fn mirror_base(m: &str) -> Result<String> {
 pub struct RepoClient<'a> {
     pub http: &'a Http,
     pub cache: &'a Cache,
-    pub progress: &'a Progress,
+    pub progress: &'a dyn Reporter,
     loaded: HashMap<String, RepoIndex>,
 }
 
 impl<'a> RepoClient<'a> {
-    pub fn new(http: &'a Http, cache: &'a Cache, progress: &'a Progress) -> Self {
+    pub fn new(http: &'a Http, cache: &'a Cache, progress: &'a dyn Reporter) -> Self {
         RepoClient {
             http,
             cache,
@@ -139,7 +139,7 @@ impl<'a> RepoClient<'a> {
             self.http,
             self.cache,
             &want,
-            &Progress::quiet(),
+            &crate::progress::Quiet,
             &|_| Ok(()),
         )
         .with_context(|| format!("primary metadata named by {url}"))?;

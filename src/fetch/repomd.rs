@@ -1,9 +1,9 @@
-//! `repodata/repomd.xml`: where the primary metadata is and its checksum.
+//! A mirror's `repodata/repomd.xml`: where the primary metadata is and its
+//! checksum (read by the shared [`crate::repodata::repomd`] reader).
 
 use super::digest::Checksum;
-use anyhow::{anyhow, bail, Result};
-use quick_xml::events::Event;
-use quick_xml::Reader;
+use crate::repodata::{self, one_line};
+use anyhow::{anyhow, Result};
 
 /// The `<data type="primary">` entry of repomd.xml.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,9 +15,10 @@ pub struct PrimaryRef {
     pub size: Option<u64>,
 }
 
-/// Parse repomd.xml; `url` names the file in errors.
+/// Parse repomd.xml and find its primary entry; `url` names the file in
+/// errors.
 pub fn parse(url: &str, xml: &[u8]) -> Result<PrimaryRef> {
-    parse_inner(xml).map_err(|e| {
+    primary_ref(xml).map_err(|e| {
         anyhow!(
             "malformed repomd.xml at {url}: {}",
             one_line(&format!("{e:#}"))
@@ -25,121 +26,35 @@ pub fn parse(url: &str, xml: &[u8]) -> Result<PrimaryRef> {
     })
 }
 
-pub(crate) fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn parse_inner(xml: &[u8]) -> Result<PrimaryRef> {
-    let mut r = Reader::from_reader(xml);
-    r.config_mut().trim_text(true);
-    let mut buf = Vec::new();
-    let mut saw_root = false;
-    let mut in_primary = false;
-    let mut field: Option<&'static str> = None;
-    let (mut href, mut sum_type, mut sum, mut size) = (None, None, None, None);
-    let mut found = None;
-    loop {
-        let ev = r.read_event_into(&mut buf)?;
-        match ev {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let name = e.local_name();
-                let name = name.as_ref();
-                if !saw_root {
-                    if name != b"repomd" {
-                        bail!(
-                            "root element is <{}>, not <repomd>",
-                            String::from_utf8_lossy(name)
-                        );
-                    }
-                    saw_root = true;
-                }
-                match name {
-                    b"data" => {
-                        let ty = attr(e, b"type")?;
-                        in_primary = ty.as_deref() == Some("primary");
-                    }
-                    b"location" if in_primary => href = attr(e, b"href")?,
-                    b"checksum" if in_primary => {
-                        sum_type = attr(e, b"type")?;
-                        field = Some("checksum");
-                    }
-                    b"size" if in_primary => field = Some("size"),
-                    _ => field = None,
-                }
-                if matches!(ev, Event::Empty(_)) {
-                    field = None;
-                }
-            }
-            Event::Text(t) => {
-                let text = t.unescape()?.to_string();
-                match field {
-                    Some("checksum") => sum = Some(text),
-                    Some("size") => {
-                        size = Some(
-                            text.parse::<u64>()
-                                .map_err(|_| anyhow!("bad <size> {text:?}"))?,
-                        )
-                    }
-                    _ => {}
-                }
-            }
-            Event::End(e) => {
-                field = None;
-                if e.local_name().as_ref() == b"data" && in_primary {
-                    in_primary = false;
-                    let href = href
-                        .take()
-                        .ok_or_else(|| anyhow!("primary entry has no <location href>"))?;
-                    let kind = sum_type
-                        .take()
-                        .ok_or_else(|| anyhow!("primary entry's <checksum> has no type"))?;
-                    let value = sum
-                        .take()
-                        .ok_or_else(|| anyhow!("primary entry has no <checksum>"))?;
-                    found = Some(PrimaryRef {
-                        href,
-                        checksum: Checksum::parse(&kind, &value)?,
-                        size: size.take(),
-                    });
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
-    if !saw_root {
-        bail!("no <repomd> element");
-    }
-    found.ok_or_else(|| anyhow!("no <data type=\"primary\"> entry"))
-}
-
-pub(crate) fn attr(e: &quick_xml::events::BytesStart, key: &[u8]) -> Result<Option<String>> {
-    for a in e.attributes() {
-        let a = a?;
-        if a.key.local_name().as_ref() == key {
-            return Ok(Some(a.unescape_value()?.to_string()));
-        }
-    }
-    Ok(None)
+fn primary_ref(xml: &[u8]) -> Result<PrimaryRef> {
+    let md = repodata::repomd::parse(xml)?;
+    let p = md
+        .find("primary")
+        .ok_or_else(|| anyhow!("no <data type=\"primary\"> entry"))?;
+    let href = p
+        .href
+        .clone()
+        .ok_or_else(|| anyhow!("primary entry has no <location href>"))?;
+    let sum = p
+        .checksum
+        .as_ref()
+        .ok_or_else(|| anyhow!("primary entry has no <checksum>"))?;
+    let kind = sum
+        .kind
+        .as_deref()
+        .ok_or_else(|| anyhow!("primary entry's <checksum> has no type"))?;
+    Ok(PrimaryRef {
+        href,
+        checksum: Checksum::parse(kind, &sum.value)?,
+        size: p.size,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<repomd xmlns="http://linux.duke.edu/metadata/repo" xmlns:rpm="http://linux.duke.edu/metadata/rpm">
-  <revision>1</revision>
-  <data type="filelists"><checksum type="sha256">1111111111111111111111111111111111111111111111111111111111111111</checksum><location href="repodata/f.xml.gz"/></data>
-  <data type="primary">
-    <checksum type="sha256">aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa</checksum>
-    <open-checksum type="sha256">bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb</open-checksum>
-    <location href="repodata/x-primary.xml.zst"/>
-    <size>123</size>
-    <open-size>456</open-size>
-  </data>
-</repomd>"#;
+    const GOOD: &str = crate::repodata::repomd::SAMPLE;
 
     #[test]
     fn finds_primary() {

@@ -17,6 +17,7 @@
 //! release timestamp, build time, file times, changelog and signature times
 //! all derive from it, so equal inputs give byte-identical packages.
 
+pub mod keydb;
 pub mod scriptlets;
 pub mod sigheader;
 
@@ -107,8 +108,27 @@ pub struct PackageInput {
     pub patch: String,
 }
 
+impl PackageInput {
+    /// The package of `target`'s signed module for `kernel`.
+    pub fn for_target(
+        recipe: &Recipe,
+        target: &crate::recipe::Target,
+        kernel: &KernelRelease,
+        distro: &Distro,
+        ko_path: &Path,
+    ) -> Result<PackageInput> {
+        Ok(PackageInput {
+            hotfix: recipe.hotfix.clone(),
+            kernel: kernel.clone(),
+            distro: distro.clone(),
+            ko_path: ko_path.to_path_buf(),
+            patch: patch_text(target)?,
+        })
+    }
+}
+
 /// What [`build_rpm`] wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct PackageOutput {
     pub path: PathBuf,
     pub name: String,
@@ -379,13 +399,9 @@ pub fn inputs_from_build_dir(
                 );
             }
             let distro = Distro::builtin(&t.distro)?;
-            out.push(PackageInput {
-                hotfix: h.clone(),
-                kernel,
-                distro,
-                ko_path,
-                patch: patch_text(t)?,
-            });
+            out.push(PackageInput::for_target(
+                recipe, t, &kernel, &distro, &ko_path,
+            )?);
         }
     }
     Ok(out)

@@ -69,7 +69,7 @@ pub fn stage_rpm_source(
 /// A patch that does not apply fails here, in seconds, before any compile.
 pub fn finish_rpm_tree(
     spec: &RpmPrepareSpec,
-    distro: &str,
+    distro: &crate::distro::Distro,
     kernel: &KernelRelease,
     patches: &[PathBuf],
 ) -> Result<PreparedTree> {

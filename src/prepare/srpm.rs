@@ -15,6 +15,7 @@
 //! iterate the payload with `PackageReader` instead (streaming, so a
 //! kernel-debuginfo package is never held in memory whole).
 
+use crate::distro::Distro;
 use crate::kernel::KernelRelease;
 use crate::util::validate;
 use rpm::{FileFlags, FileType, PackageReader};
@@ -700,79 +701,18 @@ pub fn extract_vmlinux(
 
 // ---- kernel config ---------------------------------------------------------
 
-/// Where a distro keeps the kernel config, most likely first. Paths are
-/// relative to the unpacked source RPM (`{root}` = SRPM) or to the prepared
-/// tree (`{tree}`), or to a headers root (Debian). `{version}`, `{arch}` and
-/// `{kver}` are substituted.
-const CONFIG_TABLE: &[(&str, &[&str])] = &[
-    // RHEL/CentOS 7: SOURCES/kernel-3.10.0-x86_64.config; after `rpmbuild -bp`
-    // also configs/ in the tree (where kpatch-build looks).
-    (
-        "centos7",
-        &[
-            "{root}/kernel-{version}-{arch}.config",
-            "{tree}/configs/kernel-{version}-{arch}.config",
-            "{root}/kernel-{arch}.config",
-        ],
-    ),
-    // Alibaba Cloud Linux 3 (RHEL 8 family): the config ships as a source of
-    // the SRPM (versioned or not, as RHEL 8 specs name it), or lands in the
-    // tree's configs/ directory after %prep.
-    (
-        "alinux3",
-        &[
-            "{root}/kernel-{version}-{arch}.config",
-            "{root}/kernel-{arch}.config",
-            "{tree}/configs/kernel-{version}-{arch}.config",
-            "{tree}/configs/kernel-{arch}.config",
-        ],
-    ),
-    // Debian: the headers package carries the build's .config.
-    ("debian12", &["{root}/usr/src/linux-headers-{kver}/.config"]),
-];
-
-/// The candidate paths for `distro`'s kernel config for `kernel`.
-pub fn config_candidates(
-    distro: &str,
-    kernel: &KernelRelease,
-    arch: &str,
-    root: &Path,
-    tree: Option<&Path>,
-) -> Result<Vec<PathBuf>, String> {
-    let Some((_, pats)) = CONFIG_TABLE.iter().find(|(d, _)| *d == distro) else {
-        let known: Vec<_> = CONFIG_TABLE.iter().map(|(d, _)| *d).collect();
-        return Err(format!(
-            "no kernel config lookup for distro {distro:?} (known: {})",
-            known.join(", ")
-        ));
-    };
-    let mut out = Vec::new();
-    for p in *pats {
-        let rel = p
-            .replace("{version}", &kernel.version)
-            .replace("{arch}", arch)
-            .replace("{kver}", kernel.as_str());
-        if let Some(r) = rel.strip_prefix("{root}/") {
-            out.push(root.join(r));
-        } else if let (Some(r), Some(t)) = (rel.strip_prefix("{tree}/"), tree) {
-            out.push(t.join(r));
-        }
-    }
-    Ok(out)
-}
-
 /// Find the kernel config for `kernel` of `distro`: in the unpacked source
 /// RPM or headers root `root`, or in the prepared `tree`. The error lists
 /// every path tried and the config-like files that are there.
+/// Where to look is the distro's `kernel_config` ([`Distro::config_candidates`]).
 pub fn find_config(
-    distro: &str,
+    distro: &Distro,
     kernel: &KernelRelease,
     arch: &str,
     root: &Path,
     tree: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
-    let candidates =
-        config_candidates(distro, kernel, arch, root, tree).map_err(anyhow::Error::msg)?;
+    let candidates = distro.config_candidates(kernel, arch, root, tree);
     if let Some(found) = candidates
         .iter()
         .find(|c| c.symlink_metadata().is_ok_and(|m| m.is_file()))
@@ -796,7 +736,8 @@ pub fn find_config(
     present.sort();
     let tried: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
     anyhow::bail!(
-        "no kernel config for {kernel} ({distro}): tried {}; config-like files present: {}",
+        "no kernel config for {kernel} ({}): tried {}; config-like files present: {}",
+        distro.name,
         tried.join(", "),
         if present.is_empty() {
             "none".to_string()
@@ -1088,8 +1029,9 @@ mod tests {
 
     #[test]
     fn config_table() {
+        let centos7 = Distro::builtin("centos7").unwrap();
         let k = KernelRelease::parse("3.10.0-1062.9.1.el7.x86_64").unwrap();
-        let c = config_candidates("centos7", &k, "x86_64", Path::new("/s"), None).unwrap();
+        let c = centos7.config_candidates(&k, "x86_64", Path::new("/s"), None);
         assert_eq!(
             c,
             vec![
@@ -1098,19 +1040,15 @@ mod tests {
             ]
         );
         let d = KernelRelease::parse("6.1.0-56-amd64").unwrap();
-        let c = config_candidates("debian12", &d, "amd64", Path::new("/"), None).unwrap();
+        let debian12 = Distro::builtin("debian12").unwrap();
+        let c = debian12.config_candidates(&d, "amd64", Path::new("/"), None);
         assert_eq!(
             c,
             vec![PathBuf::from(
                 "/usr/src/linux-headers-6.1.0-56-amd64/.config"
             )]
         );
-        assert!(
-            config_candidates("nope", &k, "x86_64", Path::new("/"), None)
-                .unwrap_err()
-                .contains("known: centos7")
-        );
-        let e = find_config("centos7", &k, "x86_64", Path::new("/nonexistent"), None)
+        let e = find_config(&centos7, &k, "x86_64", Path::new("/nonexistent"), None)
             .unwrap_err()
             .to_string();
         assert!(

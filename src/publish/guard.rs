@@ -15,6 +15,7 @@
 //!   unsigned and foreign-signed packages are refused before anything is
 //!   written; `--sign` signs unsigned ones with the repository key instead.
 
+use crate::package::keydb::{KeyDb, SigVerdict};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -105,85 +106,6 @@ pub fn check_file_name(name: &str) -> Result<(), String> {
         return Err("file name does not end in .rpm".into());
     }
     Ok(())
-}
-
-/// What `rpm -K` said about one package.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SigVerdict {
-    /// Digests and a signature by the repository key verify.
-    Good,
-    /// Digests verify, no signature at all.
-    Unsigned,
-    /// Anything else: rpm's words (bad digests, foreign key, unreadable).
-    Bad(String),
-}
-
-/// A throwaway rpm database holding only the armored public key `key`.
-pub struct KeyDb {
-    dir: tempfile::TempDir,
-}
-
-impl KeyDb {
-    /// Import the key file `key` into a new database.
-    pub fn new(key: &Path) -> Result<KeyDb> {
-        let dir = tempfile::tempdir().context("creating a temporary rpm database")?;
-        let out = std::process::Command::new("rpm")
-            .arg("--dbpath")
-            .arg(dir.path())
-            .arg("--import")
-            .arg(key)
-            .output()
-            .context("running rpm --import (is rpm installed?)")?;
-        if !out.status.success() {
-            bail!(
-                "{}: rpm cannot import the repository key: {}",
-                key.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(KeyDb { dir })
-    }
-
-    /// Import an armored public key given as text.
-    pub fn from_armored(public: &str) -> Result<KeyDb> {
-        let mut f = tempfile::NamedTempFile::new().context("creating a temporary key file")?;
-        std::io::Write::write_all(&mut f, public.as_bytes()).context("writing the key file")?;
-        KeyDb::new(f.path())
-    }
-
-    /// `rpm -K` each of `files` (relative to `cwd`); one verdict per file,
-    /// in order.
-    pub fn check(&self, cwd: &Path, files: &[String]) -> Result<Vec<SigVerdict>> {
-        let mut verdicts = Vec::with_capacity(files.len());
-        for chunk in files.chunks(256) {
-            let out = std::process::Command::new("rpm")
-                .current_dir(cwd)
-                .arg("--dbpath")
-                .arg(self.dir.path())
-                .args(["-K", "--"])
-                .args(chunk)
-                .output()
-                .context("running rpm -K")?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let mut said = std::collections::HashMap::new();
-            for line in stdout.lines() {
-                if let Some((file, result)) = line.rsplit_once(": ") {
-                    said.insert(file.to_string(), result.trim().to_string());
-                }
-            }
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let stderr = crate::fetch::repomd::one_line(&stderr);
-            for f in chunk {
-                verdicts.push(match said.get(f).map(String::as_str) {
-                    Some("digests signatures OK") => SigVerdict::Good,
-                    Some("digests OK") => SigVerdict::Unsigned,
-                    Some(other) => SigVerdict::Bad(other.to_string()),
-                    None => SigVerdict::Bad(format!("rpm -K gave no verdict: {stderr}")),
-                });
-            }
-        }
-        Ok(verdicts)
-    }
 }
 
 /// Refuse any of `rpms` that is not signed by the repository key, with one

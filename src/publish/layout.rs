@@ -224,11 +224,8 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
         let dist = dist_of_file_name(&inc.file_name, &known).map(str::to_string);
         routed.entry(Part { dist }).or_default().push(inc);
     }
-    // The release RPMs are signed with the same key, which must be able to.
-    let signer = match opts.base_url {
-        Some(_) => Some(opts.key.package_signer()?),
-        None => None,
-    };
+    // The release RPMs are signed with the same key.
+    let signer = opts.base_url.as_ref().map(|_| &opts.key);
 
     std::fs::create_dir_all(repo).with_context(|| format!("creating {}", repo.display()))?;
     let _lock = super::lock::RepoLock::acquire(repo)?;
@@ -246,7 +243,7 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
 
     // Key and client files first: the new repomd may be the first one
     // clients see.
-    let public = opts.key.public_armored()?;
+    let public = opts.key.public_armored();
     super::write_if_changed(&repo.join(super::KEY_FILE), public.as_bytes())?;
     for part in &parts {
         let dir = part.dir(repo);
@@ -263,7 +260,7 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
         (Some(signer), Some(base)) => {
             for part in &dist_parts {
                 release_rpms.push(super::release::write_release_rpm(
-                    repo, part, base, &public, signer,
+                    repo, part, base, public, signer,
                 )?);
             }
         }
@@ -283,7 +280,7 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
         parts: Vec::new(),
         release_rpms,
         notes,
-        key_fingerprint: opts.key.fingerprint(),
+        key_fingerprint: opts.key.fingerprint.clone(),
     };
     for part in &parts {
         let inputs = routed.get(part).map(Vec::as_slice).unwrap_or(&[]);

@@ -43,7 +43,6 @@ pub mod repodata;
 pub mod repomd;
 pub mod rpmcheck;
 pub mod rpmmeta;
-pub mod signing;
 pub mod verify;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -54,8 +53,7 @@ use std::path::{Path, PathBuf};
 pub use layout::{publish, publish_checked, PartReport, PublishReport};
 pub use repomd::{Compression, DataRecord};
 pub use rpmmeta::PackageMeta;
-pub use signing::RepoKey;
-pub use verify::{verify_repo, VerifyReport};
+pub use verify::{verify_repo, RepoVerifyReport};
 
 /// Name of the public key file in the repository root.
 pub const KEY_FILE: &str = "RPM-GPG-KEY-khotfix";
@@ -70,10 +68,14 @@ pub struct PublishOptions {
     pub rpms: Vec<PathBuf>,
     /// Keep the N newest releases (EVR order) of each package name.
     pub keep: Option<usize>,
-    pub key: RepoKey,
+    /// Signs repomd.xml (and the khotfix-release RPMs); its public half is
+    /// the repository key.
+    pub key: crate::keys::PackageSigner,
     pub compress: Compression,
     /// Written into khotfix.repo as baseurl (a placeholder when None).
     pub base_url: Option<String>,
+    /// Where the progress of long header reads goes.
+    pub reporter: crate::progress::SharedReporter,
 }
 
 /// The integrity choices of a publish (issue 16); the default refuses
@@ -167,8 +169,8 @@ fn check_inputs(opts: &PublishOptions, safety: &Safety, scratch: &Path) -> Resul
         .iter()
         .map(|p| check_input(p))
         .collect::<Result<Vec<_>>>()?;
-    let public = opts.key.public_armored()?;
-    let srcs = guard::gate_signatures(&opts.rpms, &public, safety.signer.as_ref(), scratch)?;
+    let public = opts.key.public_armored();
+    let srcs = guard::gate_signatures(&opts.rpms, public, safety.signer.as_ref(), scratch)?;
     let mut out: Vec<Incoming> = Vec::with_capacity(srcs.len());
     for ((shown, (nevra, file_name)), src) in opts.rpms.iter().zip(named).zip(srcs) {
         let sha256 = crate::util::fsx::sha256_file(&src)?;
@@ -238,30 +240,35 @@ fn copy_in(src: &Path, dir: &Path, name: &str) -> Result<(String, bool)> {
 }
 
 /// Read header + checksum of every package in `todo`, on all cores.
-fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Vec<cache::Entry>> {
+fn read_many(
+    pkgdir: &Path,
+    todo: Vec<(String, std::fs::Metadata)>,
+    reporter: &dyn crate::progress::Reporter,
+) -> Result<Vec<cache::Entry>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
     let chunk = todo.len().div_ceil(threads.max(1)).max(1);
-    // A progress bar only for long reads on a terminal.
-    let bar = if todo.len() >= 200 && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let b = indicatif::ProgressBar::new(todo.len() as u64);
-        b.set_message("reading RPM headers");
-        b
+    // Progress only for long reads.
+    let total = todo.len() as u64;
+    let bar: Box<dyn crate::progress::Reporter> = if todo.len() >= 200 {
+        reporter.child("reading RPM headers", Some(total))
     } else {
-        indicatif::ProgressBar::hidden()
+        Box::new(crate::progress::Quiet)
     };
+    let done = std::sync::atomic::AtomicU64::new(0);
     let results: Vec<Result<Vec<Result<cache::Entry>>>> = std::thread::scope(|s| {
         let handles: Vec<_> = todo
             .chunks(chunk)
             .map(|part| {
-                let bar = bar.clone();
+                let (bar, done) = (bar.as_ref(), &done);
                 s.spawn(move || {
                     part.iter()
                         .map(|(name, md)| {
                             let r = read_one(pkgdir, name, md);
-                            bar.inc(1);
+                            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            bar.progress(d + 1, Some(total));
                             r
                         })
                         .collect::<Vec<_>>()
@@ -273,7 +280,7 @@ fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Ve
             .map(|h| h.join().map_err(|_| anyhow!("a reader thread panicked")))
             .collect()
     });
-    bar.finish_and_clear();
+    bar.finish(true, "");
     let mut out = Vec::new();
     for r in results {
         for one in r? {
@@ -291,7 +298,7 @@ fn read_many(pkgdir: &Path, todo: Vec<(String, std::fs::Metadata)>) -> Result<Ve
 fn warn_skip(why: &str) {
     eprintln!(
         "khotfix: warning: skipped (not in the metadata): {}",
-        crate::fetch::repomd::one_line(why)
+        crate::repodata::one_line(why)
     );
 }
 
@@ -410,7 +417,11 @@ struct Scan {
 /// List `Packages/`, reusing cached metadata of unchanged files and reading
 /// the rest. Files that cannot be published (bad name, not a regular file,
 /// unreadable) are skipped with a warning line, never fatal.
-fn scan_packages(pkgdir: &Path, old_cache: &mut cache::Cache) -> Result<Scan> {
+fn scan_packages(
+    pkgdir: &Path,
+    old_cache: &mut cache::Cache,
+    reporter: &dyn crate::progress::Reporter,
+) -> Result<Scan> {
     let mut entries: HashMap<String, cache::Entry> = HashMap::new();
     let mut taken = std::collections::HashSet::new();
     let mut todo = Vec::new();
@@ -442,7 +453,7 @@ fn scan_packages(pkgdir: &Path, old_cache: &mut cache::Cache) -> Result<Scan> {
     }
     let cached = entries.len();
     let mut fresh = Vec::with_capacity(todo.len());
-    for e in read_many(pkgdir, todo)? {
+    for e in read_many(pkgdir, todo, reporter)? {
         let name = e.file_name().to_string();
         fresh.push(name.clone());
         entries.insert(name, e);
@@ -598,11 +609,11 @@ fn publish_part(
     // Scan Packages/: reuse cached metadata of unchanged files.
     let mut old_cache = cache::Cache::load(repo);
     phase("cache loaded");
-    let mut scan = scan_packages(&pkgdir, &mut old_cache)?;
+    let mut scan = scan_packages(&pkgdir, &mut old_cache, opts.reporter.as_ref())?;
     let duplicates = drop_duplicates(repo, &mut scan.entries);
     phase("scanned");
 
-    let (copies, replaced) = place_inputs(&pkgdir, &incoming, &scan, safety.replace)?;
+    let (copies, replaced) = place_inputs(&pkgdir, incoming, &scan, safety.replace)?;
     let mut added = Vec::new();
     for (i, name) in &copies {
         copy_in(&incoming[*i].src, &pkgdir, name)?;
@@ -619,7 +630,7 @@ fn publish_part(
             std::fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
         todo.push((name.clone(), md));
     }
-    let read_new = read_many(&pkgdir, todo)?;
+    let read_new = read_many(&pkgdir, todo, opts.reporter.as_ref())?;
     if read_new.len() != added.len() {
         bail!(
             "a package copied into {} could not be read back",
@@ -670,7 +681,9 @@ fn publish_part(
     let records = write_generation(&gen_tmp, &kept, opts.compress, revision)?;
     phase("datafiles");
     let repomd_xml = repomd::render(revision, &records);
-    let signature = opts.key.sign(repomd_xml.as_bytes())?;
+    let signature = opts
+        .key
+        .sign_detached_armored(repomd_xml.as_bytes(), now_secs())?;
     write_synced(&gen_tmp.join("repomd.xml"), repomd_xml.as_bytes())?;
     write_synced(&gen_tmp.join("repomd.xml.asc"), signature.as_bytes())?;
     crate::util::fsx::sync_dir(&gen_tmp)?;
@@ -735,19 +748,7 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).map(|b| b == bytes).unwrap_or(false) {
         return Ok(());
     }
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".khotfix-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    make_public(tmp.as_file())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    crate::util::fsx::sync_dir(dir)
+    crate::util::fsx::write_atomic_mode(path, bytes, Some(0o644))
 }
 
 /// Compress primary, filelists and other in parallel from the packages'

@@ -98,6 +98,20 @@ fn file_elem(out: &mut String, indent: &str, path: &str, kind: FileKind) {
     out.push_str("</file>\n");
 }
 
+/// `<tag>text</tag>` elements, one a line, each indented by `indent`.
+fn text_elems(out: &mut String, indent: &str, elems: &[(&str, &str)]) {
+    for (tag, value) in elems {
+        out.push_str(indent);
+        out.push('<');
+        out.push_str(tag);
+        out.push('>');
+        text(out, value);
+        out.push_str("</");
+        out.push_str(tag);
+        out.push_str(">\n");
+    }
+}
+
 pub fn primary_header(n: usize) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<metadata xmlns=\"{NS_COMMON}\" xmlns:rpm=\"{NS_RPM}\" packages=\"{n}\">\n"
@@ -129,33 +143,38 @@ pub fn primary_package(out: &mut String, p: &PackageMeta) {
     version_elem(out, p);
     out.push_str("  <checksum type=\"sha256\" pkgid=\"YES\">");
     out.push_str(&p.checksum);
-    out.push_str("</checksum>\n  <summary>");
-    text(out, &p.summary);
-    out.push_str("</summary>\n  <description>");
-    text(out, &p.description);
-    out.push_str("</description>\n  <packager>");
-    text(out, &p.packager);
-    out.push_str("</packager>\n  <url>");
-    text(out, &p.url);
+    out.push_str("</checksum>\n");
+    text_elems(
+        out,
+        "  ",
+        &[
+            ("summary", &p.summary),
+            ("description", &p.description),
+            ("packager", &p.packager),
+            ("url", &p.url),
+        ],
+    );
     let _ = write!(
         out,
-        "</url>\n  <time file=\"{}\" build=\"{}\"/>\n  <size package=\"{}\" installed=\"{}\" archive=\"{}\"/>\n  <location href=\"",
+        "  <time file=\"{}\" build=\"{}\"/>\n  <size package=\"{}\" installed=\"{}\" archive=\"{}\"/>\n  <location href=\"",
         p.time_file, p.time_build, p.size_package, p.size_installed, p.size_archive
     );
     esc(out, &p.location);
-    out.push_str("\"/>\n  <format>\n    <rpm:license>");
-    text(out, &p.license);
-    out.push_str("</rpm:license>\n    <rpm:vendor>");
-    text(out, &p.vendor);
-    out.push_str("</rpm:vendor>\n    <rpm:group>");
-    text(out, &p.group);
-    out.push_str("</rpm:group>\n    <rpm:buildhost>");
-    text(out, &p.buildhost);
-    out.push_str("</rpm:buildhost>\n    <rpm:sourcerpm>");
-    text(out, &p.sourcerpm);
+    out.push_str("\"/>\n  <format>\n");
+    text_elems(
+        out,
+        "    ",
+        &[
+            ("rpm:license", &p.license),
+            ("rpm:vendor", &p.vendor),
+            ("rpm:group", &p.group),
+            ("rpm:buildhost", &p.buildhost),
+            ("rpm:sourcerpm", &p.sourcerpm),
+        ],
+    );
     let _ = writeln!(
         out,
-        "</rpm:sourcerpm>\n    <rpm:header-range start=\"{}\" end=\"{}\"/>",
+        "    <rpm:header-range start=\"{}\" end=\"{}\"/>",
         p.header_start, p.header_end
     );
     deps_elem(out, "provides", &p.provides, false);

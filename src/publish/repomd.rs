@@ -1,8 +1,8 @@
-//! repomd.xml: writing it, reading it back, and the compressed data files it
-//! points to (content-addressed names, as `createrepo_c --unique-md-filenames`).
+//! repomd.xml: writing it, reading it back (through the shared reader in
+//! [`crate::repodata`]), and the compressed data files it points to
+//! (content-addressed names, as `createrepo_c --unique-md-filenames`).
 
-use anyhow::{anyhow, bail, Context, Result};
-use quick_xml::events::Event;
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -159,99 +159,42 @@ pub fn render(revision: u64, records: &[DataRecord]) -> String {
     s
 }
 
-/// Parse repomd.xml. Only sha256 checksums are accepted (khotfix and
-/// createrepo_c's default); anything else is reported as unreadable.
-/// Parse repomd.xml. Errors are one line (XML excerpts in them can hold
-/// newlines).
+/// Read repomd.xml back (with the shared reader): the revision and every
+/// data record. Only sha256 checksums are accepted (khotfix and
+/// createrepo_c's default); anything else is reported as unreadable. Errors
+/// are one line.
 pub fn parse(xml: &[u8]) -> Result<(u64, Vec<DataRecord>)> {
-    parse_inner(xml).map_err(|e| anyhow::anyhow!(crate::fetch::repomd::one_line(&format!("{e:#}"))))
+    let md = crate::repodata::repomd::parse(xml)?;
+    let records = md
+        .data
+        .into_iter()
+        .map(DataRecord::from_read)
+        .collect::<Result<_>>()?;
+    Ok((md.revision, records))
 }
 
-fn parse_inner(xml: &[u8]) -> Result<(u64, Vec<DataRecord>)> {
-    let mut r = quick_xml::Reader::from_reader(xml);
-    let mut buf = Vec::new();
-    let mut revision = 0u64;
-    let mut out = Vec::new();
-    let mut cur: Option<DataRecord> = None;
-    let mut field = String::new();
-    loop {
-        match r
-            .read_event_into(&mut buf)
-            .map_err(|e| anyhow!("bad XML: {e}"))?
-        {
-            Event::Start(e) | Event::Empty(e) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                let attr = |k: &str| -> Result<Option<String>> {
-                    for a in e.attributes() {
-                        let a = a.map_err(|e| anyhow!("bad XML attribute: {e}"))?;
-                        if a.key.local_name().as_ref() == k.as_bytes() {
-                            return Ok(Some(
-                                a.unescape_value()
-                                    .map_err(|e| anyhow!("bad XML: {e}"))?
-                                    .into_owned(),
-                            ));
-                        }
-                    }
-                    Ok(None)
-                };
-                match name.as_str() {
-                    "data" => {
-                        let kind = attr("type")?.ok_or_else(|| anyhow!("<data> without type"))?;
-                        cur = Some(DataRecord {
-                            kind,
-                            href: String::new(),
-                            checksum: String::new(),
-                            open_checksum: String::new(),
-                            size: 0,
-                            open_size: 0,
-                            timestamp: 0,
-                        });
-                    }
-                    "location" => {
-                        if let Some(c) = cur.as_mut() {
-                            c.href = attr("href")?.unwrap_or_default();
-                        }
-                    }
-                    "checksum" | "open-checksum" if cur.is_some() => {
-                        if let Some(t) = attr("type")? {
-                            if t != "sha256" {
-                                bail!("{name} type {t:?} is not supported (only sha256)");
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                field = name;
+impl DataRecord {
+    /// The record as read: missing fields empty or 0, checksums sha256.
+    fn from_read(d: crate::repodata::repomd::Data) -> Result<DataRecord> {
+        let sha256 = |what: &str, sum: Option<crate::repodata::repomd::Sum>| -> Result<String> {
+            let Some(sum) = sum else {
+                return Ok(String::new());
+            };
+            match sum.kind.as_deref() {
+                None | Some("sha256") => Ok(sum.value),
+                Some(t) => bail!("{what} type {t:?} is not supported (only sha256)"),
             }
-            Event::Text(t) => {
-                let text = t.unescape().map_err(|e| anyhow!("bad XML: {e}"))?;
-                let text = text.trim();
-                match (cur.as_mut(), field.as_str()) {
-                    (None, "revision") => revision = text.parse().unwrap_or(0),
-                    (Some(c), "checksum") => c.checksum = text.to_string(),
-                    (Some(c), "open-checksum") => c.open_checksum = text.to_string(),
-                    (Some(c), "size") => c.size = text.parse().context("bad <size>")?,
-                    (Some(c), "open-size") => {
-                        c.open_size = text.parse().context("bad <open-size>")?
-                    }
-                    (Some(c), "timestamp") => c.timestamp = text.parse().unwrap_or(0),
-                    _ => {}
-                }
-            }
-            Event::End(e) => {
-                if e.local_name().as_ref() == b"data" {
-                    if let Some(c) = cur.take() {
-                        out.push(c);
-                    }
-                }
-                field.clear();
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
+        };
+        Ok(DataRecord {
+            checksum: sha256("checksum", d.checksum)?,
+            open_checksum: sha256("open-checksum", d.open_checksum)?,
+            kind: d.kind,
+            href: d.href.unwrap_or_default(),
+            size: d.size.unwrap_or(0),
+            open_size: d.open_size.unwrap_or(0),
+            timestamp: d.timestamp.unwrap_or(0),
+        })
     }
-    Ok((revision, out))
 }
 
 /// Open a data file for reading, decompressing by its extension.

@@ -18,15 +18,19 @@
 //! could not be read at all.
 
 use super::repomd::{self, DataRecord};
-use anyhow::{anyhow, bail, Context, Result};
-use quick_xml::events::Event;
+use crate::package::keydb::{KeyDb, SigVerdict};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
 
+/// What `repo verify` found in a repository: problems as lines (the
+/// command's output). Not [`crate::verify::VerifyReport`], the verify
+/// stage's typed checks of one job's module and RPM: the subjects differ,
+/// and so do their persisted JSON forms; the distinct name keeps them apart.
 #[derive(Debug, Serialize)]
-pub struct VerifyReport {
+pub struct RepoVerifyReport {
     pub repo: String,
     /// The newest revision among the parts.
     pub revision: u64,
@@ -45,7 +49,7 @@ pub struct PartVerified {
     pub packages: usize,
 }
 
-impl VerifyReport {
+impl RepoVerifyReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -60,86 +64,19 @@ pub struct PrimaryEntry {
     pub href: String,
 }
 
-/// Stream primary.xml and return the fields verify needs. Errors are one
-/// line; memory is bounded like fetch's reader (decompressed size, node length).
+/// Stream (decompressed) primary.xml with the shared reader and return the
+/// fields verify needs, missing ones empty. Errors are one line.
 pub fn read_primary(r: impl Read) -> Result<Vec<PrimaryEntry>> {
-    read_primary_inner(r).map_err(|e| anyhow!(crate::fetch::repomd::one_line(&format!("{e:#}"))))
-}
-
-fn read_primary_inner(r: impl Read) -> Result<Vec<PrimaryEntry>> {
-    use crate::fetch::primary::{max_metadata_bytes, Bounded, MAX_XML_NODE};
-    let bounded = Bounded::new(
-        std::io::BufReader::new(r),
-        max_metadata_bytes()?,
-        MAX_XML_NODE,
-    );
-    let mut reader = quick_xml::Reader::from_reader(bounded);
-    let mut buf = Vec::new();
     let mut out = Vec::new();
-    let mut cur: Option<PrimaryEntry> = None;
-    let mut field: Vec<u8> = Vec::new();
-    loop {
-        reader.get_mut().mark();
-        match reader
-            .read_event_into(&mut buf)
-            .map_err(|e| anyhow!("bad XML: {e}"))?
-        {
-            Event::Start(e) | Event::Empty(e) => {
-                let lname = e.local_name().as_ref().to_vec();
-                match lname.as_slice() {
-                    b"package" => cur = Some(PrimaryEntry::default()),
-                    b"size" | b"location" => {
-                        if let Some(c) = cur.as_mut() {
-                            for a in e.attributes() {
-                                let a = a.map_err(|e| anyhow!("bad XML attribute: {e}"))?;
-                                let v = a.unescape_value().map_err(|e| anyhow!("bad XML: {e}"))?;
-                                match (lname.as_slice(), a.key.local_name().as_ref()) {
-                                    (b"size", b"package") => {
-                                        c.size = v.parse().context("bad <size package=>")?
-                                    }
-                                    (b"location", b"href") => c.href = v.into_owned(),
-                                    _ => {}
-                                }
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                field = lname;
-            }
-            Event::Text(t) => {
-                if let Some(c) = cur.as_mut() {
-                    match field.as_slice() {
-                        b"name" if c.name.is_empty() => {
-                            c.name = t
-                                .unescape()
-                                .map_err(|e| anyhow!("bad XML: {e}"))?
-                                .into_owned()
-                        }
-                        b"checksum" => {
-                            c.checksum = t
-                                .unescape()
-                                .map_err(|e| anyhow!("bad XML: {e}"))?
-                                .trim()
-                                .to_string()
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Event::End(e) => {
-                if e.local_name().as_ref() == b"package" {
-                    if let Some(c) = cur.take() {
-                        out.push(c);
-                    }
-                }
-                field.clear();
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
+    crate::repodata::primary::read(std::io::BufReader::new(r), |e| {
+        out.push(PrimaryEntry {
+            name: e.name.unwrap_or_default(),
+            checksum: e.checksum.unwrap_or_default().trim().to_string(),
+            size: e.size.unwrap_or(0),
+            href: e.location.unwrap_or_default(),
+        });
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -215,7 +152,7 @@ fn check_data_file(repo: &Path, rec: &DataRecord, problems: &mut Vec<String>) ->
 }
 
 /// Verify the repository at `repo`: every part, every release RPM.
-pub fn verify_repo(repo: &Path) -> Result<VerifyReport> {
+pub fn verify_repo(repo: &Path) -> Result<RepoVerifyReport> {
     let known = super::layout::known_dists();
     let mut parts = super::layout::existing_parts(repo, &known);
     if parts.is_empty() {
@@ -226,7 +163,7 @@ pub fn verify_repo(repo: &Path) -> Result<VerifyReport> {
     let key_path = repo.join(super::KEY_FILE);
     let key = std::fs::read_to_string(&key_path)
         .with_context(|| format!("{}: cannot read the repository key", key_path.display()))?;
-    let mut report = VerifyReport {
+    let mut report = RepoVerifyReport {
         repo: repo.display().to_string(),
         revision: 0,
         packages: 0,
@@ -265,7 +202,7 @@ fn verify_part(repo: &Path, key_path: &Path, key: &str) -> Result<(u64, usize, V
 
     match std::fs::read_to_string(repo.join("repodata/repomd.xml.asc")) {
         Ok(sig) => {
-            if let Err(e) = super::signing::verify_detached(key, &sig, &repomd_bytes) {
+            if let Err(e) = crate::keys::verify_detached(key, &sig, &repomd_bytes) {
                 problems.push(format!("repodata/repomd.xml.asc: {e:#}"));
             }
         }
@@ -353,47 +290,18 @@ fn check_signatures(
     if hrefs.is_empty() {
         return Ok(());
     }
-    let db = tempfile::tempdir().context("creating a temporary rpm database")?;
-    let dbpath = db.path().to_string_lossy().into_owned();
-    let out = std::process::Command::new("rpm")
-        .args(["--dbpath", &dbpath, "--import"])
-        .arg(key)
-        .output()
-        .context("running rpm --import (is rpm installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "{}: rpm cannot import the repository key: {}",
-            key.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    for chunk in hrefs.chunks(256) {
-        let out = std::process::Command::new("rpm")
-            .current_dir(repo)
-            .args(["--dbpath", &dbpath, "-K", "--"])
-            .args(chunk)
-            .output()
-            .context("running rpm -K")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let mut seen = std::collections::HashSet::new();
-        for line in stdout.lines() {
-            let Some((file, result)) = line.rsplit_once(": ") else {
-                continue;
-            };
-            seen.insert(file.to_string());
-            if result.trim() != "digests signatures OK" {
-                problems.push(format!(
-                    "{file}: package signature check failed: {}",
-                    result.trim()
-                ));
+    let verdicts = KeyDb::new(key)?.check(repo, hrefs)?;
+    for (href, verdict) in hrefs.iter().zip(verdicts) {
+        match verdict {
+            SigVerdict::Good => {}
+            SigVerdict::Unsigned => problems.push(format!(
+                "{href}: package signature check failed: digests OK"
+            )),
+            SigVerdict::Bad(why) if why.starts_with("rpm -K gave no verdict") => {
+                problems.push(format!("{href}: {why}"))
             }
-        }
-        for h in chunk {
-            if !seen.contains(h.as_str()) {
-                problems.push(format!(
-                    "{h}: rpm -K gave no verdict: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+            SigVerdict::Bad(why) => {
+                problems.push(format!("{href}: package signature check failed: {why}"))
             }
         }
     }

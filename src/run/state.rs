@@ -8,7 +8,7 @@
 //! atomically after every stage, so a killed run leaves either the old or
 //! the new state, never half of one.
 
-use super::{PublishOutput, RunSettings, StageKind, StageOutput};
+use super::{PublishOutput, RunSettings, StageData, StageKind, StageOutput};
 use crate::plan::Job;
 use crate::recipe::{Recipe, Target};
 use crate::util::fsx;
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// Bumped when the state layout changes; other versions are ignored (the job
 /// re-runs) rather than misread.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// One output of a finished stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +94,10 @@ fn mtime_ns(md: &std::fs::Metadata) -> i128 {
 pub struct StageRecord {
     pub stage: StageKind,
     pub inputs: BTreeMap<String, String>,
+    /// The stage's typed output, as later stages read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<StageData>,
+    /// The files behind `data`, by field, with their digests.
     pub outputs: BTreeMap<String, ArtifactRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
@@ -107,11 +111,7 @@ impl StageRecord {
     /// The output as the next stages see it.
     pub fn output(&self) -> StageOutput {
         StageOutput {
-            artifacts: self
-                .outputs
-                .iter()
-                .map(|(k, a)| (k.clone(), a.path.clone()))
-                .collect(),
+            data: self.data.clone(),
             summary: self.summary.clone(),
             detail: self.detail.clone(),
             failure: None,
@@ -154,7 +154,7 @@ pub struct JobState {
 }
 
 impl JobState {
-    fn fresh(job: &Job) -> JobState {
+    pub fn fresh(job: &Job) -> JobState {
         JobState {
             schema: SCHEMA,
             job: job.id.clone(),
@@ -267,7 +267,8 @@ pub fn read(job_dir: &Path) -> Result<JobState> {
         .with_context(|| format!("{}: not a khotfix job state", path.display()))
 }
 
-/// Record a finished stage: every artifact must exist; files are hashed.
+/// Record a finished stage: every file of its output must exist; files are
+/// hashed.
 pub fn record(
     kind: StageKind,
     inputs: BTreeMap<String, String>,
@@ -275,17 +276,21 @@ pub fn record(
     seconds: f64,
 ) -> Result<StageRecord> {
     let mut outputs = BTreeMap::new();
-    for (name, path) in &out.artifacts {
+    for (name, path) in out.data.iter().flat_map(StageData::files) {
         if !path.is_absolute() {
-            bail!("stage {kind} returned artifact {name:?} with a relative path {}; artifacts must be absolute", path.display());
+            bail!(
+                "stage {kind} returned {name} with a relative path {}; outputs must be absolute",
+                path.display()
+            );
         }
         let rec = ArtifactRecord::capture(path)
-            .with_context(|| format!("stage {kind} returned artifact {name:?}"))?;
-        outputs.insert(name.clone(), rec);
+            .with_context(|| format!("stage {kind} returned {name}"))?;
+        outputs.insert(name.to_string(), rec);
     }
     Ok(StageRecord {
         stage: kind,
         inputs,
+        data: out.data.clone(),
         outputs,
         summary: out.summary.clone(),
         detail: out.detail.clone(),

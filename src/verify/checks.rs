@@ -372,49 +372,30 @@ pub fn check_signature_crypto(data: &[u8], cert: &Path) -> Check {
     }
 }
 
-/// `rpm -K` with the repository key imported into a temporary rpmdb: the
-/// digests and the OpenPGP signature must be OK. An unsigned package
-/// ("digests OK" only) fails.
+/// `rpm -K` with the repository key imported into a temporary rpmdb
+/// ([`crate::package::keydb`]): the digests and the OpenPGP signature must be
+/// OK. An unsigned package ("digests OK" only) fails.
 pub fn check_rpm_signature(rpm: &Path, key: &Path) -> Check {
+    use crate::package::keydb::{KeyDb, SigVerdict};
     let name = "rpm-signature";
-    let run = || -> Result<(bool, String)> {
-        let db = tempfile::tempdir().context("creating a temporary rpmdb")?;
-        let dbpath = db.path().canonicalize()?;
-        let o = std::process::Command::new("rpm")
-            .arg("--dbpath")
-            .arg(&dbpath)
-            .arg("--import")
-            .arg(key)
-            .output()
-            .context("running rpm --import")?;
-        if !o.status.success() {
-            bail!(
-                "rpm --import {}: {}",
-                key.display(),
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        let o = std::process::Command::new("rpm")
-            .arg("--dbpath")
-            .arg(&dbpath)
-            .arg("-K")
-            .arg(rpm)
-            .output()
-            .context("running rpm -K")?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let ok = o.status.success() && text.contains("signatures OK") && !text.contains("NOT OK");
-        Ok((ok, text.trim().replace('\n', " ")))
+    let run = || -> Result<SigVerdict> {
+        let file = std::path::absolute(rpm)
+            .with_context(|| format!("{}: cannot resolve the path", rpm.display()))?;
+        let file = file.to_string_lossy().into_owned();
+        let verdicts = KeyDb::new(key)?.check(Path::new("/"), &[file])?;
+        verdicts
+            .into_iter()
+            .next()
+            .context("rpm -K gave no verdict")
     };
+    let shown = rpm.display();
     match run() {
-        Ok((true, t)) => Check::pass(name, t),
-        Ok((false, t)) if t.contains("digests OK") && !t.contains("ignatures") => {
-            Check::fail(name, format!("the package is not signed: {t}"))
-        }
-        Ok((false, t)) => Check::fail(name, t),
+        Ok(SigVerdict::Good) => Check::pass(name, format!("{shown}: digests signatures OK")),
+        Ok(SigVerdict::Unsigned) => Check::fail(
+            name,
+            format!("the package is not signed: {shown}: digests OK"),
+        ),
+        Ok(SigVerdict::Bad(why)) => Check::fail(name, format!("{shown}: {why}")),
         Err(e) => Check::fail(name, format!("{e:#}")),
     }
 }

@@ -20,7 +20,6 @@ pub mod boot;
 pub mod checks;
 pub mod qemu;
 
-use crate::run::{artifact, JobContext, StageKind, StageOutput};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -246,85 +245,37 @@ pub fn reference_vermagic(modules_dir: &Path) -> Option<(PathBuf, String)> {
     Some((found, vm))
 }
 
-/// The verify stage for `khotfix run`: reads the sign and package stages'
-/// artifacts (`module`, `module_cert`, `rpm`, `rpm_key`) and the target
-/// kernel (`kernel_image`/`modules_dir` artifacts of fetch: the packages it
-/// downloaded, never the host's own kernel), writes
-/// `verify.json` and fails the job on any failed check.
-pub fn stage(cx: &JobContext) -> Result<StageOutput> {
-    let kernel = cx.job.kernel.to_string();
-    let module = cx
-        .artifact(StageKind::Sign, artifact::MODULE)?
-        .to_path_buf();
-    let rpm = cx.find_artifact(artifact::RPM).map(Path::to_path_buf);
-    let rpm_key = cx
-        .find_artifact(artifact::RPM_KEY)
-        .map(Path::to_path_buf)
-        .or_else(|| {
-            cx.settings
-                .keys
-                .as_ref()
-                .map(|k| k.join("RPM-GPG-KEY-khotfix"))
-                .filter(|p| p.is_file())
-        });
-    // The target kernel as fetch downloaded it, never the host's own
-    // /boot and /lib/modules: the host may run another kernel, or none of
-    // this ABI.
-    let kernel_image = cx
-        .find_artifact(artifact::KERNEL_IMAGE)
-        .map(Path::to_path_buf);
-    let modules_dir = cx
-        .find_artifact(artifact::MODULES_DIR)
-        .map(Path::to_path_buf);
-    let inputs = VerifyInputs {
-        kernel,
-        module,
-        rpm,
-        rpm_key,
-        module_cert: cx
-            .find_artifact(artifact::MODULE_CERT)
-            .map(Path::to_path_buf),
-        kernel_image,
-        modules_dir,
-        boot: std::env::var_os("KHOTFIX_VERIFY_NO_BOOT").is_none(),
-        work_dir: Some(cx.work_dir.clone()),
-    };
-    cx.note(if inputs.kernel_image.is_some() && inputs.boot {
-        "checking and booting under qemu"
-    } else {
-        "checking"
-    });
-    let report = verify(&inputs)?;
-    let json = serde_json::to_value(&report)?;
-    let path = cx.work_dir.join("verify.json");
-    crate::util::fsx::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
-    let passed = report
-        .checks
-        .iter()
-        .filter(|c| c.outcome == Outcome::Pass)
-        .count();
-    let skipped: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| c.outcome == Outcome::Skip)
-        .map(|c| c.name.as_str())
-        .collect();
-    let mut summary = format!("{passed} checks passed");
-    if !skipped.is_empty() {
-        summary.push_str(&format!(", skipped: {}", skipped.join(", ")));
+impl VerifyReport {
+    /// "N checks passed[, skipped: …]" for the run report.
+    pub fn summary(&self) -> String {
+        let passed = self
+            .checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::Pass)
+            .count();
+        let skipped: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::Skip)
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut summary = format!("{passed} checks passed");
+        if !skipped.is_empty() {
+            summary.push_str(&format!(", skipped: {}", skipped.join(", ")));
+        }
+        summary
     }
-    let out = StageOutput::new()
-        .artifact("report", path)
-        .summary(summary)
-        .detail(json);
-    let failures = report.failures();
-    if failures.is_empty() {
-        Ok(out)
-    } else {
+
+    /// Why the job fails, if a check failed.
+    pub fn failure(&self) -> Option<String> {
+        let failures = self.failures();
+        if failures.is_empty() {
+            return None;
+        }
         let why: Vec<String> = failures
             .iter()
             .map(|c| format!("{}: {}", c.name, c.message))
             .collect();
-        Ok(out.failed(format!("verify failed: {}", why.join("; "))))
+        Some(format!("verify failed: {}", why.join("; ")))
     }
 }

@@ -22,12 +22,12 @@
 //! assert_eq!(run.results.get("hello").map(String::as_str), Some("world"));
 //! ```
 
+use crate::util::proc::process;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use crate::util::proc::process;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -128,32 +128,14 @@ pub fn parse_results(console: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Debian's current kernel ABI (`6.1.0-56-amd64`) from
-/// `apt-cache depends linux-image-amd64`; it moves with security updates, so
-/// it is never hard-coded.
+/// Debian's current kernel ABI (`6.1.0-56-amd64`): what
+/// `linux-image-amd64` depends on ([`crate::fetch::apt::current_kernel`],
+/// the one lookup). It moves with security updates, so it is never
+/// hard-coded.
 pub fn debian_kernel_abi() -> Result<String> {
-    let out = Command::new("apt-cache")
-        .args(["depends", "linux-image-amd64"])
-        .output()
-        .context("running apt-cache depends linux-image-amd64")?;
-    if !out.status.success() {
-        bail!(
-            "apt-cache depends linux-image-amd64 failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    for line in text.lines() {
-        if let Some(pkg) = line.trim().strip_prefix("Depends: linux-image-") {
-            let abi = pkg.trim();
-            if abi.ends_with("-amd64") && abi.starts_with(|c: char| c.is_ascii_digit()) {
-                return Ok(abi.to_string());
-            }
-        }
-    }
-    bail!(
-        "apt-cache depends linux-image-amd64: no linux-image-<abi>-amd64 dependency in its output"
-    )
+    Ok(crate::fetch::apt::current_kernel("linux-image-amd64")?
+        .as_str()
+        .to_string())
 }
 
 /// One entry of the initramfs.

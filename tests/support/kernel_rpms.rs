@@ -1,8 +1,8 @@
 //! Real kernel-like RPMs for the fetch tests, built once per test binary with
 //! rpmbuild from a generated spec (kernel SRPM, kernel, kernel-devel,
 //! kernel-debuginfo, kernel-debuginfo-common-x86_64), and yum repositories
-//! made from them with createrepo_c.
-#![allow(dead_code)]
+//! made from them with createrepo_c. Built once per test binary because
+//! rpmbuild takes seconds and every fetch test needs the same set.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -225,6 +225,17 @@ pub fn test_distro(base_url: &str) -> khotfix::distro::Distro {
     d
 }
 
+/// `KHOTFIX_MIRRORS`-style overrides pointing the built-in alinux3 at the
+/// test server `srv`. Its source repository is `direct` (no repodata):
+/// files by name under Packages/.
+pub fn mirrors(srv: &super::http::Server) -> Vec<String> {
+    vec![
+        format!("plus-source={}source/Packages/", srv.url()),
+        format!("plus-debug={}debug/", srv.url()),
+        format!("plus={}os/", srv.url()),
+    ]
+}
+
 /// Path of the primary metadata file of a repository and its href.
 pub fn primary_of(repo: &Path) -> (PathBuf, String) {
     let xml = std::fs::read_to_string(repo.join("repodata/repomd.xml")).unwrap();
@@ -248,7 +259,7 @@ pub fn rewrite_primary(repo: &Path, edit: impl Fn(String) -> String) {
     use std::io::{Read, Write};
     let (path, _) = primary_of(repo);
     let mut xml = String::new();
-    khotfix::fetch::primary::decompress(std::fs::File::open(&path).unwrap())
+    khotfix::repodata::decompress(std::fs::File::open(&path).unwrap())
         .unwrap()
         .read_to_string(&mut xml)
         .unwrap();

@@ -1,37 +1,16 @@
-//! Helpers shared by the sign/keys/package integration tests (included with
-//! `#[path]`). Everything here drives real tools: kbuild against Debian's
-//! linux-headers, openssl, the kernel's sign-file, rpm.
-#![allow(dead_code)]
+//! Kernel-side fixtures: Debian's kernel ABI as apt sees it, small real
+//! modules built with kbuild against Debian's linux-headers, module-signing
+//! keys made the way the kernel's certs/Makefile makes them, the kernel's
+//! own sign-file and kmod's modinfo. The signing, packaging and verify tests
+//! compare khotfix against these, so they must be the real tools.
 
+use super::process::run;
+use super::tmp::{rand_suffix, scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 pub const SIGN_FILE: &str = "/usr/lib/linux-kbuild-6.1/scripts/sign-file";
-
-pub fn khotfix() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_khotfix"))
-}
-
-/// Run and require success; returns stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn output(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
-}
 
 /// Debian's current kernel ABI (`6.1.0-NN-amd64`), discovered the way the
 /// guide says: from linux-image-amd64's dependency.
@@ -42,18 +21,6 @@ pub fn debian_abi() -> String {
         .find(|v| v.ends_with("-amd64"))
         .map(str::to_string)
         .expect("apt-cache depends linux-image-amd64 names no linux-image-<abi>")
-}
-
-/// A temp dir that lives for the whole test process.
-fn scratch() -> &'static Path {
-    static D: OnceLock<PathBuf> = OnceLock::new();
-    D.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("khotfix-sign-test-")
-            .tempdir()
-            .unwrap()
-            .keep()
-    })
 }
 
 const MODULES: &[(&str, &str)] = &[
@@ -146,20 +113,42 @@ pub fn shared_key(bits: u32) -> &'static TestKey {
     }
 }
 
-pub fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+/// The newest Debian 6.1 ABI in the archive older than the one
+/// `linux-image-amd64` depends on (the previous security update), with its
+/// headers still available.
+pub fn debian_previous_abi() -> String {
+    let current = debian_abi();
+    let number = |abi: &str| -> Option<u32> {
+        abi.strip_prefix("6.1.0-")?
+            .strip_suffix("-amd64")?
+            .parse()
+            .ok()
+    };
+    let cur = number(&current).unwrap_or_else(|| panic!("unexpected ABI {current}"));
+    let listed = run(Command::new("apt-cache").args([
+        "search",
+        "--names-only",
+        r"^linux-headers-6\.1\.0-[0-9]+-amd64$",
+    ]));
+    let mut older: Vec<u32> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|p| number(p.strip_prefix("linux-headers-")?))
+        .filter(|n| *n < cur)
+        .collect();
+    older.sort();
+    let n = older
+        .pop()
+        .unwrap_or_else(|| panic!("no Debian ABI older than {current} in the archive"));
+    format!("6.1.0-{n}-amd64")
 }
 
-pub fn tmpdir() -> PathBuf {
-    let d = scratch().join(format!("t-{}", rand_suffix()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// One field of a module's .modinfo as kmod's `modinfo -F` prints it
+/// (trimmed).
+pub fn modinfo(ko: &Path, field: &str) -> String {
+    run(Command::new("modinfo").args(["-F", field]).arg(ko))
+        .trim()
+        .to_string()
 }
 
 /// Sign `module` with the kernel's sign-file into `dest`.
@@ -170,4 +159,25 @@ pub fn sign_file(hash: &str, key: &Path, cert: &Path, module: &Path, dest: &Path
         .arg(cert)
         .arg(module)
         .arg(dest));
+}
+
+/// `khotfix keys generate --bits 2048 DIR`: the module- and package-signing
+/// keys a run would use, in `dir`.
+pub fn generate_keys(dir: &Path) {
+    run(super::bin::khotfix()
+        .args(["keys", "generate", "--bits", "2048"])
+        .arg(dir));
+}
+
+/// The first of [`modules`] signed by `khotfix sign` with the module-signing
+/// key [`generate_keys`] wrote to `keys`, written to `out`.
+pub fn sign_module(keys: &Path, out: &Path) {
+    run(super::bin::khotfix()
+        .args(["sign", "--key"])
+        .arg(keys.join("module-signing.key.pem"))
+        .arg("--cert")
+        .arg(keys.join("module-signing.crt.pem"))
+        .arg("-o")
+        .arg(out)
+        .arg(&modules()[0]));
 }

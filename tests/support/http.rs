@@ -1,11 +1,16 @@
-//! A small threaded HTTP/1.1 file server on 127.0.0.1 for the fetch tests,
-//! with fault injection. It is a real server over real sockets: the client
-//! under test cannot tell it from a mirror, except when a fault says so.
-#![allow(dead_code)]
+//! Loopback HTTP servers, two kinds on purpose:
+//! * [`Server`]: a small threaded HTTP/1.1 file server on 127.0.0.1 with
+//!   fault injection, for the fetch tests. It is a real server over real
+//!   sockets: the client under test cannot tell it from a mirror, except
+//!   when a fault says so.
+//! * [`Http`]: python3's `http.server`, a server khotfix did not write, for
+//!   the tests where dnf reads a published repository: what a plain static
+//!   web server serves is what dnf must accept.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -273,4 +278,60 @@ fn handle(
     // Drain nothing more: Connection: close.
     let _ = reader.read(&mut [0u8; 0]);
     Ok(())
+}
+
+/// python3 -m http.server on 127.0.0.1, an ephemeral port, killed on drop.
+pub struct Http {
+    child: Child,
+    pub port: u16,
+}
+
+impl Http {
+    /// Serve `dir`; returns once the server has said which port it took.
+    pub fn serve(dir: &Path) -> Http {
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("cannot parse http.server banner {line:?}"));
+        Http { child, port }
+    }
+
+    /// `http://127.0.0.1:PORT/`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// The URL of `path` (relative to the served directory).
+    pub fn url_to(&self, path: &str) -> String {
+        format!("{}{path}", self.url())
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
