@@ -12,7 +12,7 @@
 
 mod support;
 
-use support::bin::khotfix;
+use support::node_bins;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -54,13 +54,23 @@ fn fake_root(rel: &str, pm: Option<(&str, &str)>) -> tempfile::TempDir {
     t
 }
 
+/// `apply` with both binaries, each on its own copy of the root (it acts).
 fn run(args: &[&str], root: &Path) -> (i32, String, String) {
-    let out = khotfix()
-        .args(["node", "apply", "--recipe", RECIPE, "--root"])
-        .arg(root)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = node_bins::output_on_copies(
+        root,
+        |r| {
+            let mut v: Vec<std::ffi::OsString> = vec![
+                "apply".into(),
+                "--recipe".into(),
+                RECIPE.into(),
+                "--root".into(),
+            ];
+            v.push(r.into());
+            v.extend(args.iter().map(Into::into));
+            v
+        },
+        |_| {},
+    );
     support::bin::code_out_err(out)
 }
 
@@ -150,8 +160,8 @@ fn yes_installs_through_chroot_and_waits_for_the_livepatch() {
         "{out}"
     );
     // The check agrees afterwards.
-    let c = khotfix()
-        .args(["node", "check", "--recipe", RECIPE, "--root"])
+    let c = node_bins::both()
+        .args(["check", "--recipe", RECIPE, "--root"])
         .arg(t.path())
         .output()
         .unwrap();
@@ -225,19 +235,33 @@ fn applying_waits_instead_of_installing() {
     let (code, out, _) = run(&[], t.path());
     assert_eq!(code, 0);
     assert_eq!(out.lines().next().unwrap(), "would run: wait up to 60s for /sys/kernel/livepatch/kpatch_22519882/enabled=1 and transition=0");
-    // The transition finishes while apply waits.
-    let p = t.path().join(LP.trim_start_matches('/')).join("transition");
-    let flip = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(700));
-        std::fs::write(p, "0\n").unwrap();
-    });
-    let (code, out, err) = run(&["--yes", "--timeout", "10"], t.path());
-    flip.join().unwrap();
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(
-        !out.contains("stand-in dnf"),
-        "must not install while applying: {out}"
-    );
+    // The transition finishes while apply waits (each binary on its own root).
+    for (mut c, name) in node_bins::node_commands().into_iter().zip(node_bins::NAMES) {
+        let t = fake_root("5.10.134-18.al8.x86_64", Some(("dnf", "0")));
+        write(t.path(), &format!("{LP}/enabled"), "1\n", 0o644);
+        write(t.path(), &format!("{LP}/transition"), "1\n", 0o644);
+        let p = t.path().join(LP.trim_start_matches('/')).join("transition");
+        let flip = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            std::fs::write(p, "0\n").unwrap();
+        });
+        let o = c
+            .args(["apply", "--recipe", RECIPE, "--root"])
+            .arg(t.path())
+            .args(["--yes", "--timeout", "10"])
+            .output()
+            .unwrap();
+        flip.join().unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(o.status.code(), Some(0), "{name}: {out}{err}");
+        assert!(
+            !out.contains("stand-in dnf"),
+            "{name} must not install while applying: {out}"
+        );
+    }
 }
 
 /// A real in-tree module of Debian's kernel is refused on a fake al8
@@ -265,8 +289,8 @@ fn ko_with_foreign_vermagic_or_name_is_refused() {
     let recipe = dir.path().join("deb.toml");
     std::fs::write(&recipe, debian_recipe(&rel, "livepatch_ipvs")).unwrap();
     let t = fake_root(&rel, None);
-    let out = khotfix()
-        .args(["node", "apply", "--recipe"])
+    let out = node_bins::both()
+        .args(["apply", "--recipe"])
         .arg(&recipe)
         .arg("--root")
         .arg(t.path())
@@ -280,8 +304,8 @@ fn ko_with_foreign_vermagic_or_name_is_refused() {
         "{err}"
     );
 
-    let out = khotfix()
-        .args(["node", "apply", "--recipe"])
+    let out = node_bins::both()
+        .args(["apply", "--recipe"])
         .arg(&recipe)
         .arg("--root")
         .arg(t.path())

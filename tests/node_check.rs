@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::bin::khotfix;
+use support::node_bins;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -70,8 +70,8 @@ struct Outcome {
 }
 
 fn check(root: &Path) -> Outcome {
-    let out = khotfix()
-        .args(["node", "check", "--recipe", RECIPE, "--root"])
+    let out = node_bins::both()
+        .args(["check", "--recipe", RECIPE, "--root"])
         .arg(root)
         .output()
         .unwrap();
@@ -83,8 +83,8 @@ fn check(root: &Path) -> Outcome {
 }
 
 fn check_json(root: &Path) -> Value {
-    let out = khotfix()
-        .args(["node", "check", "--json", "--recipe", RECIPE, "--root"])
+    let out = node_bins::both()
+        .args(["check", "--json", "--recipe", RECIPE, "--root"])
         .arg(root)
         .output()
         .unwrap();
@@ -357,8 +357,8 @@ fn unreadable_or_bad_kernel_release_is_an_error() {
     let (_d, script) = script_file(RECIPE);
     for rel in ["garbage", "5.10.134-18 al8", "5.10.134-$(id)", "5.10.134-"] {
         let root = FakeRoot::new(rel).with(CT4);
-        let out = khotfix()
-            .args(["node", "check", "--recipe", RECIPE, "--root"])
+        let out = node_bins::both()
+            .args(["check", "--recipe", RECIPE, "--root"])
             .arg(root.path())
             .output()
             .unwrap();
@@ -381,8 +381,8 @@ fn unreadable_or_bad_kernel_release_is_an_error() {
     .unwrap();
     std::fs::write(empty.path().join(CT4.trim_start_matches('/')), "").unwrap();
     assert_eq!(check(empty.path()).code, 2);
-    let j = khotfix()
-        .args(["node", "check", "--json", "--recipe", RECIPE, "--root"])
+    let j = node_bins::both()
+        .args(["check", "--json", "--recipe", RECIPE, "--root"])
         .arg(empty.path())
         .output()
         .unwrap();
@@ -396,8 +396,8 @@ fn unreadable_or_bad_kernel_release_is_an_error() {
 #[test]
 fn recipe_defaults_to_the_one_installed_under_root() {
     let root = FakeRoot::new("5.10.134-18.al8.x86_64").with(CT4);
-    let out = khotfix()
-        .args(["node", "check", "--root"])
+    let out = node_bins::both()
+        .args(["check", "--root"])
         .arg(root.path())
         .output()
         .unwrap();
@@ -411,8 +411,8 @@ fn recipe_defaults_to_the_one_installed_under_root() {
         "/etc/khotfix/recipes/22519882.toml",
         &std::fs::read_to_string(RECIPE).unwrap(),
     );
-    let out = khotfix()
-        .args(["node", "check", "--root"])
+    let out = node_bins::both()
+        .args(["check", "--root"])
         .arg(root.path())
         .output()
         .unwrap();

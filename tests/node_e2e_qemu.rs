@@ -5,7 +5,8 @@
 //! linux-headers-<abi>. In the guest: `node check` says needs-hotfix (1),
 //! `node apply --yes --ko` loads the module and waits for the transition,
 //! /sys/kernel/livepatch/kpatch_30001/ip_vs/patched reads 1, and `node check`
-//! (and the generated sh script under busybox) then exit 0.
+//! (and the generated sh script under busybox) then exit 0. Once with
+//! `khotfix node …`, once with `khotfix-node …` (each its own boot).
 
 mod support;
 
@@ -55,6 +56,24 @@ fn build_livepatch(abi: &str, work: &Path) -> PathBuf {
 
 #[test]
 fn apply_loads_the_ipvs_livepatch_in_a_debian_guest() {
+    e2e(
+        env!("CARGO_BIN_EXE_khotfix"),
+        "/bin/khotfix",
+        "/bin/khotfix node",
+    );
+}
+
+#[test]
+fn khotfix_node_apply_loads_the_ipvs_livepatch_in_a_debian_guest() {
+    e2e(
+        env!("CARGO_BIN_EXE_khotfix-node"),
+        "/bin/khotfix-node",
+        "/bin/khotfix-node",
+    );
+}
+
+/// Boot the guest with `bin` at `guest_path`; `node` runs a node command there.
+fn e2e(bin: &str, guest_path: &str, node: &str) {
     let abi = debian_kernel_abi().expect("apt-cache depends linux-image-amd64");
     let work = tempfile::tempdir().unwrap();
     let ko = build_livepatch(&abi, work.path());
@@ -69,30 +88,30 @@ fn apply_loads_the_ipvs_livepatch_in_a_debian_guest() {
     let script = work.path().join("hotfix.sh");
     support::node::script(&recipe, &script);
 
-    let guest = r#"
+    let guest = format!("K=\"{node}\"\n")
+        + r#"
 R=/recipes/ipvs-estimation-timer.toml
-/bin/khotfix node check --recipe $R
+$K check --recipe $R
 echo "KHOTFIX-RESULT check_before=$?"
 sh /hotfix.sh >/dev/null
 echo "KHOTFIX-RESULT script_before=$?"
-/bin/khotfix node apply --recipe $R --yes --ko /kpatch-30001.ko --timeout 120
+$K apply --recipe $R --yes --ko /kpatch-30001.ko --timeout 120
 echo "KHOTFIX-RESULT apply=$?"
 echo "KHOTFIX-RESULT patched=$(cat /sys/kernel/livepatch/kpatch_30001/ip_vs/patched)"
 echo "KHOTFIX-RESULT enabled=$(cat /sys/kernel/livepatch/kpatch_30001/enabled)"
 echo "KHOTFIX-RESULT transition=$(cat /sys/kernel/livepatch/kpatch_30001/transition)"
-/bin/khotfix node check --recipe $R
+$K check --recipe $R
 echo "KHOTFIX-RESULT check_after=$?"
-echo "KHOTFIX-RESULT verdict_after=$(/bin/khotfix node check --json --recipe $R | grep '"verdict"' | cut -d'"' -f4)"
+echo "KHOTFIX-RESULT verdict_after=$($K check --json --recipe $R | grep '"verdict"' | cut -d'"' -f4)"
 sh /hotfix.sh
 echo "KHOTFIX-RESULT script_after=$?"
-/bin/khotfix node apply --recipe $R --yes --ko /kpatch-30001.ko
+$K apply --recipe $R --yes --ko /kpatch-30001.ko
 echo "KHOTFIX-RESULT apply_again=$?"
 "#;
-    let mut spec = QemuSpec::new(format!("/boot/vmlinuz-{abi}"), guest);
+    let mut spec = QemuSpec::new(format!("/boot/vmlinuz-{abi}"), &guest);
     spec.modules_dir = Some(format!("/lib/modules/{abi}").into());
     spec.modules = vec!["ip_vs".into()];
-    spec.binaries
-        .push((PathBuf::from(support::bin::BIN), "/bin/khotfix".into()));
+    spec.binaries.push((PathBuf::from(bin), guest_path.into()));
     spec.files.push((ko, "/kpatch-30001.ko".into()));
     spec.files
         .push((recipe, "/recipes/ipvs-estimation-timer.toml".into()));

@@ -11,7 +11,7 @@
 
 mod support;
 
-use support::bin::khotfix;
+use support::node_bins;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -93,18 +93,22 @@ fn to_run(o: Output) -> Run {
     }
 }
 
+/// `sub --recipe RECIPE --root ROOT` with both binaries, bounded; they must agree.
+fn node_bounded(sub: &str, root: &Path) -> Run {
+    let [a, b] = node_bins::node_commands().map(|mut c| {
+        c.args([sub, "--recipe", RECIPE, "--root"]).arg(root);
+        run_bounded(c)
+    });
+    node_bins::assert_agree(&a, &b);
+    to_run(a)
+}
+
 fn check(root: &Path) -> Run {
-    let mut c = khotfix();
-    c.args(["node", "check", "--recipe", RECIPE, "--root"])
-        .arg(root);
-    to_run(run_bounded(c))
+    node_bounded("check", root)
 }
 
 fn apply_dry(root: &Path) -> Run {
-    let mut c = khotfix();
-    c.args(["node", "apply", "--recipe", RECIPE, "--root"])
-        .arg(root);
-    to_run(run_bounded(c))
+    node_bounded("apply", root)
 }
 
 fn run_script(root: &Path) -> Run {
@@ -206,16 +210,16 @@ fn check_apply_and_script_never_write_under_the_root() {
         );
     }
     // The database was really queried (on the copy), not skipped.
-    let out = khotfix()
-        .args(["node", "check", "--json", "--recipe", RECIPE, "--root"])
+    let out = node_bins::both()
+        .args(["check", "--json", "--recipe", RECIPE, "--root"])
         .arg(sqlite.path())
         .output()
         .unwrap();
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["evidence"]["package_installed"], false, "{j}");
     // And without database files it is not queried at all.
-    let out = khotfix()
-        .args(["node", "check", "--json", "--recipe", RECIPE, "--root"])
+    let out = node_bins::both()
+        .args(["check", "--json", "--recipe", RECIPE, "--root"])
         .arg(empty_db.path())
         .output()
         .unwrap();
@@ -436,8 +440,8 @@ fn modules_dep_entries_stay_inside_the_root() {
     )
     .unwrap();
     let run = |root: &Path| {
-        let out = khotfix()
-            .args(["node", "apply", "--recipe"])
+        let out = node_bins::both()
+            .args(["apply", "--recipe"])
             .arg(&recipe)
             .arg("--root")
             .arg(root)
@@ -605,8 +609,8 @@ fn proc_self_links_resolve_on_the_real_host() {
         )
         .unwrap();
         let c = to_run(
-            khotfix()
-                .args(["node", "check", "--root", "/", "--recipe"])
+            node_bins::both()
+                .args(["check", "--root", "/", "--recipe"])
                 .arg(&recipe)
                 .output()
                 .unwrap(),

@@ -5,6 +5,7 @@
 mod support;
 
 use support::bin::khotfix;
+use support::node_bins;
 
 use std::path::Path;
 use std::process::Command;
@@ -93,8 +94,8 @@ fn hostile_message_is_printed_verbatim_and_runs_nothing() {
         );
     }
     // node check prints the same line.
-    let out = khotfix()
-        .args(["node", "check", "--recipe"])
+    let out = node_bins::both()
+        .args(["check", "--recipe"])
         .arg(&recipe)
         .arg("--root")
         .arg(root.path())

@@ -21,6 +21,7 @@ use support::bin::khotfix;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::node_bins;
 
 use support::node::RECIPE;
 
@@ -83,8 +84,8 @@ fn write(root: &Path, host: &str, text: &str) {
 
 /// (exit code, stdout) of `node check`, and of the script under dash.
 fn both(recipe: &Path, script: &Path, root: &Path) -> ((i32, String), (i32, String)) {
-    let c = khotfix()
-        .args(["node", "check", "--recipe"])
+    let c = node_bins::both()
+        .args(["check", "--recipe"])
         .arg(recipe)
         .arg("--root")
         .arg(root)
@@ -236,12 +237,19 @@ fn line_separators_and_non_printing_characters_are_refused() {
     for &c in NON_PRINTING {
         let msg = format!("upgrade{c}---{c}kind: ConfigMap{c}data:{c}  hotfix.sh: reboot");
         let recipe = recipe_with(dir.path(), &["/sys/x".into()], &msg);
-        for cmd in [
-            vec!["node", "script"],
-            vec!["node", "daemonset"],
-            vec!["node", "check", "--root", "/nonexistent", "--recipe"],
+        for (bin, cmd) in [
+            (node_bins::KHOTFIX, vec!["node", "script"]),
+            (node_bins::KHOTFIX, vec!["node", "daemonset"]),
+            (
+                node_bins::KHOTFIX,
+                vec!["node", "check", "--root", "/nonexistent", "--recipe"],
+            ),
+            (
+                node_bins::KHOTFIX_NODE,
+                vec!["check", "--root", "/nonexistent", "--recipe"],
+            ),
         ] {
-            let out = khotfix().args(&cmd).arg(&recipe).output().unwrap();
+            let out = Command::new(bin).args(&cmd).arg(&recipe).output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(
                 out.status.code(),

@@ -1,8 +1,12 @@
-//! `khotfix node check|apply|script|daemonset`.
-use super::print_json;
+//! `khotfix node check|apply|status|script|daemonset`. check, apply and
+//! status run [`khotfix::node::cmd`], the code the `khotfix-node` binary runs.
 use clap::Subcommand;
-use khotfix::node::{self, apply::ApplyOptions, daemonset::DaemonSetOptions, HostRoot};
-use std::path::{Path, PathBuf};
+use khotfix::node::{
+    self,
+    cmd::{ApplyArgs, CheckArgs, Format, RunArgs, StatusArgs},
+    daemonset::DaemonSetOptions,
+};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Subcommand)]
@@ -16,8 +20,40 @@ pub enum NodeCmd {
         /// Read the host (/proc, /sys, rpm database) under this directory.
         #[arg(long, default_value = "/")]
         root: PathBuf,
+        /// Same as --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// text, json, or prometheus (node_exporter textfile metrics; without
+        /// --recipe: every installed recipe).
+        #[arg(long, default_value = "text")]
+        format: Format,
+        /// Write the output to this file atomically (e.g. into the
+        /// node_exporter textfile directory).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Loaded livepatches (enabled, transition, patched objects) and installed
+    /// hotfix packages with their kernels, like `kpatch list`.
+    Status {
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+    /// The periodic run (khotfix-node.service): check every installed recipe,
+    /// with --apply install the hotfixes that are needed, write --metrics.
+    Run {
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Install the hotfixes that are needed (default: check only).
+        #[arg(long)]
+        apply: bool,
+        /// node_exporter textfile metrics file, written atomically.
+        #[arg(long)]
+        metrics: Option<PathBuf>,
+        /// Seconds to wait for each livepatch transition.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
     /// Install the hotfix (or load a .ko) and wait for the livepatch; dry run
     /// unless --yes. Exit 0 live, 1 dry run of a needed hotfix, 2 error, 3 unfixable.
@@ -37,6 +73,49 @@ pub enum NodeCmd {
         timeout: u64,
         #[arg(long)]
         json: bool,
+    },
+    /// Build the signed `khotfix-node` RPM (binary, systemd service and timer,
+    /// recipes as config) for one distro; publish it with `khotfix publish`.
+    Package {
+        /// Recipes installed as /etc/khotfix/recipes/<file name>.
+        #[arg(long = "recipe")]
+        recipes: Vec<PathBuf>,
+        /// Built-in distro whose dist tag the release carries (its part of
+        /// the repository), e.g. alinux3.
+        #[arg(long)]
+        distro: String,
+        /// The khotfix-node binary (default: the one next to this khotfix).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        #[arg(long, default_value = "x86_64")]
+        arch: String,
+        /// Armored OpenPGP secret key (RSA) that signs the package.
+        #[arg(long, env = "KHOTFIX_PGP_KEY")]
+        pgp_key: PathBuf,
+        /// File holding the OpenPGP key's passphrase (else KHOTFIX_SIGN_PASSPHRASE).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Where the RPM goes.
+        #[arg(long, default_value = "khotfix-rpms")]
+        out_dir: PathBuf,
+        /// Payload compression: xz or gzip.
+        #[arg(long, default_value = "xz")]
+        compression: khotfix::package::Compression,
+    },
+    /// Build a minimal OCI image (FROM scratch) holding the static
+    /// khotfix-node binary alone, with the container engine.
+    Image {
+        /// The static khotfix-node binary (default: the one next to this khotfix).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        #[arg(long, default_value = "khotfix-node:latest")]
+        tag: String,
+        /// Container engine.
+        #[arg(long, env = "KHOTFIX_CONTAINER_ENGINE", default_value = "podman")]
+        engine: String,
+        /// Print the Containerfile and the build command only.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print a standalone POSIX sh script with the same check/apply logic.
     Script {
@@ -83,44 +162,49 @@ pub fn fast_check(args: impl Iterator<Item = std::ffi::OsString>) -> Option<i32>
             _ => return None,
         }
     }
-    Some(match node(NodeCmd::Check { recipe, root, json }) {
+    let format = if json { Format::Json } else { Format::Text };
+    let check = NodeCmd::Check {
+        recipe,
+        root,
+        json: false,
+        format,
+        output: None,
+    };
+    Some(match node(check) {
         Ok(code) => code,
         Err(e) => {
-            super::print_error(&e);
+            node::cmd::print_error(&e);
             khotfix::util::exit::ERROR
         }
     })
 }
 
-fn recipe_for(given: Option<&Path>, root: &HostRoot) -> anyhow::Result<khotfix::recipe::Recipe> {
-    let path = node::check::find_recipe(given, root)?;
-    node::check::load_recipe(&path)
-}
-
 pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
     match c {
-        NodeCmd::Check { recipe, root, json } => {
-            let root = HostRoot::new(root);
-            let result = recipe_for(recipe.as_deref(), &root).and_then(|r| node::check(&r, &root));
-            let report = match result {
-                Ok(r) => r,
-                Err(e) if json => {
-                    // Programs reading --json get an answer on stdout too.
-                    let reason = format!("{e:#}").replace('\n', " ");
-                    print_json(
-                        &serde_json::json!({ "verdict": "error", "reason": reason, "exit_code": 2 }),
-                    )?;
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            };
-            if json {
-                print_json(&report)?;
-            } else {
-                println!("{}", report.line());
-            }
-            Ok(report.exit_code)
-        }
+        NodeCmd::Check {
+            recipe,
+            root,
+            json,
+            format,
+            output,
+        } => node::cmd::check(&CheckArgs {
+            recipe,
+            root,
+            format: if json { Format::Json } else { format },
+            output,
+        }),
+        NodeCmd::Status { root, json } => node::cmd::status(&StatusArgs { root, json }),
+        NodeCmd::Run {
+            root,
+            apply,
+            metrics,
+            timeout,
+        } => node::cmd::run(&RunArgs {
+            root,
+            apply,
+            metrics,
+            timeout: Duration::from_secs(timeout),
+        }),
         NodeCmd::Apply {
             recipe,
             root,
@@ -128,32 +212,65 @@ pub fn node(c: NodeCmd) -> anyhow::Result<i32> {
             ko,
             timeout,
             json,
+        } => node::cmd::apply(&ApplyArgs {
+            recipe,
+            root,
+            yes,
+            ko,
+            timeout: Duration::from_secs(timeout),
+            json,
+        }),
+        NodeCmd::Package {
+            recipes,
+            distro,
+            binary,
+            arch,
+            pgp_key,
+            passphrase_file,
+            out_dir,
+            compression,
         } => {
-            let root = HostRoot::new(root);
-            let recipe = recipe_for(recipe.as_deref(), &root)?;
-            let opts = ApplyOptions {
-                yes,
-                ko,
-                timeout: Duration::from_secs(timeout),
+            let binary = match binary {
+                Some(b) => b,
+                None => std::env::current_exe()?.with_file_name("khotfix-node"),
             };
-            let mut log = std::io::stdout();
-            let sink: &mut dyn std::io::Write = if json { &mut std::io::sink() } else { &mut log };
-            let report = node::apply::apply(&recipe, &root, &opts, sink)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                if !report.acted {
-                    for s in &report.steps {
-                        println!("{}: {}", s.would(), s.display());
-                    }
-                }
-                if report.exit_code == khotfix::util::exit::ERROR {
-                    eprintln!("khotfix: error: {}", report.message);
-                } else {
-                    println!("{}", report.message);
-                }
+            if !binary.is_file() {
+                anyhow::bail!(
+                    "{}: no khotfix-node binary (build it with `cargo build --profile node --bin khotfix-node`, or give --binary)",
+                    binary.display()
+                );
             }
-            Ok(report.exit_code)
+            let distro = khotfix::distro::Distro::builtin(&distro)?;
+            let pass = khotfix::keys::read_passphrase(passphrase_file.as_deref())?;
+            let signer = khotfix::keys::PackageSigner::load(&pgp_key, pass.as_ref())?;
+            let input = khotfix::package::node_rpm::NodePackageInput {
+                binary,
+                recipes,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                rpm_dist: distro.rpm_dist.clone(),
+                arch,
+            };
+            let opts = khotfix::package::BuildOptions {
+                compression,
+                ..khotfix::package::BuildOptions::from_env()?
+            };
+            let path =
+                khotfix::package::node_rpm::build_node_rpm(&input, &signer, &out_dir, &opts)?;
+            println!("wrote {}", path.display());
+            Ok(khotfix::util::exit::OK)
+        }
+        NodeCmd::Image {
+            binary,
+            tag,
+            engine,
+            dry_run,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => std::env::current_exe()?.with_file_name("khotfix-node"),
+            };
+            node::image::build(&binary, &tag, &engine, dry_run)?;
+            Ok(khotfix::util::exit::OK)
         }
         NodeCmd::Script { recipe, output } => {
             let recipe = node::check::load_recipe(&recipe)?;

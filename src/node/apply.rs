@@ -112,7 +112,7 @@ pub fn verify_module(
     kernel_release: &str,
     module: &str,
 ) -> Result<String> {
-    let mi = modinfo::read(ko)?;
+    let mi = read_modinfo(ko)?;
     let vermagic = mi
         .vermagic()
         .with_context(|| format!("{}: no vermagic in .modinfo", ko.display()))?
@@ -200,31 +200,96 @@ fn reference_vermagic(root: &HostRoot, release: &str) -> Result<Option<String>> 
     Ok(mi.vermagic().map(str::to_string))
 }
 
-/// A module file's bytes, decompressed (by its name's suffix) to at most
-/// [`KO_CAP`] bytes.
+/// The host tool that decompresses a module file, by its name's suffix
+/// (kmod's suffixes); `None` for a plain `.ko`. The node agent leaves
+/// decompression to the host's own tools, so that `khotfix-node` links no
+/// compression library (issue 15); hosts that compress their modules ship
+/// the matching tool (kmod's packaging needs it for initramfs builds).
+fn decompressor(name: &str) -> Option<&'static str> {
+    if name.ends_with(".xz") {
+        Some("xz")
+    } else if name.ends_with(".zst") {
+        Some("zstd")
+    } else if name.ends_with(".gz") {
+        Some("gzip")
+    } else {
+        None
+    }
+}
+
+/// A module file's bytes, decompressed (by its name's suffix, with `xz`,
+/// `zstd` or `gzip -d -c`) to at most [`KO_CAP`] bytes: a larger output is
+/// refused as soon as it passes the limit.
 fn decompress_capped(raw: &[u8], name: &str, path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let reader: Box<dyn Read + '_> = if name.ends_with(".xz") {
-        Box::new(liblzma::read::XzDecoder::new(raw))
-    } else if name.ends_with(".zst") {
-        Box::new(zstd::stream::read::Decoder::new(raw)?)
-    } else if name.ends_with(".gz") {
-        Box::new(flate2::read::GzDecoder::new(raw))
-    } else {
+    let Some(tool) = decompressor(name) else {
         return Ok(raw.to_vec());
     };
-    let mut out = Vec::new();
-    reader
-        .take(KO_CAP + 1)
-        .read_to_end(&mut out)
-        .with_context(|| format!("decompressing {}", path.display()))?;
+    let what = || format!("decompressing {}", path.display());
+    let mut pb = crate::util::proc::process(tool);
+    pb.args(["-d", "-c"]);
+    let mut c = pb.command();
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c
+        .spawn()
+        .map_err(|e| pb.spawn_error(e))
+        .with_context(what)?;
+    let (mut stdin, stdout, stderr) = (
+        child.stdin.take().expect("piped stdin"),
+        child.stdout.take().expect("piped stdout"),
+        child.stderr.take().expect("piped stderr"),
+    );
+    let (out, err) = std::thread::scope(|s| {
+        // A tool that stops reading (bad data, or killed over the cap) is
+        // not an error here; its exit status says what happened.
+        s.spawn(move || {
+            let _ = stdin.write_all(raw);
+        });
+        let err = s.spawn(move || {
+            let mut e = Vec::new();
+            let _ = stderr.take(64 << 10).read_to_end(&mut e);
+            e
+        });
+        let mut out = Vec::new();
+        let read = stdout.take(KO_CAP + 1).read_to_end(&mut out);
+        if read.is_err() || out.len() as u64 > KO_CAP {
+            let _ = child.kill();
+        }
+        (read.map(|_| out), err.join().unwrap_or_default())
+    });
+    let status = child
+        .wait()
+        .map_err(|e| pb.io_error(e))
+        .with_context(what)?;
+    let out = out.with_context(what)?;
     if out.len() as u64 > KO_CAP {
         bail!(
             "{}: larger than {KO_CAP} bytes decompressed",
             path.display()
         );
     }
+    if !status.success() {
+        return Err(pb.failure(status, &err, &[])).with_context(what);
+    }
     Ok(out)
+}
+
+/// The `.modinfo` of a module file given on the command line (`--ko`),
+/// read whole (at most [`KO_CAP`] bytes) and decompressed like the host's.
+fn read_modinfo(ko: &Path) -> Result<modinfo::ModInfo> {
+    use std::io::Read;
+    let f = std::fs::File::open(ko).with_context(|| format!("reading {}", ko.display()))?;
+    let mut raw = Vec::new();
+    f.take(KO_CAP + 1)
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading {}", ko.display()))?;
+    if raw.len() as u64 > KO_CAP {
+        bail!("{}: larger than {KO_CAP} bytes", ko.display());
+    }
+    let bytes = decompress_capped(&raw, &ko.to_string_lossy(), ko)?;
+    modinfo::parse(&bytes).with_context(|| format!("{}", ko.display()))
 }
 
 /// Decide the steps for a check result.
@@ -406,4 +471,40 @@ pub fn apply(
     report.message = format!("applied: {}", after.line());
     report.after = Some(after);
     Ok(report)
+}
+
+#[cfg(test)]
+mod decompress_tests {
+    use super::*;
+
+    fn compress(tool: &str, data: &[u8]) -> Vec<u8> {
+        let mut pb = crate::util::proc::process(tool);
+        pb.arg("-c").stdin(data.to_vec());
+        pb.output().unwrap().stdout
+    }
+
+    #[test]
+    fn host_tools_decompress_each_suffix() {
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        for (tool, name) in [("xz", "m.ko.xz"), ("zstd", "m.ko.zst"), ("gzip", "m.ko.gz")] {
+            let packed = compress(tool, &data);
+            assert_ne!(packed, data);
+            let out = decompress_capped(&packed, name, Path::new(name)).unwrap();
+            assert_eq!(out, data, "{tool}");
+        }
+        assert_eq!(
+            decompress_capped(b"plain", "m.ko", Path::new("m.ko")).unwrap(),
+            b"plain"
+        );
+    }
+
+    #[test]
+    fn corrupt_and_oversized_outputs_are_errors() {
+        let e = decompress_capped(b"not xz", "m.ko.xz", Path::new("m.ko.xz")).unwrap_err();
+        assert!(format!("{e:#}").contains("decompressing m.ko.xz"), "{e:#}");
+        let zeros = vec![0u8; (KO_CAP + 1) as usize];
+        let bomb = compress("xz", &zeros);
+        let e = decompress_capped(&bomb, "b.ko.xz", Path::new("b.ko.xz")).unwrap_err();
+        assert!(format!("{e:#}").contains("larger than"), "{e:#}");
+    }
 }

@@ -202,7 +202,7 @@ fn is_db_file(dir: &std::path::Path, name: &str) -> bool {
 
 /// The host's rpm database directory (resolved under the root) that holds
 /// database files, if any.
-fn rpmdb_with_files(root: &HostRoot) -> Result<Option<std::path::PathBuf>> {
+pub(crate) fn rpmdb_with_files(root: &HostRoot) -> Result<Option<std::path::PathBuf>> {
     for d in root.rpmdb_dirs()? {
         let dir = root.resolve(d)?;
         if RPMDB_MARKERS.iter().any(|m| is_db_file(&dir, m)) {
@@ -214,7 +214,7 @@ fn rpmdb_with_files(root: &HostRoot) -> Result<Option<std::path::PathBuf>> {
 
 /// Copy the database files of `dir` into `to`, at most [`RPMDB_CAP`] bytes in
 /// all. `Ok(false)` when the database is larger.
-fn copy_rpmdb(dir: &std::path::Path, to: &std::path::Path) -> Result<bool> {
+pub(crate) fn copy_rpmdb(dir: &std::path::Path, to: &std::path::Path) -> Result<bool> {
     use std::io::Read;
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -463,35 +463,48 @@ pub fn check(recipe: &Recipe, root: &HostRoot) -> Result<CheckReport> {
     ))
 }
 
+/// Where recipes are installed on a host (the node RPM's config directory).
+pub const RECIPES_DIR: &str = "/etc/khotfix/recipes";
+
+/// The recipes installed on the host, `<root>/etc/khotfix/recipes/*.toml`,
+/// sorted by name, as host paths (none when the directory does not exist).
+pub fn installed_recipes(root: &HostRoot) -> Result<Vec<String>> {
+    let dir = root.path(RECIPES_DIR);
+    let mut found: Vec<_> = match std::fs::read_dir(root.resolve(RECIPES_DIR)?) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".toml") && n.len() > 5)
+            .map(|n| format!("{RECIPES_DIR}/{n}"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    found.sort();
+    Ok(found)
+}
+
+/// An installed recipe (host path), confined and bounded like every host
+/// read, resolved under the root for the loader (which reads it again).
+pub fn installed_recipe_path(root: &HostRoot, host_path: &str) -> Result<std::path::PathBuf> {
+    root.read_capped(host_path, RECIPE_CAP)?
+        .with_context(|| format!("{}: no such file", root.path(host_path).display()))?;
+    root.resolve(host_path)
+}
+
 /// Find the recipe to use: the one given, or the single one installed on the
 /// host under `<root>/etc/khotfix/recipes/*.toml`.
 pub fn find_recipe(given: Option<&std::path::Path>, root: &HostRoot) -> Result<std::path::PathBuf> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
     }
-    const RECIPES: &str = "/etc/khotfix/recipes";
-    let dir = root.path(RECIPES);
-    let mut found: Vec<_> = match std::fs::read_dir(root.resolve(RECIPES)?) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".toml") && n.len() > 5)
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    found.sort();
+    let dir = root.path(RECIPES_DIR);
+    let found = installed_recipes(root)?;
     match found.len() {
         0 => anyhow::bail!(
             "no --recipe given and no recipe installed in {}",
             dir.display()
         ),
-        1 => {
-            // Confined and bounded like every host read; the loader reads it again.
-            let host_path = format!("{RECIPES}/{}", found[0]);
-            root.read_capped(&host_path, RECIPE_CAP)?
-                .with_context(|| format!("{}: no such file", root.path(&host_path).display()))?;
-            root.resolve(&host_path)
-        }
+        1 => installed_recipe_path(root, &found[0]),
         n => anyhow::bail!(
             "no --recipe given and {n} recipes installed in {}: choose one with --recipe",
             dir.display()

@@ -18,6 +18,7 @@
 //! all derive from it, so equal inputs give byte-identical packages.
 
 pub mod keydb;
+pub mod node_rpm;
 pub mod scriptlets;
 pub mod sigheader;
 

@@ -17,6 +17,7 @@ pub mod http;
 pub mod kernel;
 pub mod kernel_rpms;
 pub mod node;
+pub mod node_bins;
 pub mod process;
 pub mod publish;
 pub mod rpm;
