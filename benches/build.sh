@@ -4,7 +4,11 @@
 #   peer:    `make -C /usr/src/linux-headers-<abi> M=<copy> modules` on the host
 #   khotfix: `khotfix build --no-cache` (debian12 builder container)
 #   cached:  `khotfix build` with the result in the build cache
-# and prints khotfix/peer and cached/peer ratios. Needs linux-headers-<abi>
+#   cached-memo-miss: the same with build::memo emptied first, i.e. after an
+#            `apt-get update` or an image rebuild (apt-cache depends and the
+#            engine are asked again, as every run did before the memo)
+# and prints median times and the khotfix/peer and cached/peer ratios (goals:
+# <= 1.2x; cached <= 0.3 s), with /bin/true as the process-start floor. Needs linux-headers-<abi>
 # installed on the host, the debian12 builder (khotfix builder build debian12)
 # and the container env (KHOTFIX_CONTAINER_*; see README).
 # Usage: benches/build.sh [runs]   (KHOTFIX=path/to/khotfix to pick a binary)
@@ -23,10 +27,7 @@ recipe=tests/data/kbuild-recipe/recipe.toml
 hyperfine --warmup 1 --runs "$runs" --export-json "$work/h.json" \
   -n peer "rm -rf $work/src && cp -r tests/data/kbuild-recipe/livepatch-sample $work/src && make -s -C /usr/src/linux-headers-$abi M=$work/src -j2 modules >/dev/null 2>&1" \
   -n khotfix "$khotfix build --no-cache --out $work/out $recipe >/dev/null" \
-  -n cached "$khotfix build --out $work/out $recipe >/dev/null"
-python3 - "$work/h.json" <<'PY'
-import json, sys
-r = {x["command"]: x["mean"] for x in json.load(open(sys.argv[1]))["results"]}
-print(f"peer {r['peer']:.2f}s  khotfix {r['khotfix']:.2f}s  cached {r['cached']:.2f}s")
-print(f"khotfix/peer = {r['khotfix']/r['peer']:.2f}   cached/peer = {r['cached']/r['peer']:.2f}")
-PY
+  -n cached "$khotfix build --out $work/out $recipe >/dev/null" \
+  -n cached-memo-miss "rm -rf $work/cache/memo && $khotfix build --out $work/out $recipe >/dev/null" \
+  -n floor /bin/true
+python3 benches/tools/ratio.py "$work/h.json" khotfix peer cached peer cached-memo-miss peer

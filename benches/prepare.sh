@@ -6,17 +6,22 @@
 #   - a kernel-devel-like binary RPM (the ~10k-file linux-headers tree).
 # and the fail-fast patch check against `patch -p1 --dry-run` on the same
 # ~10k-file tree with a patch touching 50 files.
-# Run: sh benches/prepare.sh   (needs rpmbuild, hyperfine, cpio, python3)
+# Prints median wall times and the khotfix/peer ratio of each (with
+# /bin/true as the process-start floor for the patch check).
+# Run: sh benches/prepare.sh   (RUNS=5, EXAMPLES=dir; needs rpmbuild,
+#      hyperfine, cpio, python3)
 set -eu
-ratio() {
-    python3 -c 'import json, sys
-r = json.load(open(sys.argv[1]))["results"]
-print("ratio %s / %s = %.2f" % (r[0]["command"], r[1]["command"], r[0]["mean"] / r[1]["mean"]))' "$1"
-}
+ratio() { python3 "$RATIO" "$@"; }
 cd "$(dirname "$0")/.."
-cargo build --release --example unpack_rpm --example apply_check >/dev/null
-BIN=$PWD/target/release/examples/unpack_rpm
-CHECK=$PWD/target/release/examples/apply_check
+RATIO=$PWD/benches/tools/ratio.py
+RUNS=${RUNS:-5}
+# EXAMPLES=dir measures unpack_rpm/apply_check binaries kept from another build.
+if [ -z "${EXAMPLES:-}" ]; then
+    cargo build --release --example unpack_rpm --example apply_check >/dev/null
+    EXAMPLES=$PWD/target/release/examples
+fi
+BIN=$EXAMPLES/unpack_rpm
+CHECK=$EXAMPLES/apply_check
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 for HDRS in /usr/src/linux-headers-*-common; do break; done
@@ -66,11 +71,11 @@ ls -l "$SRPM" "$DEVEL"
 
 for PKG in "$SRPM" "$DEVEL"; do
     echo "== $(basename "$PKG")"
-    hyperfine --warmup 1 --runs 5 --export-json "$W/h.json" \
+    hyperfine --warmup 1 --runs "$RUNS" --export-json "$W/h.json" \
         --prepare "rm -rf $W/a $W/b; mkdir $W/b" \
         -n khotfix "$BIN $PKG $W/a" \
         -n rpm2cpio-cpio "cd $W/b && rpm2cpio $PKG | cpio -idm --quiet"
-    ratio "$W/h.json"
+    ratio "$W/h.json" khotfix rpm2cpio-cpio
 done
 
 echo "== patch check (50 files) on $(basename "$HDRS")"
@@ -80,7 +85,8 @@ find "$W/tree2/include/linux" -name '*.h' | sort | head -n 50 | while read -r f;
     printf '/* khotfix bench */\n' >> "$f"
 done
 (cd "$W" && diff -ruN --no-dereference tree tree2 > "$W/bench.patch") || true
-hyperfine --warmup 1 --runs 10 --export-json "$W/h.json" \
+hyperfine -N --warmup 2 --runs "$((RUNS * 4))" --export-json "$W/h.json" \
     -n khotfix-check "$CHECK $W/tree $W/bench.patch" \
-    -n patch-dry-run "patch -p1 --dry-run --batch --forward -s -d $W/tree -i $W/bench.patch"
-ratio "$W/h.json"
+    -n patch-dry-run "patch -p1 --dry-run --batch --forward -s -d $W/tree -i $W/bench.patch" \
+    -n floor /bin/true
+ratio "$W/h.json" khotfix-check patch-dry-run

@@ -145,10 +145,20 @@ pub fn strip_signature(module: &[u8]) -> Result<&[u8]> {
 /// The detached PKCS#7 SignedData over `content`, DER-encoded, exactly as
 /// sign-file writes it.
 pub fn pkcs7_signature(content: &[u8], key: &ModuleKey, hash: HashAlgo) -> Result<Vec<u8>> {
+    let digest = match hash {
+        HashAlgo::Sha256 => sha2::Sha256::digest(content).to_vec(),
+        HashAlgo::Sha384 => sha2::Sha384::digest(content).to_vec(),
+        HashAlgo::Sha512 => sha2::Sha512::digest(content).to_vec(),
+    };
+    pkcs7_signature_of_digest(&digest, key, hash)
+}
+
+/// [`pkcs7_signature`] from the content's `hash` digest.
+fn pkcs7_signature_of_digest(digest: &[u8], key: &ModuleKey, hash: HashAlgo) -> Result<Vec<u8>> {
     let signature = match hash {
-        HashAlgo::Sha256 => key.sign_pkcs1v15::<sha2::Sha256>(&sha2::Sha256::digest(content))?,
-        HashAlgo::Sha384 => key.sign_pkcs1v15::<sha2::Sha384>(&sha2::Sha384::digest(content))?,
-        HashAlgo::Sha512 => key.sign_pkcs1v15::<sha2::Sha512>(&sha2::Sha512::digest(content))?,
+        HashAlgo::Sha256 => key.sign_pkcs1v15::<sha2::Sha256>(digest)?,
+        HashAlgo::Sha384 => key.sign_pkcs1v15::<sha2::Sha384>(digest)?,
+        HashAlgo::Sha512 => key.sign_pkcs1v15::<sha2::Sha512>(digest)?,
     };
     // OpenSSL writes digest algorithms without parameters, the RSA
     // signature algorithm with an explicit NULL.
@@ -195,22 +205,37 @@ pub fn pkcs7_signature(content: &[u8], key: &ModuleKey, hash: HashAlgo) -> Resul
 /// Sign a module image: any existing signature is removed first, so signing
 /// a signed module gives the same bytes as signing the unsigned one once.
 pub fn sign_module(module: &[u8], key: &ModuleKey, hash: HashAlgo) -> Result<Vec<u8>> {
+    let (content, tail, _) = signed_parts(module, key, hash)?;
+    Ok([content, &tail].concat())
+}
+
+/// The signed module as `content ‖ tail` (the content borrowed, not
+/// copied), and the sha256 of the whole. For sha256 signatures the hash of
+/// the content is computed once and serves both.
+fn signed_parts<'m>(
+    module: &'m [u8],
+    key: &ModuleKey,
+    hash: HashAlgo,
+) -> Result<(&'m [u8], Vec<u8>, String)> {
     if !module.starts_with(b"\x7fELF") {
         bail!("not an ELF kernel module (no ELF magic)");
     }
     let content = strip_signature(module)?;
-    let sig = pkcs7_signature(content, key, hash)?;
+    let mut whole = sha2::Sha256::new();
+    whole.update(content);
+    let sig = match hash {
+        HashAlgo::Sha256 => pkcs7_signature_of_digest(&whole.clone().finalize(), key, hash)?,
+        _ => pkcs7_signature(content, key, hash)?,
+    };
     let sig_len = u32::try_from(sig.len()).context("signature too large")?;
-    let mut out = Vec::with_capacity(
-        content.len() + sig.len() + MODULE_SIG_INFO_LEN + MODULE_SIG_MAGIC.len(),
-    );
-    out.extend_from_slice(content);
-    out.extend_from_slice(&sig);
+    let mut tail = Vec::with_capacity(sig.len() + MODULE_SIG_INFO_LEN + MODULE_SIG_MAGIC.len());
+    tail.extend_from_slice(&sig);
     // struct module_signature { algo, hash, id_type, signer_len, key_id_len, __pad[3], sig_len }
-    out.extend_from_slice(&[0, 0, PKEY_ID_PKCS7, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&sig_len.to_be_bytes());
-    out.extend_from_slice(MODULE_SIG_MAGIC);
-    Ok(out)
+    tail.extend_from_slice(&[0, 0, PKEY_ID_PKCS7, 0, 0, 0, 0, 0]);
+    tail.extend_from_slice(&sig_len.to_be_bytes());
+    tail.extend_from_slice(MODULE_SIG_MAGIC);
+    whole.update(&tail);
+    Ok((content, tail, hex::encode(whole.finalize())))
 }
 
 /// What [`sign_file`] did, for `--json`.
@@ -228,6 +253,33 @@ pub struct SignReport {
     pub sha256: String,
 }
 
+/// Write `bytes` to `path` through a temporary file in the same directory
+/// renamed over it, so no reader ever sees half a module, but without the
+/// two fsyncs of [`crate::util::fsx::write_atomic`]: on a busy disk they cost
+/// several times the signing itself, sign-file does not pay them either, and
+/// a signed module is reproduced exactly by signing again (the stages that
+/// publish it, packaging and the repository, make their own files durable).
+fn write_replacing(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".khotfix-tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    for p in parts {
+        tmp.write_all(p)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
 /// Sign `input` and write the result to `output` atomically (they may be the
 /// same path). Nothing is written when signing fails.
 pub fn sign_file(
@@ -240,9 +292,9 @@ pub fn sign_file(
     let replaced = find_signature(&module)
         .with_context(|| format!("{}", input.display()))?
         .is_some();
-    let signed =
-        sign_module(&module, key, hash).with_context(|| format!("signing {}", input.display()))?;
-    crate::util::fsx::write_atomic(output, &signed)?;
+    let (content, tail, sha256) =
+        signed_parts(&module, key, hash).with_context(|| format!("signing {}", input.display()))?;
+    write_replacing(output, &[content, &tail])?;
     Ok(SignReport {
         input: input.to_path_buf(),
         output: output.to_path_buf(),
@@ -250,7 +302,7 @@ pub fn sign_file(
         signer: key.signer_name(),
         sig_key: key.serial_colon_hex(),
         replaced,
-        sha256: hex::encode(sha2::Sha256::digest(&signed)),
+        sha256,
     })
 }
 

@@ -258,3 +258,44 @@ fn git_rename_is_checked_and_applied() {
     assert!(moved.contains("/* renamed */"));
     assert!(!t.join("net/netfilter/ipvs/ip_vs_est.c").exists());
 }
+
+#[test]
+fn single_patch_check_is_a_dry_run_that_names_the_failing_hunk() {
+    // The fast path (`patch --dry-run` on the tree itself) reports like the
+    // scratch-copy path and leaves nothing behind.
+    let (d, t) = tree();
+    let bad = write(d.path(), "bad.patch", BAD);
+    let e = check(&t, std::slice::from_ref(&bad)).unwrap_err();
+    match &e {
+        ApplyError::HunkFailed { hunk, line, .. } => assert_eq!((*hunk, *line), (2, 10)),
+        other => panic!("wrong error: {other}"),
+    }
+    let good = write(d.path(), "good.patch", P1);
+    let r = check(&t, std::slice::from_ref(&good)).unwrap();
+    assert_eq!(r.patches[0].files[0].path, "net/netfilter/ipvs/ip_vs_est.c");
+    assert_eq!(read(&t), EST_C, "check must not modify the tree");
+    let names: Vec<_> = std::fs::read_dir(t.join("net/netfilter/ipvs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn one_patch_editing_a_file_twice_is_checked_in_order() {
+    // Two sections for the same file: the second edits a line the first
+    // added. A dry run would check it against the unpatched file and fail;
+    // the check must see the first section's result.
+    let (d, t) = tree();
+    let both = P1
+        .lines()
+        .filter(|l| !l.starts_with("Subject"))
+        .chain(P2.lines())
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let p = write(d.path(), "twice.patch", &both);
+    let r = check(&t, std::slice::from_ref(&p)).unwrap();
+    assert_eq!(r.patches[0].files.len(), 2);
+    assert_eq!(read(&t), EST_C);
+}

@@ -44,6 +44,9 @@ pub struct Engine {
     pub run_options: Vec<String>,
     /// Extra `build` options.
     pub build_options: Vec<String>,
+    /// Where image ids are remembered between runs (see [`super::memo`]);
+    /// `None` asks the engine every time.
+    pub memo: Option<super::memo::Memo>,
 }
 
 /// Why a container run did not finish by itself.
@@ -166,6 +169,7 @@ impl Engine {
             global_options: c.engine_options.clone(),
             run_options: c.run_options.clone(),
             build_options: c.build_options.clone(),
+            memo: Some(super::memo::Memo::new(c.cache_dir.join("memo"))),
         })
     }
 
@@ -186,7 +190,25 @@ impl Engine {
     }
 
     /// The image's id, or `None` if the engine has no such image.
+    /// Remembered while the engine's image index is unchanged, so a build
+    /// served from the cache does not start the engine client.
     pub fn image_id(&self, image: &str) -> Result<Option<String>> {
+        let Some(memo) = &self.memo else {
+            return self.inspect_image_id(image);
+        };
+        let query = super::memo::image_query(self, image);
+        if let Some(id) = memo.get(&query) {
+            return Ok(Some(id));
+        }
+        let witnesses = super::memo::engine_witnesses(self);
+        let id = self.inspect_image_id(image)?;
+        if let (Some(id), Some(w)) = (&id, witnesses) {
+            memo.put(&query, w, id);
+        }
+        Ok(id)
+    }
+
+    fn inspect_image_id(&self, image: &str) -> Result<Option<String>> {
         let out = self
             .command(["image", "inspect", "--format", "{{.Id}}", image])
             .output_unchecked()?;
@@ -643,6 +665,7 @@ mod tests {
             global_options: vec!["--runtime".into(), "runc".into()],
             run_options: vec!["--ulimit".into(), "nofile=1024:1024".into()],
             build_options: vec![],
+            memo: None,
         };
         let spec = RunSpec {
             image: "img".into(),

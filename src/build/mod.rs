@@ -17,6 +17,7 @@ pub mod container;
 pub mod kbuild;
 pub mod kpatch;
 pub mod kpatch_source;
+pub mod memo;
 /// The `.modinfo` reader shared by build, verify and node.
 pub use crate::modinfo;
 

@@ -113,8 +113,23 @@ fn io_err(context: impl Into<String>, e: impl std::fmt::Display) -> ApplyError {
 }
 
 /// Check that `patches`, in order, apply to `tree`, without touching it.
+///
+/// A single patch whose sections name distinct files is checked with
+/// `patch --dry-run` on the tree itself: nothing to copy and nothing written,
+/// as fast as the dry run a user would type. A series (or a patch that edits
+/// one file in two sections, which a dry run would check against the
+/// unpatched file) goes through the scratch copy.
 pub fn check(tree: &Path, patches: &[PathBuf]) -> Result<ApplyReport, ApplyError> {
     let parsed = parse_all(patches)?;
+    if let [(path, p)] = parsed.as_slice() {
+        if dry_run_suffices(path, p)? {
+            return Ok(ApplyReport {
+                tree: tree.to_path_buf(),
+                patches: vec![run_patch(tree, tree, path, p, DryRun::Yes)?],
+                applied: false,
+            });
+        }
+    }
     let scratch = tempfile::Builder::new()
         .prefix("khotfix-apply-check-")
         .tempdir()
@@ -130,7 +145,7 @@ pub fn check(tree: &Path, patches: &[PathBuf]) -> Result<ApplyReport, ApplyError
     }
     let mut out = Vec::new();
     for (path, p) in &parsed {
-        out.push(run_patch(scratch.path(), tree, path, p)?);
+        out.push(run_patch(scratch.path(), tree, path, p, DryRun::No)?);
     }
     Ok(ApplyReport {
         tree: tree.to_path_buf(),
@@ -145,13 +160,36 @@ pub fn apply(tree: &Path, patches: &[PathBuf]) -> Result<ApplyReport, ApplyError
     let parsed = parse_all(patches)?;
     let mut out = Vec::new();
     for (path, p) in &parsed {
-        out.push(run_patch(tree, tree, path, p)?);
+        out.push(run_patch(tree, tree, path, p, DryRun::No)?);
     }
     Ok(ApplyReport {
         tree: tree.to_path_buf(),
         patches: out,
         applied: true,
     })
+}
+
+/// True when a dry run sees what a real run would: no git rename, copy or
+/// mode sections, no file touched by two sections, and every old name
+/// (`--- a/x`) is the file's own name.
+fn dry_run_suffices(path: &Path, p: &Patch) -> Result<bool, ApplyError> {
+    if p.files.iter().any(|f| f.git) {
+        return Ok(false);
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !p.files.iter().all(|f| seen.insert(f.path.as_str())) {
+        return Ok(false);
+    }
+    Ok(source_paths(path)?
+        .iter()
+        .all(|old| seen.contains(old.as_str())))
+}
+
+/// Whether GNU patch writes the files it patches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DryRun {
+    Yes,
+    No,
 }
 
 fn parse_all(patches: &[PathBuf]) -> Result<Vec<(PathBuf, Patch)>, ApplyError> {
@@ -230,6 +268,7 @@ fn run_patch(
     tree: &Path,
     path: &Path,
     patch: &Patch,
+    dry_run: DryRun,
 ) -> Result<AppliedPatch, ApplyError> {
     // `-d` makes patch chdir before it opens `-i`: a relative patch path
     // (from the command line, resolved against our current directory) must
@@ -244,8 +283,9 @@ fn run_patch(
             "--no-backup-if-mismatch",
             "--quoting-style=literal",
             "--reject-file=-",
-            "-d",
         ])
+        .args((dry_run == DryRun::Yes).then_some("--dry-run"))
+        .arg("-d")
         .arg(dir)
         .arg("-i")
         .arg(&input)

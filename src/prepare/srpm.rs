@@ -383,6 +383,29 @@ fn plan(
     Ok((source, planned))
 }
 
+/// Payload copy buffer: a kernel source tarball is hundreds of MiB, and
+/// `io::copy`'s 8 KiB would mean tens of thousands of small writes.
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// `io::copy` with a caller-owned buffer (reused across files).
+fn copy_large(
+    from: &mut impl std::io::Read,
+    to: &mut impl Write,
+    buf: &mut [u8],
+) -> std::io::Result<u64> {
+    let mut n = 0u64;
+    loop {
+        let k = match from.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
 /// Unpack every entry of `rpm` under `dest`, which must not exist yet (its
 /// parent must). Source RPM entries land directly in `dest`; binary RPM
 /// entries keep their absolute layout re-rooted at `dest`.
@@ -419,6 +442,8 @@ pub fn unpack_rpm(rpm: &Path, dest: &Path) -> Result<Unpacked, UnpackError> {
     let mut entries = Vec::new();
     let mut written_by_digest: HashMap<String, PathBuf> = HashMap::new();
     let mut deferred: Vec<(PathBuf, Option<String>, u32)> = Vec::new();
+    let mut made_dir: Option<PathBuf> = None;
+    let mut buf = vec![0u8; COPY_BUFFER];
 
     while let Some(mut f) = reader.next_file().map_err(|e| UnpackError::Rpm {
         rpm: rpm.to_path_buf(),
@@ -458,8 +483,13 @@ pub fn unpack_rpm(rpm: &Path, dest: &Path) -> Result<Unpacked, UnpackError> {
                     continue;
                 }
                 if let Some(dir) = target.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(io(format!("creating {}", dir.display())))?;
+                    // Files come grouped by directory: one mkdir per
+                    // directory, not one per file.
+                    if made_dir.as_deref() != Some(dir) {
+                        std::fs::create_dir_all(dir)
+                            .map_err(io(format!("creating {}", dir.display())))?;
+                        made_dir = Some(dir.to_path_buf());
+                    }
                 }
                 let mut out = std::fs::OpenOptions::new()
                     .write(true)
@@ -468,14 +498,16 @@ pub fn unpack_rpm(rpm: &Path, dest: &Path) -> Result<Unpacked, UnpackError> {
                     .mode(0o600)
                     .open(&target)
                     .map_err(io(format!("creating {}", p.rel.display())))?;
-                let size = std::io::copy(&mut f, &mut out)
+                let size = copy_large(&mut f, &mut out, &mut buf)
                     .map_err(io(format!("writing {}", p.rel.display())))?;
                 f.finish()
                     .map_err(io(format!("reading {} from the payload", p.rel.display())))?;
                 out.flush()
                     .map_err(io(format!("writing {}", p.rel.display())))?;
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(p.mode | 0o600))
-                    .map_err(io(format!("setting the mode of {}", p.rel.display())))?;
+                if p.mode | 0o600 != 0o600 {
+                    out.set_permissions(std::fs::Permissions::from_mode(p.mode | 0o600))
+                        .map_err(io(format!("setting the mode of {}", p.rel.display())))?;
+                }
                 if let Some(d) = digest.filter(|d| !d.is_empty()) {
                     written_by_digest.entry(d).or_insert_with(|| p.rel.clone());
                 }
