@@ -10,9 +10,9 @@
 //! patched, with the same tool and flags kpatch-build uses (`-p1 -N`).
 
 use crate::patchfile::Patch;
+use crate::util::proc::process;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Where a hunk landed when it did not land exactly where its header said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -275,7 +275,8 @@ fn run_patch(
     // be made absolute first. `path` itself still names the patch in errors.
     let input = std::path::absolute(path)
         .map_err(|e| io_err(format!("resolving patch path {}", path.display()), e))?;
-    let out = Command::new("patch")
+    let mut gnu_patch = process("patch");
+    gnu_patch
         .args([
             "-p1",
             "--forward",
@@ -293,10 +294,11 @@ fn run_patch(
         .env_remove("POSIXLY_CORRECT")
         .env_remove("PATCH_GET")
         .env_remove("SIMPLE_BACKUP_SUFFIX")
-        .env_remove("VERSION_CONTROL")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| io_err("running GNU patch (is it installed?)", e))?;
+        .env_remove("VERSION_CONTROL");
+    // Its exit status is read together with its output below.
+    let out = gnu_patch
+        .output_unchecked()
+        .map_err(|e| io_err("running GNU patch", std::io::Error::other(e.to_string())))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
