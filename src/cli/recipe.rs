@@ -77,7 +77,7 @@ pub fn recipe(cmd: RecipeCmd) -> Result<i32> {
 /// Load recipes, or `recipes/*.toml` when none are given.
 /// The recipes named, or `./recipes/*.toml` when none are.
 pub fn load_recipes(paths: &[PathBuf]) -> Result<Vec<Recipe>> {
-    Ok(Recipe::load_all(paths)?)
+    Recipe::load_all(paths)
 }
 
 pub fn plan(a: PlanArgs) -> Result<i32> {
