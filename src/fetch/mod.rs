@@ -246,7 +246,13 @@ pub fn published_kernels(distro: &Distro, opts: &FetchOptions) -> Result<Vec<Ker
                 .apt_metapackage
                 .as_deref()
                 .ok_or_else(|| anyhow!("distro {} has no apt_metapackage", distro.name))?;
-            Ok(vec![apt::current_kernel(meta)?])
+            // Remembered while apt's lists and dpkg's status are unchanged:
+            // apt-cache re-parses every list, and a no-op `run --from-repos`
+            // would otherwise spend most of its time here.
+            let memo = crate::build::memo::Memo::new(
+                Cache::default_root(opts.cache_dir.as_deref())?.join("memo"),
+            );
+            Ok(vec![crate::build::memo::current_kernel(Some(&memo), meta)?])
         }
         Family::Rpm => {
             let cache = opts.open_cache()?;
