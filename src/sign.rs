@@ -253,33 +253,6 @@ pub struct SignReport {
     pub sha256: String,
 }
 
-/// Write `bytes` to `path` through a temporary file in the same directory
-/// renamed over it, so no reader ever sees half a module, but without the
-/// two fsyncs of [`crate::util::fsx::write_atomic`]: on a busy disk they cost
-/// several times the signing itself, sign-file does not pay them either, and
-/// a signed module is reproduced exactly by signing again (the stages that
-/// publish it, packaging and the repository, make their own files durable).
-fn write_replacing(path: &Path, parts: &[&[u8]]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".khotfix-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    for p in parts {
-        tmp.write_all(p)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
-}
-
 /// Sign `input` and write the result to `output` atomically (they may be the
 /// same path). Nothing is written when signing fails.
 pub fn sign_file(
@@ -294,7 +267,8 @@ pub fn sign_file(
         .is_some();
     let (content, tail, sha256) =
         signed_parts(&module, key, hash).with_context(|| format!("signing {}", input.display()))?;
-    write_replacing(output, &[content, &tail])?;
+    // No fsync, like sign-file: signing again reproduces the same bytes.
+    crate::util::fsx::write_replacing(output, &[content, &tail])?;
     Ok(SignReport {
         input: input.to_path_buf(),
         output: output.to_path_buf(),

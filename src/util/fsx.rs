@@ -15,15 +15,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// [`write_atomic`], the file getting `mode` (e.g. 0644 for what a web
 /// server serves) before it appears under its name.
 pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".khotfix-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let (dir, mut tmp) = temp_beside(path)?;
     tmp.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     if let Some(mode) = mode {
@@ -39,6 +31,37 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result
         .map_err(|e| e.error)
         .with_context(|| format!("renaming into {}", path.display()))?;
     sync_dir(dir)
+}
+
+/// Write `parts` to `path` through a temporary file renamed over it, so no
+/// reader sees half a file, but without [`write_atomic`]'s fsyncs: for
+/// outputs that are reproduced exactly by running the step again (a signed
+/// module), where the fsyncs cost more than the work.
+pub fn write_replacing(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    let (_, mut tmp) = temp_beside(path)?;
+    for p in parts {
+        tmp.write_all(p)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
+/// A temporary file in `path`'s directory (created if missing), to be
+/// renamed over `path`; and that directory.
+fn temp_beside(path: &Path) -> Result<(&Path, tempfile::NamedTempFile)> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".khotfix-tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    Ok((dir, tmp))
 }
 
 /// fsync a directory so a rename inside it is durable.
