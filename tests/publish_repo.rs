@@ -318,6 +318,18 @@ fn same_metadata_as_createrepo_c() {
             read(&theirs),
             "{kind}.xml differs from createrepo_c's"
         );
+        // And compressed no larger than createrepo_c's (zlib level 6).
+        let size = |repo: &Path| {
+            let f = std::fs::read_dir(repo.join("repodata"))
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with(&format!("-{kind}.xml.gz")))
+                .unwrap();
+            ok(Command::new("gzip").arg("-t").arg(f.path()));
+            f.metadata().unwrap().len()
+        };
+        let (a, b) = (size(&ours), size(&theirs));
+        assert!(a <= b, "{kind}.xml.gz: ours {a} B, createrepo_c's {b} B");
     }
 
     // And dnf sees the same packages, dependencies and files.

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Magic at the start; bump the digit when the layout or the renderers change.
-const MAGIC: &[u8; 8] = b"KHFXC03\n";
+const MAGIC: &[u8; 8] = b"KHFXC04\n";
 
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,14 @@ pub struct StatKey {
 }
 
 impl StatKey {
+    pub fn of_stat(st: &libc::stat) -> Self {
+        StatKey {
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+            ino: st.st_ino,
+        }
+    }
+
     pub fn of(md: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         StatKey {
@@ -47,11 +55,29 @@ impl StatKey {
     }
 }
 
+/// The bytes fragments point into: a freshly rendered buffer, or the cache
+/// file mapped into memory (a 10,000-package cache is ~30 MB; reading it
+/// would copy every byte once more than the data files need).
+pub enum Backing {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Owned(v) => v,
+            Backing::Mapped(m) => m,
+        }
+    }
+}
+
 /// A rendered XML fragment: its own buffer, or a slice of the loaded cache
 /// file (so loading 10,000 entries does not copy or re-validate them).
 #[derive(Clone)]
 pub struct Frag {
-    buf: Arc<Vec<u8>>,
+    buf: Arc<Backing>,
     start: usize,
     end: usize,
 }
@@ -60,7 +86,7 @@ impl Frag {
     pub fn owned(s: String) -> Self {
         let end = s.len();
         Frag {
-            buf: Arc::new(s.into_bytes()),
+            buf: Arc::new(Backing::Owned(s.into_bytes())),
             start: 0,
             end,
         }
@@ -101,6 +127,20 @@ pub struct Entry {
     pub primary: Frag,
     pub filelists: Frag,
     pub other: Frag,
+    /// sha256 over the three fragments (length-prefixed): what the gzip
+    /// chunk cache keys on instead of hashing the XML again.
+    pub digest: [u8; 32],
+}
+
+/// The [`Entry::digest`] of three fragments.
+pub fn fragments_digest(fragments: [&[u8]; 3]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in fragments {
+        h.update((f.len() as u64).to_le_bytes());
+        h.update(f);
+    }
+    h.finalize().into()
 }
 
 impl Entry {
@@ -112,6 +152,8 @@ impl Entry {
         repodata::filelists_package(&mut filelists, meta);
         let mut other = String::with_capacity(512);
         repodata::other_package(&mut other, meta);
+        let digest =
+            fragments_digest([primary.as_bytes(), filelists.as_bytes(), other.as_bytes()]);
         Entry {
             stat,
             name: meta.name.clone(),
@@ -124,6 +166,7 @@ impl Entry {
             primary: Frag::owned(primary),
             filelists: Frag::owned(filelists),
             other: Frag::owned(other),
+            digest,
         }
     }
 
@@ -171,7 +214,7 @@ struct Reader<'a> {
 
 /// Reads fragments of the shared file buffer as [`Frag`]s.
 struct FragReader<'a> {
-    file: &'a Arc<Vec<u8>>,
+    file: &'a Arc<Backing>,
     pos: usize,
     end: usize,
 }
@@ -236,11 +279,12 @@ fn encode_record(out: &mut Vec<u8>, name: &str, e: &Entry) {
     put_bytes(out, e.primary.as_bytes());
     put_bytes(out, e.filelists.as_bytes());
     put_bytes(out, e.other.as_bytes());
+    out.extend_from_slice(&e.digest);
     let len = (out.len() - at - 8) as u64;
     out[at..at + 8].copy_from_slice(&len.to_le_bytes());
 }
 
-fn decode_record(file: &Arc<Vec<u8>>, start: usize, end: usize) -> Option<(String, Entry)> {
+fn decode_record(file: &Arc<Backing>, start: usize, end: usize) -> Option<(String, Entry)> {
     let mut r = FragReader {
         file,
         pos: start,
@@ -267,6 +311,10 @@ fn decode_record(file: &Arc<Vec<u8>>, start: usize, end: usize) -> Option<(Strin
         primary: r.frag()?,
         filelists: r.frag()?,
         other: r.frag()?,
+        digest: {
+            let (a, b) = r.take(32)?;
+            file[a..b].try_into().ok()?
+        },
     };
     (r.pos == end).then_some((key, e))
 }
@@ -292,10 +340,11 @@ fn encode<'a>(
 
 /// Parse the file: entries (later records win), the number of records, and
 /// the length of the valid prefix.
-fn decode(file: &Arc<Vec<u8>>) -> Option<(HashMap<String, Entry>, usize, usize)> {
+fn decode(file: &Arc<Backing>) -> Option<(HashMap<String, Entry>, usize, usize)> {
     let bytes = &file[..];
     let mut rest = bytes.strip_prefix(MAGIC)?;
-    let mut entries = HashMap::new();
+    // Sized up front (a record is ~2.5 KiB): rehashing 10,000 entries shows.
+    let mut entries = HashMap::with_capacity(bytes.len() / 2048);
     let mut records = 0usize;
     loop {
         let valid = bytes.len() - rest.len();
@@ -317,10 +366,21 @@ fn decode(file: &Arc<Vec<u8>>) -> Option<(HashMap<String, Entry>, usize, usize)>
     }
 }
 
+/// Map the cache file read-only. Publishers hold the repository lock, and
+/// the only writer truncates it to its valid prefix, which no fragment
+/// reaches past.
+fn map(p: &Path) -> Option<Backing> {
+    let f = std::fs::File::open(p).ok()?;
+    // SAFETY: the file is only changed under the publish lock we hold, and
+    // then only appended to or cut back to the prefix already decoded.
+    let m = unsafe { memmap2::MmapOptions::new().populate().map(&f) }.ok()?;
+    Some(Backing::Mapped(m))
+}
+
 impl Cache {
     /// Load the cache; anything unreadable yields an empty cache.
     pub fn load(repo: &Path) -> Self {
-        let file = std::fs::read(path(repo)).ok().map(Arc::new);
+        let file = map(&path(repo)).map(Arc::new);
         match file.as_ref().and_then(decode) {
             Some((entries, records, valid_len)) => Cache {
                 entries,
@@ -333,9 +393,14 @@ impl Cache {
 
     /// Take the cached entry for `name` if the file is unchanged.
     pub fn take(&mut self, name: &str, stat: &StatKey) -> Option<Entry> {
-        match self.entries.get(name) {
-            Some(e) if e.stat == *stat && e.size_package == stat.size => self.entries.remove(name),
-            _ => None,
+        // One lookup for the common case (unchanged); a changed file's
+        // entry is put back, for `save` to see that something changed.
+        let (key, e) = self.entries.remove_entry(name)?;
+        if e.stat == *stat && e.size_package == stat.size {
+            Some(e)
+        } else {
+            self.entries.insert(key, e);
+            None
         }
     }
 
@@ -409,6 +474,7 @@ mod tests {
             primary: Frag::owned("<package>p</package>\n".into()),
             filelists: Frag::owned("<package>f</package>\n".into()),
             other: Frag::owned("<package>ö</package>\n".into()),
+            digest: [7; 32],
         }
     }
 
@@ -418,7 +484,7 @@ mod tests {
         m.insert("a.rpm".to_string(), entry("a"));
         m.insert("b.rpm".to_string(), entry("b"));
         let mut bytes = encode(&m, true);
-        let (got, records, valid) = decode(&Arc::new(bytes.clone())).unwrap();
+        let (got, records, valid) = decode(&Arc::new(Backing::Owned(bytes.clone()))).unwrap();
         assert_eq!((got, records, valid), (m.clone(), 2, bytes.len()));
         // A torn appended record is ignored and marks where to cut.
         let whole = bytes.len();
@@ -428,15 +494,15 @@ mod tests {
         extra.insert("c.rpm".to_string(), c.clone());
         let rec = encode(&extra, false);
         bytes.extend_from_slice(&rec[..rec.len() - 3]);
-        let (got, records, valid) = decode(&Arc::new(bytes.clone())).unwrap();
+        let (got, records, valid) = decode(&Arc::new(Backing::Owned(bytes.clone()))).unwrap();
         assert_eq!((got, records, valid), (m.clone(), 2, whole));
         // A complete appended record supersedes nothing and adds one.
         bytes.truncate(whole);
         bytes.extend_from_slice(&rec);
-        let (got, records, _) = decode(&Arc::new(bytes.clone())).unwrap();
+        let (got, records, _) = decode(&Arc::new(Backing::Owned(bytes.clone()))).unwrap();
         assert_eq!(records, 3);
         assert_eq!(got.get("c.rpm"), Some(&c));
         // Wrong magic: nothing.
-        assert!(decode(&Arc::new(bytes[1..].to_vec())).is_none());
+        assert!(decode(&Arc::new(Backing::Owned(bytes[1..].to_vec()))).is_none());
     }
 }

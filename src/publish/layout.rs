@@ -231,7 +231,7 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
     let _lock = super::lock::RepoLock::acquire(repo)?;
     // From here on we see the state every earlier publisher committed.
     super::guard::check_layout(repo)?;
-    super::cleanup_temporaries(repo, &repo.join("Packages"));
+    super::cleanup_temporaries(repo);
     let mut parts = existing_parts(repo, &known);
     parts.extend(routed.keys().cloned());
     if parts.is_empty() {

@@ -36,6 +36,7 @@
 
 pub mod cache;
 pub mod guard;
+pub mod gzchunks;
 pub mod layout;
 pub mod lock;
 pub mod release;
@@ -210,7 +211,7 @@ fn copy_in(src: &Path, dir: &Path, name: &str) -> Result<(String, bool)> {
     let mut input =
         std::fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".khotfix-tmp-")
+        .prefix(TMP_PREFIX)
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let mut hasher = sha2::Sha256::default();
@@ -422,33 +423,45 @@ fn scan_packages(
     old_cache: &mut cache::Cache,
     reporter: &dyn crate::progress::Reporter,
 ) -> Result<Scan> {
-    let mut entries: HashMap<String, cache::Entry> = HashMap::new();
-    let mut taken = std::collections::HashSet::new();
-    let mut todo = Vec::new();
+    let mut taken = std::collections::HashSet::with_capacity(old_cache.entries.len() + 16);
+    let mut names = Vec::with_capacity(old_cache.entries.len() + 16);
     for de in std::fs::read_dir(pkgdir).with_context(|| format!("listing {}", pkgdir.display()))? {
         let de = de.with_context(|| format!("listing {}", pkgdir.display()))?;
         let name = de.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TMP_PREFIX) {
+            // A crashed publisher's partial copy (we hold the lock).
+            let _ = std::fs::remove_file(de.path());
+            continue;
+        }
         taken.insert(name.clone());
         if name.starts_with('.') || !name.ends_with(".rpm") {
             continue;
         }
-        let shown = pkgdir.join(&name);
         if let Err(e) = guard::check_file_name(&name) {
-            warn_skip(&format!("{}: {e}", shown.display()));
+            warn_skip(&format!("{}: {e}", pkgdir.join(&name).display()));
             continue;
         }
-        let md = std::fs::symlink_metadata(de.path())
-            .with_context(|| format!("stat {}", de.path().display()))?;
-        if !md.file_type().is_file() {
-            warn_skip(&format!("{}: not a regular file", shown.display()));
+        names.push(name);
+    }
+    let stats = stat_all(pkgdir, &names)?;
+    let mut entries: HashMap<String, cache::Entry> = HashMap::with_capacity(names.len());
+    let mut todo = Vec::new();
+    for (name, st) in names.into_iter().zip(stats) {
+        let st = st.with_context(|| format!("stat {}", pkgdir.join(&name).display()))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            warn_skip(&format!("{}: not a regular file", pkgdir.join(&name).display()));
             continue;
         }
-        let key = cache::StatKey::of(&md);
-        match old_cache.take(&name, &key) {
+        match old_cache.take(&name, &cache::StatKey::of_stat(&st)) {
             Some(e) => {
                 entries.insert(name, e);
             }
-            None => todo.push((name, md)),
+            None => {
+                let path = pkgdir.join(&name);
+                let md = std::fs::symlink_metadata(&path)
+                    .with_context(|| format!("stat {}", path.display()))?;
+                todo.push((name, md));
+            }
         }
     }
     let cached = entries.len();
@@ -464,6 +477,31 @@ fn scan_packages(
         cached,
         fresh,
     })
+}
+
+/// lstat every name in `dir`, on every core (a stat is a system call, and
+/// a large repository has tens of thousands of them per publish).
+fn stat_all(dir: &Path, names: &[String]) -> Result<Vec<std::io::Result<libc::stat>>> {
+    let d = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = names.len().div_ceil(threads).max(1024);
+    Ok(std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .chunks(per)
+            .map(|part| {
+                let d = &d;
+                s.spawn(move || {
+                    part.iter()
+                        .map(|n| crate::util::fsx::lstat_at(d, n))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("stat thread panicked"))
+            .collect()
+    }))
 }
 
 fn entry_nevra(e: &cache::Entry) -> String {
@@ -500,14 +538,20 @@ fn current_locations(repo: &Path) -> std::collections::HashSet<String> {
 /// shortest name). Returns the others: unreferenced duplicates, such as the
 /// new file of a `--replace` killed before the metadata swap.
 fn drop_duplicates(repo: &Path, entries: &mut HashMap<String, cache::Entry>) -> Vec<String> {
-    let mut by_nevra: HashMap<String, Vec<String>> = HashMap::new();
+    // Borrowed keys: this runs over every package of every publish.
+    type Nevra<'a> = (&'a str, u32, &'a str, &'a str, &'a str);
+    let mut by_nevra: HashMap<Nevra, Vec<&str>> = HashMap::with_capacity(entries.len());
     for (name, e) in entries.iter() {
         by_nevra
-            .entry(entry_nevra(e))
+            .entry((&e.name, e.epoch, &e.version, &e.release, &e.arch))
             .or_default()
-            .push(name.clone());
+            .push(name);
     }
-    let dups: Vec<Vec<String>> = by_nevra.into_values().filter(|v| v.len() > 1).collect();
+    let dups: Vec<Vec<String>> = by_nevra
+        .into_values()
+        .filter(|v| v.len() > 1)
+        .map(|v| v.into_iter().map(str::to_string).collect())
+        .collect();
     if dups.is_empty() {
         return Vec::new();
     }
@@ -538,12 +582,18 @@ fn place_inputs(
     scan: &Scan,
     replace: bool,
 ) -> Result<(Copies, Vec<String>)> {
+    let wanted: std::collections::HashSet<&str> =
+        incoming.iter().map(|i| i.nevra.as_str()).collect();
     let by_nevra: HashMap<String, &str> = scan
         .entries
         .iter()
         .map(|(name, e)| (entry_nevra(e), name.as_str()))
+        .filter(|(nevra, _)| wanted.contains(nevra.as_str()))
         .collect();
-    let mut taken = scan.taken.clone();
+    let mut added = std::collections::HashSet::new();
+    let taken = |n: &str, added: &std::collections::HashSet<String>| {
+        scan.taken.contains(n) || added.contains(n)
+    };
     let mut copies = Vec::new();
     let mut replaced = Vec::new();
     for (i, inc) in incoming.iter().enumerate() {
@@ -562,14 +612,14 @@ fn place_inputs(
             }
             replaced.push(existing.to_string());
         }
-        let name = if !taken.contains(&inc.file_name) {
+        let name = if !taken(&inc.file_name, &added) {
             inc.file_name.clone()
         } else {
             let stem = inc.file_name.trim_end_matches(".rpm");
             let n = format!("{stem}.{}.rpm", &inc.sha256[..16]);
             guard::check_file_name(&n)
                 .map_err(|e| anyhow!("{}: cannot be stored as {n:?}: {e}", inc.shown.display()))?;
-            if taken.contains(&n) {
+            if taken(&n, &added) {
                 bail!(
                     "{}: both {} and {n} are taken in {}",
                     inc.shown.display(),
@@ -579,7 +629,7 @@ fn place_inputs(
             }
             n
         };
-        taken.insert(name.clone());
+        added.insert(name.clone());
         copies.push((i, name));
     }
     Ok((copies, replaced))
@@ -604,7 +654,7 @@ fn publish_part(
     let pkgdir = repo.join("Packages");
     std::fs::create_dir_all(&pkgdir).with_context(|| format!("creating {}", pkgdir.display()))?;
     phase("checked");
-    cleanup_temporaries(repo, &pkgdir);
+    cleanup_temporaries(repo);
 
     // Scan Packages/: reuse cached metadata of unchanged files.
     let mut old_cache = cache::Cache::load(repo);
@@ -678,7 +728,9 @@ fn publish_part(
         now_nanos()
     ));
     std::fs::create_dir(&gen_tmp).with_context(|| format!("creating {}", gen_tmp.display()))?;
-    let records = write_generation(&gen_tmp, &kept, opts.compress, revision)?;
+    let mut chunks = gzchunks::ChunkCache::load(repo);
+    phase("chunks loaded");
+    let records = write_generation(&gen_tmp, &kept, opts.compress, revision, &mut chunks)?;
     phase("datafiles");
     let repomd_xml = repomd::render(revision, &records);
     let signature = opts
@@ -703,6 +755,11 @@ fn publish_part(
         .collect();
     if let Err(e) = old_cache.save(repo, &new_entries, &fresh, cached) {
         eprintln!("khotfix: warning: {e:#} (the next publish re-reads the headers)");
+    }
+    if opts.compress == Compression::Gz {
+        if let Err(e) = chunks.save(repo) {
+            eprintln!("khotfix: warning: {e:#} (the next publish deflates every chunk)");
+        }
     }
     phase("cachesaved");
     for name in &removed_names {
@@ -751,57 +808,86 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::util::fsx::write_atomic_mode(path, bytes, Some(0o644))
 }
 
-/// Compress primary, filelists and other in parallel from the packages'
-/// rendered fragments (nothing is rendered again here).
+/// Write primary, filelists and other from the packages' rendered fragments
+/// (nothing is rendered again here): gzip through the chunk cache
+/// ([`gzchunks`]), zstd as one stream per file.
 fn write_generation(
     dir: &Path,
     pkgs: &[cache::Entry],
     comp: Compression,
     timestamp: u64,
+    chunks: &mut gzchunks::ChunkCache,
 ) -> Result<Vec<DataRecord>> {
-    type Fragment = fn(&cache::Entry) -> &[u8];
-    let jobs: [(&str, String, Fragment, &str); 3] = [
-        (
-            "primary",
-            repodata::primary_header(pkgs.len()),
-            |e| e.primary.as_bytes(),
-            repodata::PRIMARY_FOOTER,
-        ),
-        (
-            "filelists",
-            repodata::filelists_header(pkgs.len()),
-            |e| e.filelists.as_bytes(),
-            repodata::FILELISTS_FOOTER,
-        ),
-        (
-            "other",
-            repodata::other_header(pkgs.len()),
-            |e| e.other.as_bytes(),
-            repodata::OTHER_FOOTER,
-        ),
+    let headers = [
+        repodata::primary_header(pkgs.len()),
+        repodata::filelists_header(pkgs.len()),
+        repodata::other_header(pkgs.len()),
     ];
-    let results: Vec<Result<DataRecord>> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
-            .into_iter()
-            .map(|(kind, header, fragment, footer)| {
-                s.spawn(move || {
-                    let mut parts: Vec<&[u8]> = Vec::with_capacity(pkgs.len() + 2);
-                    parts.push(header.as_bytes());
-                    parts.extend(pkgs.iter().map(fragment));
-                    parts.push(footer.as_bytes());
-                    repomd::write_data_file(dir, kind, &parts, comp, timestamp)
+    let files: Vec<gzchunks::DataFile> = [
+        ("primary", repodata::PRIMARY_FOOTER),
+        ("filelists", repodata::FILELISTS_FOOTER),
+        ("other", repodata::OTHER_FOOTER),
+    ]
+    .into_iter()
+    .zip(&headers)
+    .enumerate()
+    .map(|(i, ((kind, footer), header))| gzchunks::DataFile {
+        kind,
+        header: header.as_bytes(),
+        fragments: pkgs
+            .iter()
+            .map(|e| match i {
+                0 => e.primary.as_bytes(),
+                1 => e.filelists.as_bytes(),
+                _ => e.other.as_bytes(),
+            })
+            .collect(),
+        footer: footer.as_bytes(),
+    })
+    .collect();
+    match comp {
+        Compression::Gz => {
+            let ends = gzchunks::chunk_ends(pkgs.iter().map(|e| e.location.as_str()));
+            let digests: Vec<gzchunks::Key> = pkgs.iter().map(|e| e.digest).collect();
+            let mut writers = files
+                .iter()
+                .map(|_| repomd::DataFileWriter::new(dir))
+                .collect::<Result<Vec<_>>>()?;
+            let written = gzchunks::write_files(
+                chunks,
+                &files,
+                &digests,
+                &ends,
+                writers.iter_mut().map(|w| w.sink()).collect(),
+            )?;
+            writers
+                .into_iter()
+                .zip(written)
+                .map(|(w, f)| w.finish(&f.kind, comp, (f.open_sha256, f.open_size), timestamp))
+                .collect()
+        }
+        Compression::Zstd => std::thread::scope(|s| {
+            let handles: Vec<_> = files
+                .iter()
+                .map(|f| {
+                    s.spawn(move || {
+                        let mut parts = Vec::with_capacity(f.fragments.len() + 2);
+                        parts.push(f.header);
+                        parts.extend(&f.fragments);
+                        parts.push(f.footer);
+                        repomd::write_data_file(dir, f.kind, &parts, comp, timestamp)
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("a writer thread panicked")))
-            })
-            .collect()
-    });
-    results.into_iter().collect()
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a writer thread panicked")))
+                })
+                .collect()
+        }),
+    }
 }
 
 /// Point `DIR/repodata` at `gen_name` with one atomic rename. Returns the
@@ -867,20 +953,23 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Remove leftovers of crashed publishers (only called under the lock).
-fn cleanup_temporaries(repo: &Path, pkgdir: &Path) {
-    for dir in [repo, pkgdir] {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for de in rd.flatten() {
-            let name = de.file_name().to_string_lossy().into_owned();
-            let path = de.path();
-            if name.starts_with(".repodata.tmp-") {
-                let _ = std::fs::remove_dir_all(&path);
-            } else if name.starts_with(".repodata.link-") || name.starts_with(".khotfix-tmp-") {
-                let _ = std::fs::remove_file(&path);
-            }
+/// Prefix of temporary files; a crashed publisher's are removed under the
+/// lock (in `Packages/` by [`scan_packages`], which lists it anyway).
+const TMP_PREFIX: &str = ".khotfix-tmp-";
+
+/// Remove leftovers of crashed publishers in the part's top directory (only
+/// called under the lock).
+fn cleanup_temporaries(repo: &Path) {
+    let Ok(rd) = std::fs::read_dir(repo) else {
+        return;
+    };
+    for de in rd.flatten() {
+        let name = de.file_name().to_string_lossy().into_owned();
+        let path = de.path();
+        if name.starts_with(".repodata.tmp-") {
+            let _ = std::fs::remove_dir_all(&path);
+        } else if name.starts_with(".repodata.link-") || name.starts_with(TMP_PREFIX) {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

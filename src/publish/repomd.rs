@@ -33,12 +33,6 @@ impl Compression {
     }
 }
 
-/// gzip level of the data files. Level 1 compresses several times faster
-/// than createrepo_c's default (6) for files about a quarter larger; the
-/// XML inside is the same byte for byte, and every gzip reader accepts it.
-/// Republishing a large repository is dominated by this compression.
-const GZIP_LEVEL: u32 = 1;
-
 /// One `<data>` record of repomd.xml.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DataRecord {
@@ -70,9 +64,72 @@ impl<W: Write> Write for HashCount<W> {
     }
 }
 
-/// Compress `parts` (concatenated) into `dir/<sha256>-<kind>.xml.<ext>`,
-/// fsynced, and return its record. The name depends on the content, so a new
-/// file never replaces one an old repomd.xml still points to.
+/// A data file being written: a temporary file in the generation directory
+/// that hashes and counts what goes through it, then gets its
+/// content-addressed name (so a new file never replaces one an old
+/// repomd.xml still points to).
+pub struct DataFileWriter {
+    tmp: tempfile::NamedTempFile,
+    sink: HashCount<std::io::BufWriter<std::fs::File>>,
+}
+
+impl DataFileWriter {
+    pub fn new(dir: &Path) -> Result<Self> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        let file = tmp.as_file().try_clone().context("duplicating a file handle")?;
+        Ok(DataFileWriter {
+            tmp,
+            sink: HashCount {
+                inner: std::io::BufWriter::with_capacity(1 << 16, file),
+                hash: Sha256::new(),
+                n: 0,
+            },
+        })
+    }
+
+    /// Where the compressed bytes go.
+    pub fn sink(&mut self) -> &mut dyn Write {
+        &mut self.sink
+    }
+
+    /// Flush, fsync and name the file `<sha256>-<kind>.xml.<suffix>`; the
+    /// caller gives what it hashed of the uncompressed content.
+    pub fn finish(
+        self,
+        kind: &str,
+        comp: Compression,
+        open: (String, u64),
+        timestamp: u64,
+    ) -> Result<DataRecord> {
+        let DataFileWriter { tmp, sink } = self;
+        let HashCount { inner, hash, n } = sink;
+        inner.into_inner().map_err(|e| e.into_error())?;
+        let checksum = hex::encode(hash.finalize());
+        super::make_public(tmp.as_file())?;
+        tmp.as_file().sync_all()?;
+        let dir = tmp.path().parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = format!("{checksum}-{kind}.xml.{}", comp.suffix());
+        tmp.persist(dir.join(&name))
+            .map_err(|e| e.error)
+            .with_context(|| format!("renaming into {}", dir.join(&name).display()))?;
+        Ok(DataRecord {
+            kind: kind.to_string(),
+            href: format!("repodata/{name}"),
+            checksum,
+            open_checksum: open.0,
+            size: n,
+            open_size: open.1,
+            timestamp,
+        })
+    }
+}
+
+/// Compress `parts` (concatenated) as one stream into
+/// `dir/<sha256>-<kind>.xml.<ext>`, fsynced, and return its record. (gzip
+/// files of a publish go through [`super::gzchunks`] instead.)
 pub fn write_data_file(
     dir: &Path,
     kind: &str,
@@ -86,54 +143,28 @@ pub fn write_data_file(
         open_hash.update(p);
         open_size += p.len() as u64;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let (checksum, size) = {
-        let buffered = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file());
-        let mut sink = HashCount {
-            inner: buffered,
-            hash: Sha256::new(),
-            n: 0,
-        };
-        match comp {
-            Compression::Gz => {
-                let mut enc =
-                    flate2::write::GzEncoder::new(&mut sink, flate2::Compression::new(GZIP_LEVEL));
-                for p in parts {
-                    enc.write_all(p)?;
-                }
-                enc.finish()?;
+    let mut w = DataFileWriter::new(dir)?;
+    match comp {
+        Compression::Gz => {
+            let mut enc = flate2::write::GzEncoder::new(
+                w.sink(),
+                flate2::Compression::new(super::gzchunks::LEVEL),
+            );
+            for p in parts {
+                enc.write_all(p)?;
             }
-            Compression::Zstd => {
-                let mut enc = zstd::Encoder::new(&mut sink, 3)?;
-                for p in parts {
-                    enc.write_all(p)?;
-                }
-                enc.finish()?;
-            }
+            enc.finish()?;
         }
-        sink.flush()?;
-        let HashCount { inner, hash, n } = sink;
-        inner.into_inner().map_err(|e| e.into_error())?;
-        (hex::encode(hash.finalize()), n)
-    };
-    super::make_public(tmp.as_file())?;
-    tmp.as_file().sync_all()?;
-    let name = format!("{checksum}-{kind}.xml.{}", comp.suffix());
-    tmp.persist(dir.join(&name))
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming into {}", dir.join(&name).display()))?;
-    Ok(DataRecord {
-        kind: kind.to_string(),
-        href: format!("repodata/{name}"),
-        checksum,
-        open_checksum: hex::encode(open_hash.finalize()),
-        size,
-        open_size,
-        timestamp,
-    })
+        Compression::Zstd => {
+            let mut enc = zstd::Encoder::new(w.sink(), 3)?;
+            for p in parts {
+                enc.write_all(p)?;
+            }
+            enc.finish()?;
+        }
+    }
+    let open = (hex::encode(open_hash.finalize()), open_size);
+    w.finish(kind, comp, open, timestamp)
 }
 
 /// Render repomd.xml.

@@ -113,3 +113,28 @@ mod tests {
         assert_eq!(leftovers.len(), 1);
     }
 }
+
+/// `lstat` of `name` inside the open directory `dir` (fstatat with
+/// AT_SYMLINK_NOFOLLOW): no path walk, which is most of a stat's cost when a
+/// directory of 10,000 packages is listed.
+pub fn lstat_at(dir: &std::fs::File, name: &str) -> std::io::Result<libc::stat> {
+    use std::os::fd::AsRawFd;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: zeroed is a valid `stat`; fstatat only writes into it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid directory fd, a NUL-terminated name and a live buffer.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(st)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
