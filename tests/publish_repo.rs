@@ -323,7 +323,11 @@ fn same_metadata_as_createrepo_c() {
             let f = std::fs::read_dir(repo.join("repodata"))
                 .unwrap()
                 .flatten()
-                .find(|e| e.file_name().to_string_lossy().ends_with(&format!("-{kind}.xml.gz")))
+                .find(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .ends_with(&format!("-{kind}.xml.gz"))
+                })
                 .unwrap();
             ok(Command::new("gzip").arg("-t").arg(f.path()));
             f.metadata().unwrap().len()

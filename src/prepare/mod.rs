@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod kbuild_targets;
 pub mod kernel_tree;
+pub mod payload;
 pub mod preflight;
 pub mod srpm;
 

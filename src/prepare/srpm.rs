@@ -13,12 +13,14 @@
 //! The rpm crate's `Package::extract` is not used: it mis-roots source RPMs
 //! (whose file names carry no directory) and writes symlinks unchecked. We
 //! iterate the payload with `PackageReader` instead (streaming, so a
-//! kernel-debuginfo package is never held in memory whole).
+//! kernel-debuginfo package is never held in memory whole), fed by
+//! [`super::payload`], which decompresses on a second core.
 
+use super::payload::Payload;
 use crate::distro::Distro;
 use crate::kernel::KernelRelease;
 use crate::util::validate;
-use rpm::{FileFlags, FileType, PackageReader};
+use rpm::{FileFlags, FileType};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -101,6 +103,9 @@ struct Planned {
     rel: PathBuf,
     kind: FileType,
     mode: u32,
+    /// Size in the header (a hard link's data may come with another member).
+    size: u64,
+    digest: Option<String>,
     /// Relative symlink target to write (after re-rooting).
     link: Option<String>,
 }
@@ -277,23 +282,31 @@ fn relative_target(from_dir: &Path, to: &Path) -> String {
     }
 }
 
-fn open_reader(rpm: &Path) -> Result<PackageReader, UnpackError> {
+fn open_reader(rpm: &Path) -> Result<Payload, UnpackError> {
     // The rpm crate trusts header counts and offsets; check them first.
     crate::publish::rpmcheck::check_file(rpm).map_err(|message| UnpackError::Rpm {
         rpm: rpm.to_path_buf(),
         message,
     })?;
-    PackageReader::open(rpm).map_err(|e| UnpackError::Rpm {
+    Payload::open(rpm).map_err(|e| UnpackError::Rpm {
         rpm: rpm.to_path_buf(),
         message: e.to_string(),
     })
 }
 
+/// The header path of a payload member: `./usr/x` is `/usr/x` in a binary
+/// package; a source package's members are bare names.
+fn member_path(name: &str, source: bool) -> String {
+    let bare = name.strip_prefix("./").unwrap_or(name);
+    if source {
+        bare.to_string()
+    } else {
+        format!("/{bare}")
+    }
+}
+
 /// Check every entry of the package before anything is written.
-fn plan(
-    rpm: &Path,
-    reader: &PackageReader,
-) -> Result<(bool, BTreeMap<String, Planned>), UnpackError> {
+fn plan(rpm: &Path, reader: &Payload) -> Result<(bool, BTreeMap<String, Planned>), UnpackError> {
     let source = reader.metadata.is_source_package();
     let entries = reader
         .metadata
@@ -337,6 +350,8 @@ fn plan(
             rel,
             kind,
             mode: u32::from(e.permissions()) & 0o777,
+            size: e.size() as u64,
+            digest: e.digest().map(|d| d.to_string()).filter(|d| !d.is_empty()),
             link: None,
         };
         if planned.insert(key, p).is_some() {
@@ -387,23 +402,32 @@ fn plan(
 /// `io::copy`'s 8 KiB would mean tens of thousands of small writes.
 const COPY_BUFFER: usize = 256 * 1024;
 
-/// `io::copy` with a caller-owned buffer (reused across files).
-fn copy_large(
-    from: &mut impl std::io::Read,
-    to: &mut impl Write,
-    buf: &mut [u8],
-) -> std::io::Result<u64> {
-    let mut n = 0u64;
-    loop {
-        let k = match from.read(buf) {
-            Ok(0) => return Ok(n),
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..k])?;
-        n += k as u64;
+/// Create `dir` (and its parents) unless `made` says it exists.
+fn ensure_dir(made: &mut std::collections::HashSet<PathBuf>, dir: &Path) -> std::io::Result<()> {
+    if made.contains(dir) {
+        return Ok(());
     }
+    std::fs::create_dir_all(dir)?;
+    for a in dir.ancestors() {
+        if !made.insert(a.to_path_buf()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The process umask, read without changing it (umask(2) can only set it,
+/// and setting it for a moment races with other threads creating files).
+/// Unknown: assume the most restrictive, so modes are always set.
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o777)
 }
 
 /// Unpack every entry of `rpm` under `dest`, which must not exist yet (its
@@ -442,33 +466,43 @@ pub fn unpack_rpm(rpm: &Path, dest: &Path) -> Result<Unpacked, UnpackError> {
     let mut entries = Vec::new();
     let mut written_by_digest: HashMap<String, PathBuf> = HashMap::new();
     let mut deferred: Vec<(PathBuf, Option<String>, u32)> = Vec::new();
-    let mut made_dir: Option<PathBuf> = None;
+    // Directories known to exist: a mkdir that fails with EEXIST still costs
+    // a file system lookup, once per file otherwise.
+    let mut made: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
+    let umask = process_umask();
     let mut buf = vec![0u8; COPY_BUFFER];
 
-    while let Some(mut f) = reader.next_file().map_err(|e| UnpackError::Rpm {
+    let bad_payload = |e: std::io::Error| UnpackError::Rpm {
         rpm: rpm.to_path_buf(),
         message: e.to_string(),
-    })? {
-        if f.metadata.flags().contains(FileFlags::GHOST) {
-            continue;
-        }
-        let shown = f.metadata.path().to_string_lossy().into_owned();
+    };
+    let mut seen = std::collections::HashSet::new();
+    while let Some(m) = reader.next_member().map_err(bad_payload)? {
+        let shown = member_path(&m.name, source);
         let rel = check_path(&shown, source).map_err(|r| UnpackError::Unsafe {
             rpm: rpm.to_path_buf(),
             entry: shown.clone(),
             reason: r,
         })?;
-        let Some(p) = planned.get(&rel.to_string_lossy().into_owned()) else {
+        let key = rel.to_string_lossy().into_owned();
+        let Some(p) = planned.get(&key) else {
             return Err(UnpackError::Unsafe {
                 rpm: rpm.to_path_buf(),
                 entry: shown,
                 reason: "payload entry not in the header's file list".into(),
             });
         };
+        if !seen.insert(key) {
+            return Err(UnpackError::Unsafe {
+                rpm: rpm.to_path_buf(),
+                entry: shown,
+                reason: "payload holds this entry twice".into(),
+            });
+        }
         let target = root.join(&p.rel);
         match p.kind {
             FileType::Dir => {
-                std::fs::create_dir_all(&target)
+                ensure_dir(&mut made, &target)
                     .map_err(io(format!("creating {}", p.rel.display())))?;
                 entries.push(Entry {
                     path: p.rel.to_string_lossy().into_owned(),
@@ -476,35 +510,42 @@ pub fn unpack_rpm(rpm: &Path, dest: &Path) -> Result<Unpacked, UnpackError> {
                 });
             }
             FileType::Regular => {
-                let digest = f.metadata.digest().map(|d| d.to_string());
-                if !f.has_payload() {
+                let digest = p.digest.clone();
+                if m.size == 0 && p.size > 0 {
                     // A hard link whose data comes with another member of its set.
                     deferred.push((p.rel.clone(), digest, p.mode));
                     continue;
                 }
+                if m.size != p.size {
+                    return Err(UnpackError::Unsafe {
+                        rpm: rpm.to_path_buf(),
+                        entry: shown,
+                        reason: format!(
+                            "payload holds {} bytes, the header says {}",
+                            m.size, p.size
+                        ),
+                    });
+                }
                 if let Some(dir) = target.parent() {
                     // Files come grouped by directory: one mkdir per
                     // directory, not one per file.
-                    if made_dir.as_deref() != Some(dir) {
-                        std::fs::create_dir_all(dir)
-                            .map_err(io(format!("creating {}", dir.display())))?;
-                        made_dir = Some(dir.to_path_buf());
-                    }
+                    ensure_dir(&mut made, dir)
+                        .map_err(io(format!("creating {}", dir.display())))?;
                 }
                 let mut out = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .custom_flags(libc::O_NOFOLLOW)
-                    .mode(0o600)
+                    .mode(p.mode | 0o600)
                     .open(&target)
                     .map_err(io(format!("creating {}", p.rel.display())))?;
-                let size = copy_large(&mut f, &mut out, &mut buf)
+                let size = reader
+                    .copy_data(&mut out, &mut buf)
                     .map_err(io(format!("writing {}", p.rel.display())))?;
-                f.finish()
-                    .map_err(io(format!("reading {} from the payload", p.rel.display())))?;
                 out.flush()
                     .map_err(io(format!("writing {}", p.rel.display())))?;
-                if p.mode | 0o600 != 0o600 {
+                // The mode the header asks for, whatever the umask took away.
+                if (p.mode | 0o600) & umask != 0 {
                     out.set_permissions(std::fs::Permissions::from_mode(p.mode | 0o600))
                         .map_err(io(format!("setting the mode of {}", p.rel.display())))?;
                 }
@@ -639,20 +680,22 @@ pub fn extract_member(rpm: &Path, member: &str, dest: &Path) -> Result<u64, Unpa
             reason: format!("is a {:?}, not a regular file", entry.file_type()),
         });
     }
+    let want_size = entry.size() as u64;
     drop(entries);
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    while let Some(mut f) = reader.next_file().map_err(|e| UnpackError::Rpm {
+    let source = reader.metadata.is_source_package();
+    while let Some(m) = reader.next_member().map_err(|e| UnpackError::Rpm {
         rpm: rpm.to_path_buf(),
         message: e.to_string(),
     })? {
-        if f.metadata.path().to_string_lossy() != member {
+        if member_path(&m.name, source) != member {
             continue;
         }
-        if !f.has_payload() {
+        if m.size == 0 && want_size > 0 {
             return Err(UnpackError::Missing {
                 rpm: rpm.to_path_buf(),
                 message: format!("{member} has no data in the payload"),
@@ -665,10 +708,10 @@ pub fn extract_member(rpm: &Path, member: &str, dest: &Path) -> Result<u64, Unpa
                 "creating a temporary file in {}",
                 dir.display()
             )))?;
-        let size = std::io::copy(&mut f, tmp.as_file_mut())
+        let mut buf = vec![0u8; COPY_BUFFER];
+        let size = reader
+            .copy_data(tmp.as_file_mut(), &mut buf)
             .map_err(io(format!("writing {}", dest.display())))?;
-        f.finish()
-            .map_err(io(format!("reading {member} from the payload")))?;
         tmp.as_file()
             .sync_all()
             .map_err(io(format!("syncing {}", dest.display())))?;

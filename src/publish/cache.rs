@@ -152,8 +152,7 @@ impl Entry {
         repodata::filelists_package(&mut filelists, meta);
         let mut other = String::with_capacity(512);
         repodata::other_package(&mut other, meta);
-        let digest =
-            fragments_digest([primary.as_bytes(), filelists.as_bytes(), other.as_bytes()]);
+        let digest = fragments_digest([primary.as_bytes(), filelists.as_bytes(), other.as_bytes()]);
         Entry {
             stat,
             name: meta.name.clone(),

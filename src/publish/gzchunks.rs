@@ -367,7 +367,10 @@ pub fn write_files(
     for (key, bytes) in deflate_all(&missing)? {
         cache.chunks.insert(key, bytes);
     }
-    cache.used = scanned.iter().flat_map(|s| s.keys.iter().copied()).collect();
+    cache.used = scanned
+        .iter()
+        .flat_map(|s| s.keys.iter().copied())
+        .collect();
     let mut written = Vec::with_capacity(files.len());
     for ((f, sc), sink) in files.iter().zip(&scanned).zip(sinks) {
         sink.write_all(&GZIP_HEADER)?;
@@ -449,7 +452,9 @@ mod tests {
     fn gunzip(b: &[u8]) -> String {
         // A single member: the plain (not multi-member) decoder reads it all.
         let mut s = String::new();
-        flate2::read::GzDecoder::new(b).read_to_string(&mut s).unwrap();
+        flate2::read::GzDecoder::new(b)
+            .read_to_string(&mut s)
+            .unwrap();
         s
     }
 
@@ -458,9 +463,16 @@ mod tests {
         let pkgs: Vec<String> = (0..3000).map(package).collect();
         let mut cold = ChunkCache::default();
         let a = gzip(&mut cold, &pkgs);
-        let xml = format!("<metadata packages=\"3000\">\n{}</metadata>\n", pkgs.concat());
+        let xml = format!(
+            "<metadata packages=\"3000\">\n{}</metadata>\n",
+            pkgs.concat()
+        );
         assert_eq!(gunzip(&a), xml);
-        assert!(cold.deflated > 5, "expected several chunks, got {}", cold.deflated);
+        assert!(
+            cold.deflated > 5,
+            "expected several chunks, got {}",
+            cold.deflated
+        );
         let mut warm = ChunkCache::default();
         warm.chunks = cold.chunks.clone();
         assert_eq!(gzip(&mut warm, &pkgs), a, "cached chunks changed the bytes");

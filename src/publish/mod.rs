@@ -449,7 +449,10 @@ fn scan_packages(
     for (name, st) in names.into_iter().zip(stats) {
         let st = st.with_context(|| format!("stat {}", pkgdir.join(&name).display()))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            warn_skip(&format!("{}: not a regular file", pkgdir.join(&name).display()));
+            warn_skip(&format!(
+                "{}: not a regular file",
+                pkgdir.join(&name).display()
+            ));
             continue;
         }
         match old_cache.take(&name, &cache::StatKey::of_stat(&st)) {

@@ -79,7 +79,10 @@ impl DataFileWriter {
             .prefix(".tmp-")
             .tempfile_in(dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        let file = tmp.as_file().try_clone().context("duplicating a file handle")?;
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .context("duplicating a file handle")?;
         Ok(DataFileWriter {
             tmp,
             sink: HashCount {
@@ -110,7 +113,11 @@ impl DataFileWriter {
         let checksum = hex::encode(hash.finalize());
         super::make_public(tmp.as_file())?;
         tmp.as_file().sync_all()?;
-        let dir = tmp.path().parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = tmp
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let name = format!("{checksum}-{kind}.xml.{}", comp.suffix());
         tmp.persist(dir.join(&name))
             .map_err(|e| e.error)
