@@ -473,8 +473,10 @@ mod tests {
             "expected several chunks, got {}",
             cold.deflated
         );
-        let mut warm = ChunkCache::default();
-        warm.chunks = cold.chunks.clone();
+        let mut warm = ChunkCache {
+            chunks: cold.chunks.clone(),
+            ..Default::default()
+        };
         assert_eq!(gzip(&mut warm, &pkgs), a, "cached chunks changed the bytes");
         assert_eq!(warm.deflated, 0, "every chunk, header included, was cached");
     }

@@ -98,22 +98,6 @@ pub fn lock_exclusive(path: &Path) -> Result<std::fs::File> {
     Ok(f)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_write_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("sub/f.txt");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1);
-    }
-}
-
 /// `lstat` of `name` inside the open directory `dir` (fstatat with
 /// AT_SYMLINK_NOFOLLOW): no path walk, which is most of a stat's cost when a
 /// directory of 10,000 packages is listed.
@@ -136,5 +120,21 @@ pub fn lstat_at(dir: &std::fs::File, name: &str) -> std::io::Result<libc::stat> 
         Ok(st)
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/f.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
     }
 }
