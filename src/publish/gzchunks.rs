@@ -473,6 +473,21 @@ mod tests {
             "expected several chunks, got {}",
             cold.deflated
         );
+        // GNU gzip has its own inflate: it must read the chunked stream too.
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("primary.xml.gz");
+        std::fs::write(&f, &a).unwrap();
+        let out = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, xml.as_bytes());
         let mut warm = ChunkCache {
             chunks: cold.chunks.clone(),
             ..Default::default()
