@@ -11,7 +11,8 @@
 //! P/.repodata-<id>/              repomd.xml, repomd.xml.asc and
 //!                                <sha256>-{primary,filelists,other}.xml.gz
 //! P/khotfix.repo                 a ready client .repo file
-//! P/.khotfix-cache/              per-package metadata cache
+//! P/.khotfix-cache/              per-package metadata cache (packages.bin) and
+//!                                deflated gzip chunks (deflate.bin, [`gzchunks`])
 //! DIR/RPM-GPG-KEY-khotfix        the public key of every part
 //! DIR/khotfix-release-latest-<rpm_dist>.noarch.rpm   [`release`]
 //! DIR/.khotfix.lock              flock serialising publishers (whole repo)
