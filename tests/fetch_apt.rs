@@ -30,8 +30,15 @@ fn debian_headers_are_fetched_verified_and_unpacked() {
     for f in &d.files {
         // What apt recorded is what the cache holds.
         let (name, version) = f.package.split_once('=').unwrap();
-        let shown = apt::show(name, Some(version)).unwrap();
+        let shown = apt::show(None, name, Some(version)).unwrap();
         assert_eq!(f.checksum, shown.sha256.to_string());
+        // The memo's answer (remembered by the fetch above) is apt's.
+        let memo = khotfix::util::memo::Memo::new(tmp.path().join("memo"));
+        let remembered = apt::show(Some(&memo), name, Some(version)).unwrap();
+        assert_eq!(
+            (remembered.sha256.to_string(), remembered.size),
+            (shown.sha256.to_string(), shown.size)
+        );
         assert_eq!(std::fs::metadata(&f.path).unwrap().len(), shown.size);
         assert!(!f.cached);
     }

@@ -46,7 +46,7 @@ pub struct Engine {
     pub build_options: Vec<String>,
     /// Where image ids are remembered between runs (see [`super::memo`]);
     /// `None` asks the engine every time.
-    pub memo: Option<super::memo::Memo>,
+    pub memo: Option<crate::util::memo::Memo>,
 }
 
 /// Why a container run did not finish by itself.
@@ -169,7 +169,7 @@ impl Engine {
             global_options: c.engine_options.clone(),
             run_options: c.run_options.clone(),
             build_options: c.build_options.clone(),
-            memo: Some(super::memo::Memo::new(c.cache_dir.join("memo"))),
+            memo: Some(crate::util::memo::Memo::new(c.cache_dir.join("memo"))),
         })
     }
 
@@ -300,6 +300,11 @@ impl Engine {
             "--name".into(),
             name.into(),
             "--network".into(),
+            "none".into(),
+            // Output reaches us through the attached stdout/stderr (and our
+            // log file); the engine's own copy is never read, and writing
+            // it costs every build.
+            "--log-driver".into(),
             "none".into(),
         ];
         a.extend(self.run_options.iter().cloned());

@@ -89,8 +89,10 @@ pub fn build(a: BuildArgs) -> anyhow::Result<i32> {
         for t in &recipe.targets {
             let d = Distro::builtin(&t.distro)?;
             if let (Family::Deb, Some(meta)) = (d.family, &d.apt_metapackage) {
-                known.push(build::memo::current_kernel(
-                    Some(&build::memo::Memo::new(config.cache_dir.join("memo"))),
+                known.push(khotfix::fetch::apt::current_kernel_memo(
+                    Some(&khotfix::util::memo::Memo::new(
+                        config.cache_dir.join("memo"),
+                    )),
                     meta,
                 )?);
             }

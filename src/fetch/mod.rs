@@ -79,6 +79,13 @@ impl FetchOptions {
     pub fn open_cache(&self) -> Result<Cache> {
         Cache::open(&Cache::default_root(self.cache_dir.as_deref())?)
     }
+
+    /// The memo of slow apt answers, in the cache these options name.
+    pub fn memo(&self) -> Result<crate::util::memo::Memo> {
+        Ok(crate::util::memo::Memo::new(
+            Cache::default_root(self.cache_dir.as_deref())?.join("memo"),
+        ))
+    }
 }
 
 /// One verified file in the cache.
@@ -249,10 +256,8 @@ pub fn published_kernels(distro: &Distro, opts: &FetchOptions) -> Result<Vec<Ker
             // Remembered while apt's lists and dpkg's status are unchanged:
             // apt-cache re-parses every list, and a no-op `run --from-repos`
             // would otherwise spend most of its time here.
-            let memo = crate::build::memo::Memo::new(
-                Cache::default_root(opts.cache_dir.as_deref())?.join("memo"),
-            );
-            Ok(vec![crate::build::memo::current_kernel(Some(&memo), meta)?])
+            let memo = opts.memo()?;
+            Ok(vec![apt::current_kernel_memo(Some(&memo), meta)?])
         }
         Family::Rpm => {
             let cache = opts.open_cache()?;
@@ -416,22 +421,23 @@ fn fetch_deb(
     }
     let mut pkgs = Vec::new();
     let mut headers_version = None;
+    let memo = opts.memo()?;
+    let memo = Some(&memo);
     for (role, name) in &names {
         let p = match role {
             // linux-kbuild must come from the same source upload as the headers.
-            Role::Kbuild => {
-                apt::show(name, headers_version.as_deref()).or_else(|_| apt::show(name, None))?
-            }
+            Role::Kbuild => apt::show(memo, name, headers_version.as_deref())
+                .or_else(|_| apt::show(memo, name, None))?,
             // The tree and vmlinux must be exactly the headers' upload.
             Role::Source | Role::Debuginfo => {
                 let v = headers_version
                     .as_deref()
                     .context("internal: headers before kpatch packages")?;
-                apt::show(name, Some(v)).with_context(|| {
+                apt::show(memo, name, Some(v)).with_context(|| {
                     format!("{name} at the headers' version {v} (kpatch builds need it)")
                 })?
             }
-            _ => apt::show(name, None)?,
+            _ => apt::show(memo, name, None)?,
         };
         if *role == Role::HeadersCommon {
             headers_version = Some(p.version.clone());
