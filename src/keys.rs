@@ -10,9 +10,8 @@
 use anyhow::{anyhow, bail, Context, Result};
 use der::referenced::OwnedToRef;
 use der::{Decode, Encode};
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use rsa::RsaPrivateKey;
 use serde::Serialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -132,9 +131,13 @@ fn is_pem(bytes: &[u8]) -> bool {
     bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
+/// An RSA private key as PKCS#1 `RSAPrivateKey` DER (what libcrypto loads),
+/// zeroed on drop.
+pub type Pkcs1Der = Zeroizing<Vec<u8>>;
+
 /// Load an RSA private key: PEM (PKCS#8, encrypted PKCS#8, PKCS#1) or DER
 /// (PKCS#8, encrypted PKCS#8, PKCS#1).
-pub fn load_rsa_key(path: &Path, pass: Option<&Passphrase>) -> Result<RsaPrivateKey> {
+pub fn load_rsa_key(path: &Path, pass: Option<&Passphrase>) -> Result<Pkcs1Der> {
     let bytes = Zeroizing::new(
         std::fs::read(path).with_context(|| format!("reading key {}", path.display()))?,
     );
@@ -147,41 +150,70 @@ fn need_pass(pass: Option<&Passphrase>) -> Result<&Passphrase> {
     })
 }
 
-fn parse_rsa_key(bytes: &[u8], pass: Option<&Passphrase>) -> Result<RsaPrivateKey> {
+/// The key's PKCS#1 bytes, unwrapped (and decrypted) from whichever form it
+/// came in; its structure is checked, its numbers are left to libcrypto and
+/// to the comparison with the certificate (no bignum arithmetic here: the
+/// `rsa` crate's checks cost a quarter of a millisecond per signing).
+fn parse_rsa_key(bytes: &[u8], pass: Option<&Passphrase>) -> Result<Pkcs1Der> {
     // Error texts below come from us, not from the parsers, so no key bytes leak.
-    if is_pem(bytes) {
+    let der = if is_pem(bytes) {
         let text =
             std::str::from_utf8(bytes).map_err(|_| anyhow!("PEM file is not valid UTF-8"))?;
+        let decode = |b: &str, what: &str| {
+            der::SecretDocument::from_pem(b)
+                .map(|(_, doc)| doc)
+                .map_err(|_| anyhow!("malformed {what}"))
+        };
         if let Some(b) = pem_block(text, "ENCRYPTED PRIVATE KEY") {
-            let p = need_pass(pass)?;
-            return RsaPrivateKey::from_pkcs8_encrypted_pem(b, p.expose().as_bytes())
-                .map_err(|_| anyhow!("cannot decrypt the encrypted PKCS#8 key (wrong passphrase or unsupported cipher)"));
-        }
-        if let Some(b) = pem_block(text, "RSA PRIVATE KEY") {
+            let doc = decode(b, "encrypted PKCS#8 key")?;
+            pkcs8_to_pkcs1(decrypt_pkcs8(doc.as_bytes(), need_pass(pass)?)?.as_bytes())?
+        } else if let Some(b) = pem_block(text, "RSA PRIVATE KEY") {
             if b.contains("Proc-Type: 4,ENCRYPTED") {
                 bail!("legacy OpenSSL-encrypted PEM is not supported; convert it with `openssl pkcs8 -topk8 -v2 aes-256-cbc`");
             }
-            return RsaPrivateKey::from_pkcs1_pem(b)
-                .map_err(|_| anyhow!("malformed PKCS#1 RSA private key"));
+            let doc = decode(b, "PKCS#1 RSA private key")?;
+            Zeroizing::new(doc.as_bytes().to_vec())
+        } else if let Some(b) = pem_block(text, "PRIVATE KEY") {
+            let doc = decode(b, "PKCS#8 private key, or not an RSA key")?;
+            pkcs8_to_pkcs1(doc.as_bytes())?
+        } else {
+            bail!("no PRIVATE KEY block in PEM file");
         }
-        if let Some(b) = pem_block(text, "PRIVATE KEY") {
-            return RsaPrivateKey::from_pkcs8_pem(b)
-                .map_err(|_| anyhow!("malformed PKCS#8 private key, or not an RSA key"));
-        }
-        bail!("no PRIVATE KEY block in PEM file");
+    } else if let Ok(k) = pkcs8_to_pkcs1(bytes) {
+        k
+    } else if rsa::pkcs1::RsaPrivateKey::from_der(bytes).is_ok() {
+        Zeroizing::new(bytes.to_vec())
+    } else if pkcs8::EncryptedPrivateKeyInfo::from_der(bytes).is_ok() {
+        pkcs8_to_pkcs1(decrypt_pkcs8(bytes, need_pass(pass)?)?.as_bytes())?
+    } else {
+        bail!("not an RSA private key in PEM or DER (PKCS#8 or PKCS#1)")
+    };
+    let k = rsa::pkcs1::RsaPrivateKey::from_der(&der)
+        .map_err(|_| anyhow!("malformed PKCS#1 RSA private key"))?;
+    if k.other_prime_infos.is_some() {
+        bail!("multi-prime RSA keys are not supported");
     }
-    if let Ok(k) = RsaPrivateKey::from_pkcs8_der(bytes) {
-        return Ok(k);
+    Ok(der)
+}
+
+/// The PKCS#8 bytes inside an encrypted PKCS#8 key.
+fn decrypt_pkcs8(bytes: &[u8], pass: &Passphrase) -> Result<der::SecretDocument> {
+    pkcs8::EncryptedPrivateKeyInfo::from_der(bytes)
+        .map_err(pkcs8::Error::from)
+        .and_then(|k| k.decrypt(pass.expose().as_bytes()))
+        .map_err(|_| {
+            anyhow!("cannot decrypt the encrypted PKCS#8 key (wrong passphrase or unsupported cipher)")
+        })
+}
+
+/// The PKCS#1 key inside a PKCS#8 `PrivateKeyInfo`, which must be RSA.
+fn pkcs8_to_pkcs1(bytes: &[u8]) -> Result<Pkcs1Der> {
+    let info = pkcs8::PrivateKeyInfo::try_from(bytes)
+        .map_err(|_| anyhow!("malformed PKCS#8 private key, or not an RSA key"))?;
+    if info.algorithm.oid != const_oid::db::rfc5912::RSA_ENCRYPTION {
+        bail!("malformed PKCS#8 private key, or not an RSA key");
     }
-    if let Ok(k) = RsaPrivateKey::from_pkcs1_der(bytes) {
-        return Ok(k);
-    }
-    if pkcs8::EncryptedPrivateKeyInfo::from_der(bytes).is_ok() {
-        let p = need_pass(pass)?;
-        return RsaPrivateKey::from_pkcs8_encrypted_der(bytes, p.expose().as_bytes())
-            .map_err(|_| anyhow!("cannot decrypt the encrypted PKCS#8 key (wrong passphrase or unsupported cipher)"));
-    }
-    bail!("not an RSA private key in PEM or DER (PKCS#8 or PKCS#1)")
+    Ok(Zeroizing::new(info.private_key.to_vec()))
 }
 
 /// Load an X.509 certificate, PEM or DER.
@@ -206,10 +238,10 @@ fn parse_certificate(bytes: &[u8]) -> Result<Certificate> {
 /// A module-signing key with its certificate; the key is checked to match
 /// the certificate's public key when loaded.
 pub struct ModuleKey {
-    /// The same key in OpenSSL's form, which does the RSA private-key
+    /// The same key in libcrypto's form, which does the RSA private-key
     /// operation (the `rsa` crate parses and checks the key, with our
-    /// error messages; OpenSSL signs about twice as fast at 4096 bits).
-    signer: openssl::pkey::PKey<openssl::pkey::Private>,
+    /// error messages; libcrypto signs about twice as fast at 4096 bits).
+    signer: crate::util::libcrypto::RsaKey,
     cert: Certificate,
 }
 
@@ -222,21 +254,22 @@ impl fmt::Debug for ModuleKey {
 }
 
 impl ModuleKey {
-    /// Pair a key and certificate, refusing a key that does not belong to it.
-    pub fn new(key: RsaPrivateKey, cert: Certificate) -> Result<Self> {
-        let spki = cert.tbs_certificate.subject_public_key_info.owned_to_ref();
-        let cert_pub = RsaPublicKey::try_from(spki)
-            .map_err(|_| anyhow!("the certificate does not hold an RSA key"))?;
-        if cert_pub != key.to_public_key() {
+    /// Pair a key (PKCS#1 DER) and certificate, refusing a key that does
+    /// not belong to it.
+    pub fn new(key: &[u8], cert: Certificate) -> Result<Self> {
+        let private = rsa::pkcs1::RsaPrivateKey::from_der(key)
+            .map_err(|_| anyhow!("malformed PKCS#1 RSA private key"))?;
+        let spki = &cert.tbs_certificate.subject_public_key_info;
+        let public = (spki.algorithm.oid == const_oid::db::rfc5912::RSA_ENCRYPTION)
+            .then(|| spki.subject_public_key.as_bytes())
+            .flatten()
+            .and_then(|bits| rsa::pkcs1::RsaPublicKey::from_der(bits).ok())
+            .ok_or_else(|| anyhow!("the certificate does not hold an RSA key"))?;
+        if public.modulus != private.modulus || public.public_exponent != private.public_exponent
+        {
             bail!("the private key does not match the certificate's public key");
         }
-        use rsa::pkcs1::EncodeRsaPrivateKey;
-        let der = key
-            .to_pkcs1_der()
-            .map_err(|_| anyhow!("cannot encode the RSA key"))?;
-        let signer = openssl::rsa::Rsa::private_key_from_der(der.as_bytes())
-            .and_then(openssl::pkey::PKey::from_rsa)
-            .map_err(|_| anyhow!("OpenSSL cannot load the RSA key"))?;
+        let signer = crate::util::libcrypto::RsaKey::from_pkcs1_der(key)?;
         Ok(ModuleKey { signer, cert })
     }
 
@@ -244,7 +277,7 @@ impl ModuleKey {
     pub fn load(key: &Path, cert: &Path, pass: Option<&Passphrase>) -> Result<Self> {
         let k = load_rsa_key(key, pass)?;
         let c = load_certificate(cert)?;
-        Self::new(k, c).with_context(|| format!("{} and {}", key.display(), cert.display()))
+        Self::new(&k, c).with_context(|| format!("{} and {}", key.display(), cert.display()))
     }
 
     pub fn cert(&self) -> &Certificate {
@@ -257,22 +290,14 @@ impl ModuleKey {
         &self,
         digest: &[u8],
     ) -> Result<Vec<u8>> {
-        let md = match D::OID {
-            o if o == const_oid::db::rfc5912::ID_SHA_256 => openssl::md::Md::sha256(),
-            o if o == const_oid::db::rfc5912::ID_SHA_384 => openssl::md::Md::sha384(),
-            o if o == const_oid::db::rfc5912::ID_SHA_512 => openssl::md::Md::sha512(),
+        use crate::util::libcrypto::Digest;
+        let kind = match D::OID {
+            o if o == const_oid::db::rfc5912::ID_SHA_256 => Digest::Sha256,
+            o if o == const_oid::db::rfc5912::ID_SHA_384 => Digest::Sha384,
+            o if o == const_oid::db::rfc5912::ID_SHA_512 => Digest::Sha512,
             o => bail!("unsupported digest {o} for a module signature"),
         };
-        let sign = || -> std::result::Result<Vec<u8>, openssl::error::ErrorStack> {
-            let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&self.signer)?;
-            ctx.sign_init()?;
-            ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1)?;
-            ctx.set_signature_md(md)?;
-            let mut sig = Vec::new();
-            ctx.sign_to_vec(digest, &mut sig)?;
-            Ok(sig)
-        };
-        sign().map_err(|e| anyhow!("RSA signing failed: {e}"))
+        self.signer.sign_digest(kind, digest)
     }
 
     /// The certificate subject's common name (what `modinfo` shows as

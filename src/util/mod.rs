@@ -3,6 +3,7 @@
 //! (`proc`); process exit codes.
 
 pub mod fsx;
+pub mod libcrypto;
 pub mod memo;
 pub mod proc;
 pub mod table;
