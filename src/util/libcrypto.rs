@@ -57,7 +57,7 @@ impl Digest {
     }
 
     /// Length of the digest in bytes.
-    pub fn len(self) -> usize {
+    pub fn size(self) -> usize {
         match self {
             Digest::Sha256 => 32,
             Digest::Sha384 => 48,
@@ -115,8 +115,8 @@ impl RsaKey {
     /// RSA PKCS#1 v1.5 signature over `digest`, an already computed digest
     /// of kind `kind` (deterministic: same key and digest, same bytes).
     pub fn sign_digest(&self, kind: Digest, digest: &[u8]) -> Result<Vec<u8>> {
-        if digest.len() != kind.len() {
-            bail!("a {kind:?} digest is {} bytes, not {}", kind.len(), digest.len());
+        if digest.len() != kind.size() {
+            bail!("a {kind:?} digest is {} bytes, not {}", kind.size(), digest.len());
         }
         let ctx = PkeyCtx::new(self.pkey)?;
         // SAFETY: ctx is a live context for our key; the sign calls write at
