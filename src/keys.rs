@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
+mod pgp_rsa;
+
 /// Environment variable holding the passphrase of an encrypted signing key
 /// (the module-signing key and the OpenPGP key alike).
 pub const PASSPHRASE_ENV: &str = "KHOTFIX_SIGN_PASSPHRASE";
@@ -344,7 +346,7 @@ fn common_name(cert: &Certificate) -> Option<String> {
 /// second wrapper around another library's signer is not needed).
 #[derive(Clone)]
 pub struct PackageSigner {
-    signer: rpm::signature::pgp::Signer,
+    key: std::sync::Arc<pgp_rsa::PgpRsaKey>,
     /// Upper-case hex fingerprint.
     pub fingerprint: String,
     /// Key creation time (seconds since the epoch).
@@ -362,8 +364,9 @@ impl fmt::Debug for PackageSigner {
 }
 
 impl PackageSigner {
-    /// Load an armored OpenPGP secret key (RSA), unlocked with `pass` when it
-    /// is protected.
+    /// Load an armored OpenPGP secret key (RSA) and unlock it with `pass`
+    /// when it is protected: a wrong or missing passphrase fails here, before
+    /// anything is written.
     pub fn load(path: &Path, pass: Option<&Passphrase>) -> Result<Self> {
         let bytes = Zeroizing::new(
             std::fs::read(path)
@@ -372,43 +375,26 @@ impl PackageSigner {
         Self::from_armored(&bytes, pass).map_err(|e| anyhow!("OpenPGP key {}: {e}", path.display()))
     }
 
-    /// [`PackageSigner::load`], then one trial signature, so a wrong or
-    /// missing passphrase fails here, before anything is written (publish
-    /// changes the repository only after this).
+    /// [`PackageSigner::load`] (which unlocks the key; the name stays for
+    /// the callers that must not write anything with a locked key).
     pub fn load_unlocked(path: &Path, pass: Option<&Passphrase>) -> Result<Self> {
-        let key = Self::load(path, pass)?;
-        key.sign_binary(b"khotfix key check", key.created)
-            .map_err(|e| {
-                anyhow!(
-                    "{}: cannot sign with this key (wrong or missing passphrase?): {e:#}",
-                    path.display()
-                )
-            })?;
-        Ok(key)
+        Self::load(path, pass)
     }
 
     pub fn from_armored(bytes: &[u8], pass: Option<&Passphrase>) -> Result<Self> {
-        use pgp::composed::{Deserializable, SignedSecretKey};
         use pgp::types::KeyDetails;
         let text = std::str::from_utf8(bytes).map_err(|_| anyhow!("not an ASCII-armored key"))?;
-        let (key, _) = SignedSecretKey::from_string(text)
-            .map_err(|_| anyhow!("not an armored OpenPGP secret key"))?;
-        if key.primary_key.algorithm() != pgp::crypto::public_key::PublicKeyAlgorithm::RSA {
-            bail!("the OpenPGP key is {:?}; khotfix signs packages with RSA keys (EL7's rpm needs them)", key.primary_key.algorithm());
-        }
-        let fingerprint = hex::encode_upper(key.primary_key.fingerprint().as_bytes());
-        let created = u64::from(key.primary_key.created_at().as_secs());
-        let public = key
+        let loaded = pgp_rsa::load(text, pass.map(Passphrase::expose))?;
+        let primary = &loaded.cert.primary_key;
+        let fingerprint = hex::encode_upper(primary.fingerprint().as_bytes());
+        let created = u64::from(primary.created_at().as_secs());
+        let public = loaded
+            .cert
             .to_public_key()
             .to_armored_string(pgp::composed::ArmorOptions::default())
             .map_err(|e| anyhow!("exporting the public key failed: {e}"))?;
-        let mut signer =
-            rpm::signature::pgp::Signer::from_asc_bytes(bytes).map_err(|e| anyhow!("{e}"))?;
-        if let Some(p) = pass {
-            signer = signer.with_key_passphrase(p.expose());
-        }
         Ok(PackageSigner {
-            signer,
+            key: std::sync::Arc::new(loaded.key),
             fingerprint,
             created,
             public,
@@ -421,12 +407,9 @@ impl PackageSigner {
     /// signatures older than their key ("time conflict"), and the result is
     /// still a pure function of the inputs.
     pub fn sign_binary(&self, data: &[u8], t: u64) -> Result<Vec<u8>> {
-        use rpm::signature::Signing;
         let t = t.max(self.created);
-        let ts = rpm::Timestamp(u32::try_from(t).context("signature time past 2106")?);
-        self.signer
-            .sign(data, ts)
-            .map_err(|e| anyhow!("OpenPGP signing failed: {e}"))
+        let t = u32::try_from(t).context("signature time past 2106")?;
+        self.key.sign_binary(data, t)
     }
 
     /// The armored public key (`RPM-GPG-KEY-khotfix`).

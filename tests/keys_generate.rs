@@ -215,12 +215,14 @@ fn passphrase_protected_gpg_key_signs_packages() {
     let good = PackageSigner::load(&key, Some(&Passphrase::new("correct horse".into()))).unwrap();
     let sig = good.sign_binary(b"payload", 1_754_322_514).unwrap();
     assert!(!sig.is_empty());
-    let bad = PackageSigner::load(&key, Some(&Passphrase::new("wrong".into()))).unwrap();
-    let e = bad
-        .sign_binary(b"payload", 1_754_322_514)
+    // A wrong or missing passphrase fails when the key is loaded, before
+    // anything could be signed, and the error echoes no passphrase.
+    let e = PackageSigner::load(&key, Some(&Passphrase::new("wrong".into())))
         .unwrap_err()
         .to_string();
     assert!(!e.contains("correct horse") && !e.contains("wrong"), "{e}");
+    assert!(e.contains("passphrase"), "{e}");
+    assert!(PackageSigner::load(&key, None).is_err());
     // A non-RSA key is refused when loaded.
     run(gpg().args([
         "--passphrase",

@@ -2,6 +2,11 @@
 //! check every gpgcheck=1 client makes, run by rpm itself so khotfix agrees
 //! with the clients byte for byte.
 //!
+//! Run as `rpmkeys`, the program `rpm --import` and `rpm -K` hand over to
+//! (rpm 4.9 and later, EL7 included): calling it directly saves starting
+//! and configuring rpm once more per call, 3 to 5 ms each, a tenth of adding
+//! one package to a repository (issue 17).
+//!
 //! One runner for every caller (publish's input gate, `repo verify`, the
 //! verify stage's `rpm-signature` check): they used to import the key and
 //! parse rpm's output each their own way, and drifted on what counted as
@@ -31,7 +36,7 @@ impl KeyDb {
     /// Import the key file `key` into a new database.
     pub fn new(key: &Path) -> Result<KeyDb> {
         let dir = tempfile::tempdir().context("creating a temporary rpm database")?;
-        process("rpm")
+        process("rpmkeys")
             .arg("--dbpath")
             .arg(dir.path())
             .arg("--import")
@@ -55,11 +60,11 @@ impl KeyDb {
         for chunk in files.chunks(256) {
             // rpm -K's exit code only says "something failed": the verdict
             // is the text, per file.
-            let out = process("rpm")
+            let out = process("rpmkeys")
                 .cwd(cwd)
                 .arg("--dbpath")
                 .arg(self.dir.path())
-                .args(["-K", "--"])
+                .args(["--checksig", "--"])
                 .args(chunk)
                 .output_unchecked()?;
             let stdout = String::from_utf8_lossy(&out.stdout);

@@ -319,7 +319,7 @@ fn decode_record(file: &Arc<Backing>, start: usize, end: usize) -> Option<(Strin
 }
 
 fn encode<'a>(
-    entries: impl IntoIterator<Item = (&'a String, &'a Entry)>,
+    entries: impl IntoIterator<Item = (&'a str, &'a Entry)>,
     with_magic: bool,
 ) -> Vec<u8> {
     let mut out = Vec::new();
@@ -404,17 +404,12 @@ impl Cache {
     }
 
     /// Bring the file up to date with `live` (every package now in the
-    /// metadata), after the caller has [`take`](Self::take)n every reused
-    /// entry (`cached` of them). Appends `fresh` (names just read) when that
-    /// is all that changed; rewrites the file otherwise. Not fsynced: it runs after the
-    /// commit, and a lost or torn write only makes the next publish slower.
-    pub fn save(
-        self,
-        repo: &Path,
-        live: &HashMap<String, Entry>,
-        fresh: &[String],
-        cached: usize,
-    ) -> Result<()> {
+    /// metadata, keyed by [`Entry::file_name`]), after the caller has
+    /// [`take`](Self::take)n every reused entry (`cached` of them). Appends
+    /// `fresh` (names just read) when that is all that changed; rewrites the
+    /// file otherwise. Not fsynced: it runs after the commit, and a lost or
+    /// torn write only makes the next publish slower.
+    pub fn save(self, repo: &Path, live: &[Entry], fresh: &[String], cached: usize) -> Result<()> {
         use anyhow::Context;
         use std::io::{Seek, Write};
         let p = path(repo);
@@ -424,7 +419,13 @@ impl Cache {
             && self.records <= 2 * live.len().max(1)
             && cached + fresh.len() == live.len(); // retention removed nothing
         if appendable {
-            let records = encode(fresh.iter().filter_map(|n| live.get_key_value(n)), false);
+            let fresh: std::collections::HashSet<&str> = fresh.iter().map(String::as_str).collect();
+            let records = encode(
+                live.iter()
+                    .map(|e| (e.file_name(), e))
+                    .filter(|(n, _)| fresh.contains(n)),
+                false,
+            );
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&p)
@@ -437,7 +438,7 @@ impl Cache {
             return Ok(());
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let bytes = encode(live, true);
+        let bytes = encode(live.iter().map(|e| (e.file_name(), e)), true);
         let mut tmp = tempfile::Builder::new()
             .prefix(".khotfix-tmp-")
             .tempfile_in(dir)
@@ -482,7 +483,7 @@ mod tests {
         let mut m = HashMap::new();
         m.insert("a.rpm".to_string(), entry("a"));
         m.insert("b.rpm".to_string(), entry("b"));
-        let mut bytes = encode(&m, true);
+        let mut bytes = encode(m.iter().map(|(k, e)| (k.as_str(), e)), true);
         let (got, records, valid) = decode(&Arc::new(Backing::Owned(bytes.clone()))).unwrap();
         assert_eq!((got, records, valid), (m.clone(), 2, bytes.len()));
         // A torn appended record is ignored and marks where to cut.
@@ -491,7 +492,7 @@ mod tests {
         c.primary = Frag::owned("x".repeat(100));
         let mut extra = HashMap::new();
         extra.insert("c.rpm".to_string(), c.clone());
-        let rec = encode(&extra, false);
+        let rec = encode(extra.iter().map(|(k, e)| (k.as_str(), e)), false);
         bytes.extend_from_slice(&rec[..rec.len() - 3]);
         let (got, records, valid) = decode(&Arc::new(Backing::Owned(bytes.clone()))).unwrap();
         assert_eq!((got, records, valid), (m.clone(), 2, whole));

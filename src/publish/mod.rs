@@ -753,11 +753,7 @@ fn publish_part(
     phase("swapped");
     // Committed. Now the bookkeeping that a crash may skip safely.
     let packages = kept.len();
-    let new_entries: HashMap<String, cache::Entry> = kept
-        .into_iter()
-        .map(|e| (e.file_name().to_string(), e))
-        .collect();
-    if let Err(e) = old_cache.save(repo, &new_entries, &fresh, cached) {
+    if let Err(e) = old_cache.save(repo, &kept, &fresh, cached) {
         eprintln!("khotfix: warning: {e:#} (the next publish re-reads the headers)");
     }
     if opts.compress == Compression::Gz {
