@@ -204,7 +204,9 @@ fn decrypt_pkcs8(bytes: &[u8], pass: &Passphrase) -> Result<der::SecretDocument>
         .map_err(pkcs8::Error::from)
         .and_then(|k| k.decrypt(pass.expose().as_bytes()))
         .map_err(|_| {
-            anyhow!("cannot decrypt the encrypted PKCS#8 key (wrong passphrase or unsupported cipher)")
+            anyhow!(
+                "cannot decrypt the encrypted PKCS#8 key (wrong passphrase or unsupported cipher)"
+            )
         })
 }
 
@@ -267,8 +269,7 @@ impl ModuleKey {
             .flatten()
             .and_then(|bits| rsa::pkcs1::RsaPublicKey::from_der(bits).ok())
             .ok_or_else(|| anyhow!("the certificate does not hold an RSA key"))?;
-        if public.modulus != private.modulus || public.public_exponent != private.public_exponent
-        {
+        if public.modulus != private.modulus || public.public_exponent != private.public_exponent {
             bail!("the private key does not match the certificate's public key");
         }
         let signer = crate::util::libcrypto::RsaKey::from_pkcs1_der(key)?;

@@ -21,8 +21,8 @@ use anyhow::{anyhow, bail, Result};
 use pgp::composed::{Deserializable, SignedSecretKey};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::crypto::public_key::PublicKeyAlgorithm;
-use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
 use pgp::packet::PacketTrait;
+use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
 use pgp::types::{
     KeyDetails, KeyVersion, Mpi, Password, PlainSecretParams, PublicParams, SignatureBytes,
     SigningKey,
@@ -99,7 +99,9 @@ pub fn load(text: &str, pass: Option<&str>) -> Result<Loaded> {
         ),
     };
     let der = unlocked
-        .map_err(|_| anyhow!("cannot unlock the OpenPGP key: the passphrase is missing or does not match"))?
+        .map_err(|_| {
+            anyhow!("cannot unlock the OpenPGP key: the passphrase is missing or does not match")
+        })?
         .map_err(|e| anyhow!("unusable OpenPGP signing key: {e}"))?;
     let key = PgpRsaKey {
         details,
@@ -128,7 +130,10 @@ fn pkcs1_der(
         public.key.n().clone(),
         public.key.e().clone(),
         rsa::BigUint::from_bytes_be(&d),
-        vec![rsa::BigUint::from_bytes_be(&p), rsa::BigUint::from_bytes_be(&q)],
+        vec![
+            rsa::BigUint::from_bytes_be(&p),
+            rsa::BigUint::from_bytes_be(&q),
+        ],
     )
     .map_err(|_| "inconsistent RSA key".to_string())?;
     let der = key

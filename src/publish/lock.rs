@@ -18,17 +18,33 @@ pub struct RepoLock {
 impl RepoLock {
     /// Block until no other publisher holds the lock.
     pub fn acquire(repo: &Path) -> Result<Self> {
+        Self::open(repo, true).map(|l| l.expect("created"))
+    }
+
+    /// [`acquire`](Self::acquire) the lock of a repository published to
+    /// before (its lock file exists); `None`, and nothing created, else.
+    pub fn acquire_existing(repo: &Path) -> Result<Option<Self>> {
+        Self::open(repo, false)
+    }
+
+    fn open(repo: &Path, create: bool) -> Result<Option<Self>> {
         let path = repo.join(".khotfix.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
+        let file = match std::fs::OpenOptions::new()
+            .create(create)
             .truncate(false)
             .write(true)
             // A planted symlink must not make us create a file elsewhere.
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .with_context(|| format!("opening the lock {}", path.display()))?;
+        {
+            Ok(f) => f,
+            Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening the lock {}", path.display()))
+            }
+        };
         file.lock_exclusive()
             .with_context(|| format!("locking {}", path.display()))?;
-        Ok(RepoLock { _file: file })
+        Ok(Some(RepoLock { _file: file }))
     }
 }

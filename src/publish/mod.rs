@@ -639,12 +639,38 @@ fn place_inputs(
     Ok((copies, replaced))
 }
 
+/// What a part's `Packages/` holds: the cache as loaded, the scan, and the
+/// duplicate files to remove.
+struct PartState {
+    old_cache: cache::Cache,
+    scan: Scan,
+    duplicates: Vec<String>,
+}
+
+/// Read one part (its `Packages/` must exist): cached metadata of unchanged
+/// files, headers of the others. Under the lock, and changes nothing but
+/// removing crashed publishers' temporary files, so it may run while the
+/// inputs are still being checked.
+fn read_part(repo: &Path, reporter: &dyn crate::progress::Reporter) -> Result<PartState> {
+    cleanup_temporaries(repo);
+    let mut old_cache = cache::Cache::load(repo);
+    let mut scan = scan_packages(&repo.join("Packages"), &mut old_cache, reporter)?;
+    let duplicates = drop_duplicates(repo, &mut scan.entries);
+    Ok(PartState {
+        old_cache,
+        scan,
+        duplicates,
+    })
+}
+
 /// Publish one part `repo` (the top level or `DIR/<dist>`; the caller,
 /// [`layout::publish`], holds the repository lock and has checked the
 /// inputs): copy `incoming` in, apply retention, regenerate and sign the
-/// metadata, and swap it in atomically.
+/// metadata, and swap it in atomically. `state` is the part as
+/// [`read_part`] found it under this lock, if the caller read it already.
 fn publish_part(
     repo: &Path,
+    state: Option<PartState>,
     incoming: &[&Incoming],
     opts: &PublishOptions,
     safety: &Safety,
@@ -657,14 +683,14 @@ fn publish_part(
     };
     let pkgdir = repo.join("Packages");
     std::fs::create_dir_all(&pkgdir).with_context(|| format!("creating {}", pkgdir.display()))?;
-    phase("checked");
-    cleanup_temporaries(repo);
-
-    // Scan Packages/: reuse cached metadata of unchanged files.
-    let mut old_cache = cache::Cache::load(repo);
-    phase("cache loaded");
-    let mut scan = scan_packages(&pkgdir, &mut old_cache, opts.reporter.as_ref())?;
-    let duplicates = drop_duplicates(repo, &mut scan.entries);
+    let PartState {
+        old_cache,
+        scan,
+        duplicates,
+    } = match state {
+        Some(s) => s,
+        None => read_part(repo, opts.reporter.as_ref())?,
+    };
     phase("scanned");
 
     let (copies, replaced) = place_inputs(&pkgdir, incoming, &scan, safety.replace)?;

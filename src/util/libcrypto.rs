@@ -116,7 +116,11 @@ impl RsaKey {
     /// of kind `kind` (deterministic: same key and digest, same bytes).
     pub fn sign_digest(&self, kind: Digest, digest: &[u8]) -> Result<Vec<u8>> {
         if digest.len() != kind.size() {
-            bail!("a {kind:?} digest is {} bytes, not {}", kind.size(), digest.len());
+            bail!(
+                "a {kind:?} digest is {} bytes, not {}",
+                kind.size(),
+                digest.len()
+            );
         }
         let ctx = PkeyCtx::new(self.pkey)?;
         // SAFETY: ctx is a live context for our key; the sign calls write at
@@ -133,12 +137,24 @@ impl RsaKey {
             )?;
             let mut len = 0usize;
             check(
-                ffi::EVP_PKEY_sign(ctx.0, std::ptr::null_mut(), &mut len, digest.as_ptr(), digest.len()),
+                ffi::EVP_PKEY_sign(
+                    ctx.0,
+                    std::ptr::null_mut(),
+                    &mut len,
+                    digest.as_ptr(),
+                    digest.len(),
+                ),
                 "sizing the signature",
             )?;
             let mut sig = vec![0u8; len];
             check(
-                ffi::EVP_PKEY_sign(ctx.0, sig.as_mut_ptr(), &mut len, digest.as_ptr(), digest.len()),
+                ffi::EVP_PKEY_sign(
+                    ctx.0,
+                    sig.as_mut_ptr(),
+                    &mut len,
+                    digest.as_ptr(),
+                    digest.len(),
+                ),
                 "RSA signing",
             )?;
             sig.truncate(len);
@@ -216,7 +232,10 @@ impl Hasher {
             clear_errors();
             bail!("libcrypto cannot allocate a digest context");
         }
-        check(unsafe { ffi::EVP_MD_CTX_copy_ex(h.0, self.0) }, "copying a digest")?;
+        check(
+            unsafe { ffi::EVP_MD_CTX_copy_ex(h.0, self.0) },
+            "copying a digest",
+        )?;
         Ok(h)
     }
 
@@ -289,9 +308,18 @@ mod tests {
     fn digests_match_the_sha2_crate() {
         use sha2::Digest as _;
         let data = vec![7u8; 100_000];
-        assert_eq!(digest(Digest::Sha256, &data).unwrap(), sha2::Sha256::digest(&data).to_vec());
-        assert_eq!(digest(Digest::Sha384, &data).unwrap(), sha2::Sha384::digest(&data).to_vec());
-        assert_eq!(digest(Digest::Sha512, &data).unwrap(), sha2::Sha512::digest(&data).to_vec());
+        assert_eq!(
+            digest(Digest::Sha256, &data).unwrap(),
+            sha2::Sha256::digest(&data).to_vec()
+        );
+        assert_eq!(
+            digest(Digest::Sha384, &data).unwrap(),
+            sha2::Sha384::digest(&data).to_vec()
+        );
+        assert_eq!(
+            digest(Digest::Sha512, &data).unwrap(),
+            sha2::Sha512::digest(&data).to_vec()
+        );
         let mut h = Hasher::new(Digest::Sha256).unwrap();
         h.update(&data[..10]).unwrap();
         let part = h.try_clone().unwrap().finish().unwrap();
