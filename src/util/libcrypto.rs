@@ -259,6 +259,12 @@ impl Drop for Hasher {
     }
 }
 
+/// The sha256 of `data`.
+pub fn sha256(data: &[u8]) -> Result<[u8; 32]> {
+    let d = digest(Digest::Sha256, data)?;
+    Ok(d.try_into().expect("a sha256 is 32 bytes"))
+}
+
 /// The `kind` digest of `data`.
 pub fn digest(kind: Digest, data: &[u8]) -> Result<Vec<u8>> {
     let mut h = Hasher::new(kind)?;
