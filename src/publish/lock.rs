@@ -22,9 +22,11 @@ impl RepoLock {
     }
 
     /// [`acquire`](Self::acquire) the lock of a repository published to
-    /// before (its lock file exists); `None`, and nothing created, else.
+    /// before (its lock file exists); `None`, and nothing created, when it
+    /// does not or cannot be opened (a planted symlink, say: the caller's
+    /// later checks report that with the right words).
     pub fn acquire_existing(repo: &Path) -> Result<Option<Self>> {
-        Self::open(repo, false)
+        Ok(Self::open(repo, false).ok().flatten())
     }
 
     fn open(repo: &Path, create: bool) -> Result<Option<Self>> {
@@ -40,7 +42,7 @@ impl RepoLock {
             Ok(f) => f,
             Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(e).with_context(|| format!("opening the lock {}", path.display()))
+                return Err(e).with_context(|| format!("opening the lock {}", path.display()));
             }
         };
         file.lock_exclusive()
