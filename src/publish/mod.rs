@@ -309,7 +309,7 @@ fn read_one(pkgdir: &Path, name: &str, md: &std::fs::Metadata) -> Result<cache::
     let path = pkgdir.join(name);
     // One open: hash the whole file, then parse the header from the start.
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let checksum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let checksum = hex::encode(crate::util::libcrypto::sha256(&bytes)?);
     rpmcheck::check_structure(&mut std::io::Cursor::new(&bytes[..]))
         .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
     let parsed = rpm::PackageMetadata::parse(&mut std::io::Cursor::new(&bytes[..]))

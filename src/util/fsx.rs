@@ -73,11 +73,11 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 /// sha256 of a file, streamed, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
+    use crate::util::libcrypto::{Digest, Hasher};
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
+    let mut h = Hasher::new(Digest::Sha256)?;
     std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
-    Ok(hex::encode(h.finalize()))
+    Ok(hex::encode(h.finish()?))
 }
 
 /// An exclusive advisory lock on `path` (created if missing), held until the

@@ -252,6 +252,17 @@ impl Hasher {
     }
 }
 
+/// Hash what is written (for `std::io::copy`).
+impl std::io::Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Drop for Hasher {
     fn drop(&mut self) {
         // SAFETY: created by EVP_MD_CTX_new, freed once.
