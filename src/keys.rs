@@ -242,9 +242,9 @@ fn parse_certificate(bytes: &[u8]) -> Result<Certificate> {
 /// A module-signing key with its certificate; the key is checked to match
 /// the certificate's public key when loaded.
 pub struct ModuleKey {
-    /// The same key in libcrypto's form, which does the RSA private-key
-    /// operation (the `rsa` crate parses and checks the key, with our
-    /// error messages; libcrypto signs about twice as fast at 4096 bits).
+    /// The key in libcrypto's form, which does the RSA private-key operation
+    /// (about twice as fast as the `rsa` crate at 4096 bits) and checks each
+    /// signature it makes.
     signer: crate::util::libcrypto::RsaKey,
     cert: Certificate,
 }
@@ -377,7 +377,10 @@ impl PackageSigner {
     }
 
     /// [`PackageSigner::load`] (which unlocks the key; the name stays for
-    /// the callers that must not write anything with a locked key).
+    /// the callers that must not write anything with a locked key). There
+    /// is no trial signature any more: the unlock itself refuses a wrong
+    /// passphrase, and libcrypto refusing an unlocked RSA key is left to
+    /// the first real signature.
     pub fn load_unlocked(path: &Path, pass: Option<&Passphrase>) -> Result<Self> {
         Self::load(path, pass)
     }
@@ -408,7 +411,7 @@ impl PackageSigner {
     /// signatures older than their key ("time conflict"), and the result is
     /// still a pure function of the inputs.
     pub fn sign_binary(&self, data: &[u8], t: u64) -> Result<Vec<u8>> {
-        let t = t.max(self.created);
+        let t = t.max(self.key.created());
         let t = u32::try_from(t).context("signature time past 2106")?;
         self.key.sign_binary(data, t)
     }

@@ -246,13 +246,40 @@ fn signed_parts<'m>(
 /// fresh buffer costs 500 page faults and a copy, a third of the time
 /// sign-file takes for the whole job. The file is replaced by rename, never
 /// written in place, so signing a module in place keeps the mapping valid.
-fn read_module(input: &Path) -> Result<memmap2::Mmap> {
+/// What is not a regular file (a pipe, `/dev/stdin`) or cannot be mapped is
+/// read.
+fn read_module(input: &Path) -> Result<Module> {
     let f = std::fs::File::open(input).with_context(|| format!("reading {}", input.display()))?;
-    // SAFETY: the mapping is only read; a file truncated under us by
-    // another process would fault, as it would for any reader of a
-    // half-written module.
-    unsafe { memmap2::MmapOptions::new().populate().map(&f) }
-        .with_context(|| format!("reading {}", input.display()))
+    let regular = f.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if regular {
+        // SAFETY: the mapping is only read. Another process truncating the
+        // module while we sign it would end this process with SIGBUS rather
+        // than an error line; signing a file that is being rewritten gives
+        // a wrong result either way.
+        if let Ok(m) = unsafe { memmap2::MmapOptions::new().populate().map(&f) } {
+            return Ok(Module::Mapped(m));
+        }
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &f, &mut bytes)
+        .with_context(|| format!("reading {}", input.display()))?;
+    Ok(Module::Read(bytes))
+}
+
+/// A module's bytes, mapped or read.
+enum Module {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for Module {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Module::Mapped(m) => m,
+            Module::Read(v) => v,
+        }
+    }
 }
 
 /// What [`sign_file`] did, for `--json`.

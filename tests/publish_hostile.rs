@@ -510,3 +510,37 @@ fn symlinks_in_the_repository_are_refused() {
         );
     }
 }
+
+/// A repository published to before is locked and read while the inputs are
+/// checked (issue 17): that read must neither remove a crashed publisher's
+/// leftovers nor print warnings before bad inputs are refused.
+#[test]
+fn bad_input_leaves_leftovers_and_prints_one_line() {
+    let keys = keys();
+    let w = tempfile::tempdir().unwrap();
+    let repo = w.path().join("repo");
+    let v1 = rpmbuild_next(&spec("khf-left", 0, "first"), w.path());
+    rpmsign(&keys, std::slice::from_ref(&v1));
+    publish_ok(&keys, &repo, &[], std::slice::from_ref(&v1));
+    std::fs::create_dir(repo.join(".repodata.tmp-1-2")).unwrap();
+    std::fs::write(repo.join(".repodata.tmp-1-2/primary.xml.gz"), b"x").unwrap();
+    std::fs::write(repo.join("Packages/.khotfix-tmp-abc"), b"partial").unwrap();
+    std::fs::write(repo.join("Packages/bad name.rpm"), b"skipped").unwrap();
+    let junk = w.path().join("junk.rpm");
+    std::fs::write(&junk, b"not an rpm").unwrap();
+    let before = snapshot(&repo);
+    let out = publish(&keys, &repo, &[], std::slice::from_ref(&junk));
+    assert_refused(&out, &before, &repo, &["junk.rpm"]);
+    // A good publish then tidies up and warns about the skipped file.
+    let v2 = rpmbuild_next(&spec("khf-left2", 0, "second"), w.path());
+    rpmsign(&keys, std::slice::from_ref(&v2));
+    let out = publish(&keys, &repo, &[], std::slice::from_ref(&v2));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bad name.rpm"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!repo.join(".repodata.tmp-1-2").exists());
+    assert!(!repo.join("Packages/.khotfix-tmp-abc").exists());
+}

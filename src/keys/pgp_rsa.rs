@@ -88,19 +88,26 @@ pub fn load(text: &str, pass: Option<&str>) -> Result<Loaded> {
         .secret_subkeys
         .iter()
         .find(|sk| sk.signatures.iter().any(|sig| sig.key_flags().sign()));
-    let (details, unlocked) = match subkey {
+    let (details, encrypted, unlocked) = match subkey {
         Some(sk) => (
             Details::Sub(sk.key.public_key().clone()),
+            sk.key.secret_params().is_encrypted(),
             sk.key.unlock(&pw, pkcs1_der),
         ),
         None => (
             Details::Primary(cert.primary_key.public_key().clone()),
+            cert.primary_key.secret_params().is_encrypted(),
             cert.primary_key.unlock(&pw, pkcs1_der),
         ),
     };
     let der = unlocked
-        .map_err(|_| {
-            anyhow!("cannot unlock the OpenPGP key: the passphrase is missing or does not match")
+        .map_err(|_| match (encrypted, pass) {
+            (true, None) => anyhow!(
+                "the OpenPGP key is protected by a passphrase; set KHOTFIX_SIGN_PASSPHRASE or pass --passphrase-file"
+            ),
+            _ => anyhow!(
+                "cannot unlock the OpenPGP key: the passphrase does not match, or the key's protection is not supported"
+            ),
         })?
         .map_err(|e| anyhow!("unusable OpenPGP signing key: {e}"))?;
     let key = PgpRsaKey {
@@ -124,8 +131,13 @@ fn pkcs1_der(
     let (PublicParams::RSA(public), PlainSecretParams::RSA(secret)) = (public, secret) else {
         return Err("not an RSA key".to_string().into());
     };
-    let (d, p, q, _) = secret.to_bytes();
-    let d = zeroize::Zeroizing::new(d);
+    let (d, p, q, u) = secret.to_bytes();
+    let (d, p, q, _u) = (
+        zeroize::Zeroizing::new(d),
+        zeroize::Zeroizing::new(p),
+        zeroize::Zeroizing::new(q),
+        zeroize::Zeroizing::new(u),
+    );
     let key = rsa::RsaPrivateKey::from_components(
         public.key.n().clone(),
         public.key.e().clone(),
@@ -143,6 +155,11 @@ fn pkcs1_der(
 }
 
 impl PgpRsaKey {
+    /// When the signing (sub)key was created (seconds since the epoch).
+    pub fn created(&self) -> u64 {
+        u64::from(self.created_at().as_secs())
+    }
+
     /// A binary OpenPGP v4 signature packet (with its header) over `data`,
     /// created at `t` (seconds since the epoch).
     pub fn sign_binary(&self, data: &[u8], t: u32) -> Result<Vec<u8>> {

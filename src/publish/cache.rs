@@ -412,7 +412,7 @@ impl Cache {
     /// metadata, keyed by [`Entry::file_name`]), after the caller has
     /// [`take`](Self::take)n every reused entry (`cached` of them). Appends
     /// `fresh` (names just read) when that is all that changed; rewrites the
-    /// file otherwise. Not fsynced: it runs after the commit, and a lost or
+    /// file otherwise. Not fsynced: it runs beside the commit, and a lost or
     /// torn write only makes the next publish slower.
     pub fn save(self, repo: &Path, live: &[Entry], fresh: &[String], cached: usize) -> Result<()> {
         use anyhow::Context;

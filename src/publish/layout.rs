@@ -217,25 +217,11 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
         .tempdir()
         .context("creating a temporary directory")?;
     let known = known_dists();
-    // A repository published to before is locked and read while the inputs
-    // are checked: the gate's rpmkeys runs and signatures take about as
-    // long as reading 10,000 packages' metadata (issue 17). Reading writes
-    // nothing, and a new repository is only created once the inputs passed.
-    let early_lock = match repo.is_dir() {
-        true => super::lock::RepoLock::acquire_existing(repo)?,
-        false => None,
-    };
-    let (gate, read) = std::thread::scope(|s| {
-        let gate = s.spawn(|| super::check_inputs(opts, safety, scratch.path()));
-        let read = match early_lock {
-            Some(_) => read_parts(repo, &known, opts),
-            None => Ok(BTreeMap::new()),
-        };
-        let gate = gate
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the input check panicked")));
-        (gate, read)
-    });
+    let GateAndRead {
+        gate,
+        read,
+        lock: early_lock,
+    } = gate_and_read(opts, safety, scratch.path(), &known);
     let incoming = gate?;
     let mut read = read?;
     super::guard::check_layout(repo)?;
@@ -328,19 +314,57 @@ pub fn publish_checked(opts: &PublishOptions, safety: &Safety) -> Result<Publish
     Ok(report)
 }
 
-/// [`super::read_part`] every existing part that has a `Packages/`, after
-/// checking the layout (no symlinks to follow).
-fn read_parts(
-    repo: &Path,
-    known: &[String],
+/// Check the inputs (in a thread) and, for a repository published to
+/// before, take its lock and read its parts meanwhile: the gate's rpmkeys
+/// runs and signatures take about as long as reading 10,000 packages'
+/// metadata (issue 17). Reading changes and prints nothing, so bad inputs
+/// still leave the repository as it was; a new repository (no lock file
+/// yet) is only created once the inputs passed.
+fn gate_and_read(
     opts: &PublishOptions,
-) -> Result<BTreeMap<Part, super::PartState>> {
+    safety: &Safety,
+    scratch: &Path,
+    known: &[String],
+) -> GateAndRead {
+    let repo = &opts.repo;
+    std::thread::scope(|s| {
+        // The gate first: its error must not wait for another publisher.
+        let gate = s.spawn(|| super::check_inputs(opts, safety, scratch));
+        let lock = match repo.is_dir() {
+            true => super::lock::RepoLock::acquire_existing(repo),
+            false => None,
+        };
+        let read = match lock {
+            Some(_) => read_parts(repo, known),
+            None => Ok(BTreeMap::new()),
+        };
+        let gate = gate
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the input check panicked")));
+        GateAndRead { gate, read, lock }
+    })
+}
+
+/// What [`gate_and_read`] found.
+struct GateAndRead {
+    /// The checked inputs, or why they were refused.
+    gate: Result<Vec<Incoming>>,
+    /// The parts read under the early lock (none without it).
+    read: Result<BTreeMap<Part, super::PartState>>,
+    lock: Option<super::lock::RepoLock>,
+}
+
+/// [`super::read_part`] every existing part that has a `Packages/`, after
+/// checking each part's layout (no symlinks to follow). Quietly: a progress
+/// bar would show before the inputs are known to be good.
+fn read_parts(repo: &Path, known: &[String]) -> Result<BTreeMap<Part, super::PartState>> {
     super::guard::check_layout(repo)?;
     let mut read = BTreeMap::new();
     for part in existing_parts(repo, known) {
         let dir = part.dir(repo);
+        super::guard::check_layout(&dir)?;
         if dir.join("Packages").is_dir() {
-            read.insert(part, super::read_part(&dir, opts.reporter.as_ref())?);
+            read.insert(part, super::read_part(&dir, &crate::progress::Quiet)?);
         }
     }
     Ok(read)

@@ -23,10 +23,11 @@ impl RepoLock {
 
     /// [`acquire`](Self::acquire) the lock of a repository published to
     /// before (its lock file exists); `None`, and nothing created, when it
-    /// does not or cannot be opened (a planted symlink, say: the caller's
-    /// later checks report that with the right words).
-    pub fn acquire_existing(repo: &Path) -> Result<Option<Self>> {
-        Ok(Self::open(repo, false).ok().flatten())
+    /// does not or cannot be opened or locked (a planted symlink, say): the
+    /// caller then takes the ordinary path, whose checks and
+    /// [`acquire`](Self::acquire) report the problem in the right words.
+    pub fn acquire_existing(repo: &Path) -> Option<Self> {
+        Self::open(repo, false).ok().flatten()
     }
 
     fn open(repo: &Path, create: bool) -> Result<Option<Self>> {

@@ -246,6 +246,7 @@ fn read_many(
     pkgdir: &Path,
     todo: Vec<(String, std::fs::Metadata)>,
     reporter: &dyn crate::progress::Reporter,
+    skipped: &mut Vec<String>,
 ) -> Result<Vec<cache::Entry>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -289,7 +290,7 @@ fn read_many(
             // One unreadable file must not stop every later publish.
             match one {
                 Ok(e) => out.push(e),
-                Err(e) => warn_skip(&format!("{e:#}")),
+                Err(e) => skipped.push(format!("{e:#}")),
             }
         }
     }
@@ -414,30 +415,34 @@ struct Scan {
     taken: rustc_hash::FxHashSet<String>,
     cached: usize,
     fresh: Vec<String>,
+    /// Why files were left out (bad name, not a regular file, unreadable):
+    /// one warning line each, printed once the inputs have passed.
+    skipped: Vec<String>,
+    /// Crashed publishers' partial copies, removed once the inputs passed.
+    stale: Vec<PathBuf>,
 }
 
-/// List `Packages/`, reusing cached metadata of unchanged files and reading
-/// the rest. Files that cannot be published (bad name, not a regular file,
-/// unreadable) are skipped with a warning line, never fatal.
 /// `Packages/` as listed: usable package names with their lstat results,
 /// and every name present.
 struct Listing {
     names: Vec<String>,
     stats: Vec<std::io::Result<libc::stat>>,
     taken: rustc_hash::FxHashSet<String>,
+    skipped: Vec<String>,
+    stale: Vec<PathBuf>,
 }
 
-/// List and lstat `Packages/`, removing crashed publishers' partial copies
-/// (we hold the lock). Independent of the cache, so it runs while the cache
-/// is decoded.
+/// List and lstat `Packages/`. Changes nothing (it may run before the
+/// inputs are checked) and is independent of the cache, so it runs while
+/// the cache is decoded.
 fn list_packages(pkgdir: &Path) -> Result<Listing> {
     let mut taken = rustc_hash::FxHashSet::default();
-    let mut names = Vec::new();
+    let (mut names, mut skipped, mut stale) = (Vec::new(), Vec::new(), Vec::new());
     for de in std::fs::read_dir(pkgdir).with_context(|| format!("listing {}", pkgdir.display()))? {
         let de = de.with_context(|| format!("listing {}", pkgdir.display()))?;
         let name = de.file_name().to_string_lossy().into_owned();
         if name.starts_with(TMP_PREFIX) {
-            let _ = std::fs::remove_file(de.path());
+            stale.push(de.path());
             continue;
         }
         taken.insert(name.clone());
@@ -445,7 +450,7 @@ fn list_packages(pkgdir: &Path) -> Result<Listing> {
             continue;
         }
         if let Err(e) = guard::check_file_name(&name) {
-            warn_skip(&format!("{}: {e}", pkgdir.join(&name).display()));
+            skipped.push(format!("{}: {e}", pkgdir.join(&name).display()));
             continue;
         }
         names.push(name);
@@ -455,11 +460,14 @@ fn list_packages(pkgdir: &Path) -> Result<Listing> {
         names,
         stats,
         taken,
+        skipped,
+        stale,
     })
 }
 
 /// Reuse cached metadata of the listed files that are unchanged; read the
-/// headers of the others.
+/// headers of the others. Files that cannot be published (bad name, not a
+/// regular file, unreadable) are skipped, never fatal.
 fn scan_packages(
     pkgdir: &Path,
     listing: Listing,
@@ -470,13 +478,15 @@ fn scan_packages(
         names,
         stats,
         taken,
+        mut skipped,
+        stale,
     } = listing;
     let mut entries = cache::Entries::with_capacity_and_hasher(names.len(), Default::default());
     let mut todo = Vec::new();
     for (name, st) in names.into_iter().zip(stats) {
         let st = st.with_context(|| format!("stat {}", pkgdir.join(&name).display()))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            warn_skip(&format!(
+            skipped.push(format!(
                 "{}: not a regular file",
                 pkgdir.join(&name).display()
             ));
@@ -496,7 +506,7 @@ fn scan_packages(
     }
     let cached = entries.len();
     let mut fresh = Vec::with_capacity(todo.len());
-    for e in read_many(pkgdir, todo, reporter)? {
+    for e in read_many(pkgdir, todo, reporter, &mut skipped)? {
         let name = e.file_name().to_string();
         fresh.push(name.clone());
         entries.insert(name, e);
@@ -506,6 +516,8 @@ fn scan_packages(
         taken,
         cached,
         fresh,
+        skipped,
+        stale,
     })
 }
 
@@ -694,24 +706,23 @@ struct PartState {
 }
 
 /// Read one part (its `Packages/` must exist): cached metadata of unchanged
-/// files, headers of the others. Under the lock, and changes nothing but
-/// removing crashed publishers' temporary files, so it may run while the
-/// inputs are still being checked.
-fn read_part(repo: &Path, reporter: &dyn crate::progress::Reporter) -> Result<PartState> {
-    cleanup_temporaries(repo);
-    let pkgdir = repo.join("Packages");
+/// files, headers of the others. Under the lock, and it changes and prints
+/// nothing (what to remove and warn about is kept for [`publish_part`]), so
+/// it may run while the inputs are still being checked.
+fn read_part(part_dir: &Path, reporter: &dyn crate::progress::Reporter) -> Result<PartState> {
+    let pkgdir = part_dir.join("Packages");
     // Decoding a 10,000-package cache and listing as many files take about
     // as long each; do both at once.
     let (mut old_cache, listing) = std::thread::scope(|s| {
         let listing = s.spawn(|| list_packages(&pkgdir));
-        let cache = cache::Cache::load(repo);
+        let cache = cache::Cache::load(part_dir);
         let listing = listing
             .join()
             .unwrap_or_else(|_| Err(anyhow!("the listing thread panicked")));
         (cache, listing)
     });
     let mut scan = scan_packages(&pkgdir, listing?, &mut old_cache, reporter)?;
-    let duplicates = drop_duplicates(repo, &mut scan.entries);
+    let duplicates = drop_duplicates(part_dir, &mut scan.entries);
     Ok(PartState {
         old_cache,
         scan,
@@ -747,6 +758,13 @@ fn publish_part(
         Some(s) => s,
         None => read_part(repo, opts.reporter.as_ref())?,
     };
+    cleanup_temporaries(repo);
+    for p in &scan.stale {
+        let _ = std::fs::remove_file(p);
+    }
+    for why in &scan.skipped {
+        warn_skip(why);
+    }
     phase("scanned");
 
     let (copies, replaced) = place_inputs(&pkgdir, incoming, &scan, safety.replace)?;
@@ -766,7 +784,11 @@ fn publish_part(
             std::fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
         todo.push((name.clone(), md));
     }
-    let read_new = read_many(&pkgdir, todo, opts.reporter.as_ref())?;
+    let mut unreadable = Vec::new();
+    let read_new = read_many(&pkgdir, todo, opts.reporter.as_ref(), &mut unreadable)?;
+    for why in &unreadable {
+        warn_skip(why);
+    }
     if read_new.len() != added.len() {
         bail!(
             "a package copied into {} could not be read back",
@@ -818,7 +840,7 @@ fn publish_part(
     let packages = kept.len();
     let (kept_ref, fresh_ref, chunks_ref) = (&kept, &fresh, &chunks);
     let (gen_name, previous) = std::thread::scope(|s| {
-        s.spawn(move || {
+        let saver = s.spawn(move || {
             if let Err(e) = old_cache.save(repo, kept_ref, fresh_ref, cached) {
                 eprintln!("khotfix: warning: {e:#} (the next publish re-reads the headers)");
             }
@@ -828,7 +850,11 @@ fn publish_part(
                 }
             }
         });
-        sign_and_swap(repo, &gen_tmp, revision, &records, &opts.key)
+        let committed = sign_and_swap(repo, &gen_tmp, revision, &records, &opts.key);
+        if saver.join().is_err() {
+            eprintln!("khotfix: warning: saving the caches failed (the next publish is slower)");
+        }
+        committed
     })?;
     phase("swapped");
     for name in &removed_names {

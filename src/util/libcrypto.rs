@@ -114,7 +114,20 @@ impl RsaKey {
 
     /// RSA PKCS#1 v1.5 signature over `digest`, an already computed digest
     /// of kind `kind` (deterministic: same key and digest, same bytes).
+    ///
+    /// Each signature is verified before it is returned: the key was
+    /// loaded without checking that its private numbers agree (that check
+    /// is bignum arithmetic worth more than the signature), and a key that
+    /// is wrong in both of RSA's CRT halves would otherwise sign garbage
+    /// that the kernel refuses only at module load. Verifying costs about
+    /// 50 µs at 4096 bits (e = 65537).
     pub fn sign_digest(&self, kind: Digest, digest: &[u8]) -> Result<Vec<u8>> {
+        let sig = self.sign_unchecked(kind, digest)?;
+        self.verify_digest(kind, digest, &sig)?;
+        Ok(sig)
+    }
+
+    fn sign_unchecked(&self, kind: Digest, digest: &[u8]) -> Result<Vec<u8>> {
         if digest.len() != kind.size() {
             bail!(
                 "a {kind:?} digest is {} bytes, not {}",
@@ -132,7 +145,7 @@ impl RsaKey {
                 "setting PKCS#1 v1.5 padding",
             )?;
             check(
-                ffi::EVP_PKEY_CTX_set_signature_md(ctx.0, kind.md()),
+                ffi::EVP_PKEY_CTX_set_signature_md(ctx.0, kind.md() as *mut _),
                 "setting the digest",
             )?;
             let mut len = 0usize;
@@ -160,6 +173,37 @@ impl RsaKey {
             sig.truncate(len);
             Ok(sig)
         }
+    }
+}
+
+impl RsaKey {
+    fn verify_digest(&self, kind: Digest, digest: &[u8], sig: &[u8]) -> Result<()> {
+        let ctx = PkeyCtx::new(self.pkey)?;
+        // SAFETY: ctx is a live context for our key; both buffers are
+        // readable for their lengths.
+        unsafe {
+            check(ffi::EVP_PKEY_verify_init(ctx.0), "EVP_PKEY_verify_init")?;
+            check(
+                ffi::EVP_PKEY_CTX_set_rsa_padding(ctx.0, ffi::RSA_PKCS1_PADDING),
+                "setting PKCS#1 v1.5 padding",
+            )?;
+            check(
+                ffi::EVP_PKEY_CTX_set_signature_md(ctx.0, kind.md() as *mut _),
+                "setting the digest",
+            )?;
+            let ok = ffi::EVP_PKEY_verify(
+                ctx.0,
+                sig.as_ptr(),
+                sig.len(),
+                digest.as_ptr(),
+                digest.len(),
+            );
+            if ok != 1 {
+                clear_errors();
+                bail!("the RSA key made a signature its own public key does not verify: the key is damaged (its private numbers do not agree)");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -288,8 +332,9 @@ fn check(rc: c_int, what: &str) -> Result<()> {
     if rc > 0 {
         return Ok(());
     }
-    // SAFETY: reads and clears this thread's error queue.
-    let code = unsafe { ffi::ERR_get_error() };
+    // SAFETY: reads the most recent entry of this thread's error queue
+    // (cleared below).
+    let code = unsafe { ffi::ERR_peek_last_error() };
     clear_errors();
     bail!("{what} failed (libcrypto error {code:#x})")
 }
