@@ -209,37 +209,57 @@ fn pkcs7_signature_of_digest(digest: &[u8], key: &ModuleKey, hash: HashAlgo) -> 
 /// Sign a module image: any existing signature is removed first, so signing
 /// a signed module gives the same bytes as signing the unsigned one once.
 pub fn sign_module(module: &[u8], key: &ModuleKey, hash: HashAlgo) -> Result<Vec<u8>> {
-    let (content, tail, _) = signed_parts(module, key, hash)?;
-    Ok([content, &tail].concat())
+    let hashed = hash_content(module, hash)?;
+    let (tail, _) = hashed.finish(key, hash)?;
+    Ok([&module[..hashed.content_len], &tail].concat())
 }
 
-/// The signed module as `content ‖ tail` (the content borrowed, not
-/// copied), and the sha256 of the whole. For sha256 signatures the hash of
-/// the content is computed once and serves both.
-fn signed_parts<'m>(
-    module: &'m [u8],
-    key: &ModuleKey,
-    hash: HashAlgo,
-) -> Result<(&'m [u8], Vec<u8>, String)> {
+/// A module's content (without any old signature), hashed: all of signing
+/// that needs no key.
+struct Hashed {
+    content_len: usize,
+    /// sha256 over the content so far (the report's whole-file sha256
+    /// goes on over the new signature).
+    whole: libcrypto::Hasher,
+    /// The content's digest in the signature's hash.
+    digest: Vec<u8>,
+}
+
+fn hash_content(module: &[u8], hash: HashAlgo) -> Result<Hashed> {
     if !module.starts_with(b"\x7fELF") {
         bail!("not an ELF kernel module (no ELF magic)");
     }
     let content = strip_signature(module)?;
     let mut whole = libcrypto::Hasher::new(libcrypto::Digest::Sha256)?;
     whole.update(content)?;
-    let sig = match hash {
-        HashAlgo::Sha256 => pkcs7_signature_of_digest(&whole.try_clone()?.finish()?, key, hash)?,
-        _ => pkcs7_signature(content, key, hash)?,
+    // For sha256 signatures the content is hashed once for both.
+    let digest = match hash {
+        HashAlgo::Sha256 => whole.try_clone()?.finish()?,
+        _ => libcrypto::digest(hash.libcrypto(), content)?,
     };
-    let sig_len = u32::try_from(sig.len()).context("signature too large")?;
-    let mut tail = Vec::with_capacity(sig.len() + MODULE_SIG_INFO_LEN + MODULE_SIG_MAGIC.len());
-    tail.extend_from_slice(&sig);
-    // struct module_signature { algo, hash, id_type, signer_len, key_id_len, __pad[3], sig_len }
-    tail.extend_from_slice(&[0, 0, PKEY_ID_PKCS7, 0, 0, 0, 0, 0]);
-    tail.extend_from_slice(&sig_len.to_be_bytes());
-    tail.extend_from_slice(MODULE_SIG_MAGIC);
-    whole.update(&tail)?;
-    Ok((content, tail, hex::encode(whole.finish()?)))
+    Ok(Hashed {
+        content_len: content.len(),
+        whole,
+        digest,
+    })
+}
+
+impl Hashed {
+    /// The signature trailer (`PKCS#7 ‖ struct module_signature ‖ magic`)
+    /// and the sha256 of the signed module.
+    fn finish(&self, key: &ModuleKey, hash: HashAlgo) -> Result<(Vec<u8>, String)> {
+        let sig = pkcs7_signature_of_digest(&self.digest, key, hash)?;
+        let sig_len = u32::try_from(sig.len()).context("signature too large")?;
+        let mut tail = Vec::with_capacity(sig.len() + MODULE_SIG_INFO_LEN + MODULE_SIG_MAGIC.len());
+        tail.extend_from_slice(&sig);
+        // struct module_signature { algo, hash, id_type, signer_len, key_id_len, __pad[3], sig_len }
+        tail.extend_from_slice(&[0, 0, PKEY_ID_PKCS7, 0, 0, 0, 0, 0]);
+        tail.extend_from_slice(&sig_len.to_be_bytes());
+        tail.extend_from_slice(MODULE_SIG_MAGIC);
+        let mut whole = self.whole.try_clone()?;
+        whole.update(&tail)?;
+        Ok((tail, hex::encode(whole.finish()?)))
+    }
 }
 
 /// The module's bytes, mapped rather than read: a 2 MB module read into a
@@ -305,23 +325,57 @@ pub fn sign_file(
     key: &ModuleKey,
     hash: HashAlgo,
 ) -> Result<SignReport> {
+    prepare(input, hash)?.sign_into(output, key)
+}
+
+/// A module file read and hashed, ready for a key: everything of
+/// [`sign_file`] that needs no key. (Hashing the first module while the key
+/// loads was tried: no gain beyond run-to-run noise.)
+struct Prepared {
+    input: std::path::PathBuf,
+    module: Module,
+    hash: HashAlgo,
+    replaced: bool,
+    hashed: Hashed,
+}
+
+/// Read and hash `input` for a `hash` signature.
+fn prepare(input: &Path, hash: HashAlgo) -> Result<Prepared> {
     let module = read_module(input)?;
     let replaced = find_signature(&module)
         .with_context(|| format!("{}", input.display()))?
         .is_some();
-    let (content, tail, sha256) =
-        signed_parts(&module, key, hash).with_context(|| format!("signing {}", input.display()))?;
-    // No fsync, like sign-file: signing again reproduces the same bytes.
-    crate::util::fsx::write_replacing(output, &[content, &tail])?;
-    Ok(SignReport {
+    let hashed =
+        hash_content(&module, hash).with_context(|| format!("signing {}", input.display()))?;
+    Ok(Prepared {
         input: input.to_path_buf(),
-        output: output.to_path_buf(),
+        module,
         hash,
-        signer: key.signer_name(),
-        sig_key: key.serial_colon_hex(),
         replaced,
-        sha256,
+        hashed,
     })
+}
+
+impl Prepared {
+    /// Sign with `key` and write the result to `output` atomically.
+    fn sign_into(self, output: &Path, key: &ModuleKey) -> Result<SignReport> {
+        let (tail, sha256) = self
+            .hashed
+            .finish(key, self.hash)
+            .with_context(|| format!("signing {}", self.input.display()))?;
+        let content = &self.module[..self.hashed.content_len];
+        // No fsync, like sign-file: signing again reproduces the same bytes.
+        crate::util::fsx::write_replacing(output, &[content, &tail])?;
+        Ok(SignReport {
+            input: self.input.clone(),
+            output: output.to_path_buf(),
+            hash: self.hash,
+            signer: key.signer_name(),
+            sig_key: key.serial_colon_hex(),
+            replaced: self.replaced,
+            sha256,
+        })
+    }
 }
 
 #[cfg(test)]
