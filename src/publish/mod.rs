@@ -1027,7 +1027,9 @@ fn swap_repodata(repo: &Path, gen_name: &str) -> Result<Option<String>> {
             // A repository made by another tool: swap the real directory and
             // our symlink in one step (renameat2 RENAME_EXCHANGE), then keep
             // the old directory as the previous generation.
-            exchange(&link_tmp, &link)?;
+            crate::util::fsx::exchange(&link_tmp, &link).with_context(|| {
+                format!("exchanging {} and {}", link_tmp.display(), link.display())
+            })?;
             let legacy = format!(".repodata-legacy-{}", now_nanos());
             std::fs::rename(&link_tmp, repo.join(&legacy))
                 .with_context(|| format!("moving the old {} aside", link.display()))?;
@@ -1045,29 +1047,6 @@ fn swap_repodata(repo: &Path, gen_name: &str) -> Result<Option<String>> {
     };
     crate::util::fsx::sync_dir(repo)?;
     Ok(previous)
-}
-
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let ca = CString::new(a.as_os_str().as_bytes()).context("path contains NUL")?;
-    let cb = CString::new(b.as_os_str().as_bytes()).context("path contains NUL")?;
-    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them
-    // relative to the current directory like rename(2).
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("exchanging {} and {}", a.display(), b.display()));
-    }
-    Ok(())
 }
 
 /// Prefix of temporary files; a crashed publisher's are removed under the
