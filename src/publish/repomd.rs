@@ -157,7 +157,7 @@ pub fn write_data_file(
         Compression::Gz => {
             let mut enc = flate2::write::GzEncoder::new(
                 w.sink(),
-                flate2::Compression::new(super::gzchunks::LEVEL),
+                flate2::Compression::best(),
             );
             for p in parts {
                 enc.write_all(p)?;

@@ -9,6 +9,7 @@ pub mod proc;
 pub mod table;
 pub mod validate;
 pub mod yaml;
+pub mod zlib;
 
 /// Process exit codes, documented in the README.
 pub mod exit {
