@@ -244,7 +244,7 @@ fn copy_in(src: &Path, dir: &Path, name: &str) -> Result<(String, bool)> {
 /// Read header + checksum of every package in `todo`, on all cores.
 fn read_many(
     pkgdir: &Path,
-    todo: Vec<(String, std::fs::Metadata)>,
+    todo: Vec<(String, libc::stat)>,
     reporter: &dyn crate::progress::Reporter,
     skipped: &mut Vec<String>,
 ) -> Result<Vec<cache::Entry>> {
@@ -268,8 +268,8 @@ fn read_many(
                 let (bar, done) = (bar.as_ref(), &done);
                 s.spawn(move || {
                     part.iter()
-                        .map(|(name, md)| {
-                            let r = read_one(pkgdir, name, md);
+                        .map(|(name, st)| {
+                            let r = read_one(pkgdir, name, st);
                             let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             bar.progress(d + 1, Some(total));
                             r
@@ -305,8 +305,7 @@ fn warn_skip(why: &str) {
     );
 }
 
-fn read_one(pkgdir: &Path, name: &str, md: &std::fs::Metadata) -> Result<cache::Entry> {
-    use std::os::unix::fs::MetadataExt;
+fn read_one(pkgdir: &Path, name: &str, st: &libc::stat) -> Result<cache::Entry> {
     let path = pkgdir.join(name);
     // One open: hash the whole file, then parse the header from the start.
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -319,13 +318,13 @@ fn read_one(pkgdir: &Path, name: &str, md: &std::fs::Metadata) -> Result<cache::
     let facts = rpmmeta::FileFacts {
         checksum: &checksum,
         size: bytes.len() as u64,
-        mtime: md.mtime().max(0) as u64,
+        mtime: st.st_mtime.max(0) as u64,
         location: &location,
     };
     let meta =
         rpmmeta::from_metadata(&parsed, &facts).with_context(|| path.display().to_string())?;
     // Render here, on the reader threads; the cache keeps the fragments.
-    Ok(cache::Entry::from_meta(cache::StatKey::of(md), &meta))
+    cache::Entry::from_meta(cache::StatKey::of_stat(st), &meta)
 }
 
 /// rpm EVR order.
@@ -496,12 +495,7 @@ fn scan_packages(
             Some(e) => {
                 entries.insert(name, e);
             }
-            None => {
-                let path = pkgdir.join(&name);
-                let md = std::fs::symlink_metadata(&path)
-                    .with_context(|| format!("stat {}", path.display()))?;
-                todo.push((name, md));
-            }
+            None => todo.push((name, st)),
         }
     }
     let cached = entries.len();
@@ -777,12 +771,11 @@ fn publish_part(
         crate::util::fsx::sync_dir(&pkgdir)?;
     }
     phase("copied");
+    let stats = stat_all(&pkgdir, &added)?;
     let mut todo = Vec::with_capacity(added.len());
-    for name in &added {
-        let path = pkgdir.join(name);
-        let md =
-            std::fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
-        todo.push((name.clone(), md));
+    for (name, st) in added.iter().zip(stats) {
+        let st = st.with_context(|| format!("stat {}", pkgdir.join(name).display()))?;
+        todo.push((name.clone(), st));
     }
     let mut unreadable = Vec::new();
     let read_new = read_many(&pkgdir, todo, opts.reporter.as_ref(), &mut unreadable)?;
@@ -879,6 +872,11 @@ fn publish_part(
 /// Write and sign `repomd.xml` in the generation `gen_tmp`, move it into
 /// place and point `repodata` at it: the commit. Returns the generation's
 /// name and the one `repodata` pointed to before.
+///
+/// Every file of the generation is fsynced before the rename: the data
+/// files while repomd.xml is rendered and signed, then repomd.xml and its
+/// signature, each in its own thread, so the journal commits they wait for
+/// overlap (one after the other, the five fsyncs took 4-5 ms here).
 fn sign_and_swap(
     repo: &Path,
     gen_tmp: &Path,
@@ -886,16 +884,52 @@ fn sign_and_swap(
     records: &[DataRecord],
     key: &crate::keys::PackageSigner,
 ) -> Result<(String, Option<String>)> {
-    let repomd_xml = repomd::render(revision, records);
-    let signature = key.sign_detached_armored(repomd_xml.as_bytes(), now_secs())?;
-    write_synced(&gen_tmp.join("repomd.xml"), repomd_xml.as_bytes())?;
-    write_synced(&gen_tmp.join("repomd.xml.asc"), signature.as_bytes())?;
+    let data_files: Vec<PathBuf> = records
+        .iter()
+        .map(|r| gen_tmp.join(r.href.trim_start_matches("repodata/")))
+        .collect();
+    std::thread::scope(|s| -> Result<()> {
+        let data_synced: Vec<_> = data_files
+            .iter()
+            .map(|p| s.spawn(move || sync_file(p)))
+            .collect();
+        let repomd_xml = repomd::render(revision, records);
+        let signature = key.sign_detached_armored(repomd_xml.as_bytes(), now_secs())?;
+        let asc = s.spawn(move || {
+            write_synced(&gen_tmp.join("repomd.xml.asc"), signature.as_bytes())
+        });
+        write_synced(&gen_tmp.join("repomd.xml"), repomd_xml.as_bytes())?;
+        join_all(data_synced.into_iter().chain([asc]))
+    })?;
     crate::util::fsx::sync_dir(gen_tmp)?;
     let gen_name = format!(".repodata-{}", now_nanos());
     std::fs::rename(gen_tmp, repo.join(&gen_name))
         .with_context(|| format!("renaming {} into place", gen_tmp.display()))?;
     let previous = swap_repodata(repo, &gen_name)?;
     Ok((gen_name, previous))
+}
+
+/// fsync a file that is already written.
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", path.display()))
+}
+
+/// Join scoped threads, returning the first error.
+fn join_all<'s>(
+    handles: impl IntoIterator<Item = std::thread::ScopedJoinHandle<'s, Result<()>>>,
+) -> Result<()> {
+    let mut first = Ok(());
+    for h in handles {
+        let r = h
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("a syncing thread panicked")));
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
 }
 
 /// Files clients download must be world-readable whatever the umask of the

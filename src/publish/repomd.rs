@@ -100,8 +100,10 @@ impl DataFileWriter {
         &mut self.sink
     }
 
-    /// Flush, fsync and name the file `<sha256>-<kind>.xml.<suffix>`; the
-    /// caller gives what it hashed of the uncompressed content.
+    /// Flush and name the file `<sha256>-<kind>.xml.<suffix>`; the caller
+    /// gives what it hashed of the uncompressed content. Not fsynced here:
+    /// the generation's files are synced together before it is committed
+    /// (`sign_and_swap`).
     pub fn finish(
         self,
         kind: &str,
@@ -114,7 +116,6 @@ impl DataFileWriter {
         inner.into_inner().map_err(|e| e.into_error())?;
         let checksum = hex::encode(hash.finish()?);
         super::make_public(tmp.as_file())?;
-        tmp.as_file().sync_all()?;
         let dir = tmp
             .path()
             .parent()
@@ -137,7 +138,8 @@ impl DataFileWriter {
 }
 
 /// Compress `parts` (concatenated) as one stream into
-/// `dir/<sha256>-<kind>.xml.<ext>`, fsynced, and return its record. (gzip
+/// `dir/<sha256>-<kind>.xml.<ext>` (not fsynced, like
+/// [`DataFileWriter::finish`]) and return its record. (gzip
 /// files of a publish go through [`super::gzchunks`] instead.)
 pub fn write_data_file(
     dir: &Path,
