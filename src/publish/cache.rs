@@ -136,27 +136,28 @@ pub struct Entry {
 }
 
 /// The [`Entry::digest`] of three fragments.
-pub fn fragments_digest(fragments: [&[u8]; 3]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
+pub fn fragments_digest(fragments: [&[u8]; 3]) -> anyhow::Result<[u8; 32]> {
+    use crate::util::libcrypto::{Digest, Hasher};
+    let mut h = Hasher::new(Digest::Sha256)?;
     for f in fragments {
-        h.update((f.len() as u64).to_le_bytes());
-        h.update(f);
+        h.update(&(f.len() as u64).to_le_bytes())?;
+        h.update(f)?;
     }
-    h.finalize().into()
+    Ok(h.finish()?.try_into().expect("a sha256 is 32 bytes"))
 }
 
 impl Entry {
     /// Render the fragments of a freshly read package.
-    pub fn from_meta(stat: StatKey, meta: &PackageMeta) -> Self {
+    pub fn from_meta(stat: StatKey, meta: &PackageMeta) -> anyhow::Result<Self> {
         let mut primary = String::with_capacity(2048);
         repodata::primary_package(&mut primary, meta);
         let mut filelists = String::with_capacity(512);
         repodata::filelists_package(&mut filelists, meta);
         let mut other = String::with_capacity(512);
         repodata::other_package(&mut other, meta);
-        let digest = fragments_digest([primary.as_bytes(), filelists.as_bytes(), other.as_bytes()]);
-        Entry {
+        let digest =
+            fragments_digest([primary.as_bytes(), filelists.as_bytes(), other.as_bytes()])?;
+        Ok(Entry {
             stat,
             name: meta.name.clone(),
             arch: meta.arch.clone(),
@@ -169,7 +170,7 @@ impl Entry {
             filelists: Frag::owned(filelists),
             other: Frag::owned(other),
             digest,
-        }
+        })
     }
 
     /// File name inside `Packages/`.
@@ -323,23 +324,37 @@ fn decode_record(file: &Arc<Backing>, start: usize, end: usize) -> Option<(Strin
     (r.pos == end).then_some((key, e))
 }
 
+/// Write buffer of [`Cache::save`].
+const BUFFER: usize = 256 * 1024;
+
+#[cfg(test)]
 fn encode<'a>(
     entries: impl IntoIterator<Item = (&'a str, &'a Entry)>,
     with_magic: bool,
 ) -> Vec<u8> {
     let mut out = Vec::new();
-    if with_magic {
-        out.extend_from_slice(MAGIC);
-    }
-    for (name, e) in entries {
-        out.reserve(
-            200 + e.primary.as_bytes().len()
-                + e.filelists.as_bytes().len()
-                + e.other.as_bytes().len(),
-        );
-        encode_record(&mut out, name, e);
-    }
+    write_records(&mut out, entries, with_magic).expect("writing to memory");
     out
+}
+
+/// Stream the records into `w` through one small buffer: building the whole
+/// 6 MB file of 2,000 packages in memory first cost its page faults and
+/// copies on every cold publish.
+fn write_records<'a>(
+    w: &mut impl std::io::Write,
+    entries: impl IntoIterator<Item = (&'a str, &'a Entry)>,
+    with_magic: bool,
+) -> std::io::Result<()> {
+    if with_magic {
+        w.write_all(MAGIC)?;
+    }
+    let mut record = Vec::with_capacity(16 * 1024);
+    for (name, e) in entries {
+        record.clear();
+        encode_record(&mut record, name, e);
+        w.write_all(&record)?;
+    }
+    Ok(())
 }
 
 /// Parse the file: entries (later records win), the number of records, and
@@ -425,12 +440,6 @@ impl Cache {
             && cached + fresh.len() == live.len(); // retention removed nothing
         if appendable {
             let fresh: std::collections::HashSet<&str> = fresh.iter().map(String::as_str).collect();
-            let records = encode(
-                live.iter()
-                    .map(|e| (e.file_name(), e))
-                    .filter(|(n, _)| fresh.contains(n)),
-                false,
-            );
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&p)
@@ -438,17 +447,27 @@ impl Cache {
             f.set_len(self.valid_len as u64)
                 .with_context(|| format!("truncating {}", p.display()))?;
             f.seek(std::io::SeekFrom::Start(self.valid_len as u64))?;
-            f.write_all(&records)
+            let records = live
+                .iter()
+                .map(|e| (e.file_name(), e))
+                .filter(|(n, _)| fresh.contains(n));
+            let mut w = std::io::BufWriter::with_capacity(BUFFER, f);
+            write_records(&mut w, records, false)
+                .and_then(|()| w.flush())
                 .with_context(|| format!("appending to {}", p.display()))?;
             return Ok(());
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let bytes = encode(live.iter().map(|e| (e.file_name(), e)), true);
-        let mut tmp = tempfile::Builder::new()
+        let tmp = tempfile::Builder::new()
             .prefix(".khotfix-tmp-")
             .tempfile_in(dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        tmp.write_all(&bytes)
+        let mut w = std::io::BufWriter::with_capacity(BUFFER, tmp);
+        write_records(&mut w, live.iter().map(|e| (e.file_name(), e)), true)
+            .with_context(|| format!("writing {}", p.display()))?;
+        let tmp = w
+            .into_inner()
+            .map_err(|e| e.into_error())
             .with_context(|| format!("writing {}", p.display()))?;
         tmp.persist(&p)
             .map_err(|e| e.error)
