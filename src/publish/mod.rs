@@ -241,18 +241,26 @@ fn copy_in(src: &Path, dir: &Path, name: &str) -> Result<(String, bool)> {
     Ok((copied, true))
 }
 
-/// Read header + checksum of every package in `todo`, on all cores.
+/// Read header + checksum of every package in `todo`, on all cores. The
+/// threads take the next file as they get free (sizes vary, and one
+/// thread's share finishing late was the wall time).
 fn read_many(
     pkgdir: &Path,
     todo: Vec<(String, libc::stat)>,
     reporter: &dyn crate::progress::Reporter,
     skipped: &mut Vec<String>,
 ) -> Result<Vec<cache::Entry>> {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir =
+        std::fs::File::open(pkgdir).with_context(|| format!("opening {}", pkgdir.display()))?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .min(8);
-    let chunk = todo.len().div_ceil(threads.max(1)).max(1);
+        .clamp(1, 8)
+        .min(todo.len());
     // Progress only for long reads.
     let total = todo.len() as u64;
     let bar: Box<dyn crate::progress::Reporter> = if todo.len() >= 200 {
@@ -260,38 +268,42 @@ fn read_many(
     } else {
         Box::new(crate::progress::Quiet)
     };
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let results: Vec<Result<Vec<Result<cache::Entry>>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = todo
-            .chunks(chunk)
-            .map(|part| {
-                let (bar, done) = (bar.as_ref(), &done);
+    let (next, done) = (AtomicUsize::new(0), AtomicU64::new(0));
+    let mut results: Vec<(usize, Result<cache::Entry>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (bar, next, done, dir, todo) = (bar.as_ref(), &next, &done, &dir, &todo);
                 s.spawn(move || {
-                    part.iter()
-                        .map(|(name, st)| {
-                            let r = read_one(pkgdir, name, st);
-                            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            bar.progress(d + 1, Some(total));
-                            r
-                        })
-                        .collect::<Vec<_>>()
+                    let mut buf = Vec::new();
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Relaxed);
+                        let Some((name, st)) = todo.get(i) else {
+                            return out;
+                        };
+                        out.push((i, read_one(dir, pkgdir, name, st, &mut buf)));
+                        bar.progress(done.fetch_add(1, Relaxed) + 1, Some(total));
+                    }
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().map_err(|_| anyhow!("a reader thread panicked")))
+            .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     });
     bar.finish(true, "");
-    let mut out = Vec::new();
-    for r in results {
-        for one in r? {
-            // One unreadable file must not stop every later publish.
-            match one {
-                Ok(e) => out.push(e),
-                Err(e) => skipped.push(format!("{e:#}")),
-            }
+    if results.len() != todo.len() {
+        bail!("a reader thread panicked");
+    }
+    // In listing order, whichever thread read what.
+    results.sort_unstable_by_key(|(i, _)| *i);
+    let mut out = Vec::with_capacity(results.len());
+    for (_, one) in results {
+        // One unreadable file must not stop every later publish.
+        match one {
+            Ok(e) => out.push(e),
+            Err(e) => skipped.push(format!("{e:#}")),
         }
     }
     Ok(out)
@@ -305,15 +317,24 @@ fn warn_skip(why: &str) {
     );
 }
 
-fn read_one(pkgdir: &Path, name: &str, st: &libc::stat) -> Result<cache::Entry> {
-    let path = pkgdir.join(name);
+/// Read one package of `dir` (the open `pkgdir`) into `buf`, hash it and
+/// render its metadata.
+fn read_one(
+    dir: &std::fs::File,
+    pkgdir: &Path,
+    name: &str,
+    st: &libc::stat,
+    buf: &mut Vec<u8>,
+) -> Result<cache::Entry> {
+    let path = || pkgdir.join(name).display().to_string();
     // One open: hash the whole file, then parse the header from the start.
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let checksum = hex::encode(crate::util::libcrypto::sha256(&bytes)?);
-    rpmcheck::check_structure(&mut std::io::Cursor::new(&bytes[..]))
-        .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
-    let parsed = rpm::PackageMetadata::parse(&mut std::io::Cursor::new(&bytes[..]))
-        .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path.display()))?;
+    crate::util::fsx::read_at(dir, name, buf).with_context(|| format!("reading {}", path()))?;
+    let bytes = &buf[..];
+    let checksum = hex::encode(crate::util::libcrypto::sha256(bytes)?);
+    rpmcheck::check_structure(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path()))?;
+    let parsed = rpm::PackageMetadata::parse(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| anyhow!("{}: not a readable RPM: {e}", path()))?;
     let location = format!("Packages/{name}");
     let facts = rpmmeta::FileFacts {
         checksum: &checksum,
@@ -321,8 +342,7 @@ fn read_one(pkgdir: &Path, name: &str, st: &libc::stat) -> Result<cache::Entry> 
         mtime: st.st_mtime.max(0) as u64,
         location: &location,
     };
-    let meta =
-        rpmmeta::from_metadata(&parsed, &facts).with_context(|| path.display().to_string())?;
+    let meta = rpmmeta::from_metadata(&parsed, &facts).with_context(path)?;
     // Render here, on the reader threads; the cache keeps the fragments.
     cache::Entry::from_meta(cache::StatKey::of_stat(st), &meta)
 }
