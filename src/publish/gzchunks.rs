@@ -43,8 +43,8 @@
 //! sha256 of its deflated bytes; a record that does not check out discards
 //! the whole file, which only costs time.
 
-use anyhow::{Context, Result};
 use crate::util::zlib::{End, RawDeflate, Tuning};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;

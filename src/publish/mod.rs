@@ -915,9 +915,8 @@ fn sign_and_swap(
             .collect();
         let repomd_xml = repomd::render(revision, records);
         let signature = key.sign_detached_armored(repomd_xml.as_bytes(), now_secs())?;
-        let asc = s.spawn(move || {
-            write_synced(&gen_tmp.join("repomd.xml.asc"), signature.as_bytes())
-        });
+        let asc =
+            s.spawn(move || write_synced(&gen_tmp.join("repomd.xml.asc"), signature.as_bytes()));
         write_synced(&gen_tmp.join("repomd.xml"), repomd_xml.as_bytes())?;
         join_all(data_synced.into_iter().chain([asc]))
     })?;

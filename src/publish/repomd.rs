@@ -157,10 +157,7 @@ pub fn write_data_file(
     let mut w = DataFileWriter::new(dir)?;
     match comp {
         Compression::Gz => {
-            let mut enc = flate2::write::GzEncoder::new(
-                w.sink(),
-                flate2::Compression::best(),
-            );
+            let mut enc = flate2::write::GzEncoder::new(w.sink(), flate2::Compression::best());
             for p in parts {
                 enc.write_all(p)?;
             }

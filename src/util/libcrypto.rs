@@ -52,8 +52,7 @@ impl Digest {
     /// OpenSSL 1.1, which has neither the function nor the cost, still
     /// links and uses the static table.
     fn md(self) -> *const ffi::EVP_MD {
-        static FETCHED: [std::sync::OnceLock<usize>; 3] =
-            [const { std::sync::OnceLock::new() }; 3];
+        static FETCHED: [std::sync::OnceLock<usize>; 3] = [const { std::sync::OnceLock::new() }; 3];
         let (slot, name, legacy) = match self {
             // SAFETY (the `legacy` functions): they return static tables.
             Digest::Sha256 => (0, c"SHA256", unsafe { ffi::EVP_sha256() }),
