@@ -178,9 +178,16 @@ impl RawDeflate {
                 z::Z_OK | z::Z_BUF_ERROR => {}
                 _ => bail!("zlib deflate failed (code {rc})"),
             }
-            // Done when the input is taken and, for a flush, output room
-            // was left over (deflate fills it completely while it has more).
-            if s.avail_in == 0 && (flush == z::Z_NO_FLUSH || s.avail_out > 0) {
+            // Done when the input is taken and: nothing more is due
+            // (no flush), output room was left over (a sync flush: deflate
+            // fills it completely while it has more), or never before the
+            // stream end (finish, handled above).
+            let done = match flush {
+                z::Z_NO_FLUSH => true,
+                z::Z_SYNC_FLUSH => s.avail_out > 0,
+                _ => false,
+            };
+            if s.avail_in == 0 && done {
                 break;
             }
         }
