@@ -44,12 +44,15 @@ pub fn write_replacing(path: &Path, parts: &[&[u8]]) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let tmp = tmp.into_temp_path();
-    match exchange(&tmp, path) {
+    // Only a regular file is exchanged: a directory (or anything else) at
+    // `path` must make the rename fail as before, not be moved aside.
+    let replaces_file = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    match replaces_file.then(|| exchange(&tmp, path)) {
         // `tmp` now names the old file; dropping the guard removes it.
-        Ok(()) => tmp
+        Some(Ok(())) => tmp
             .close()
             .with_context(|| format!("removing the replaced {}", path.display())),
-        Err(_) => tmp
+        None | Some(Err(_)) => tmp
             .persist(path)
             .map_err(|e| e.error)
             .with_context(|| format!("renaming into {}", path.display())),
@@ -237,6 +240,30 @@ mod tests {
         assert_eq!(buf, b"abc");
         assert!(read_at(&dir, "link", &mut buf).is_err());
         assert!(read_at(&dir, "missing", &mut buf).is_err());
+    }
+
+    #[test]
+    fn replacing_write_refuses_a_directory_and_replaces_a_symlink_itself() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("out.ko");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("inside"), b"keep").unwrap();
+        assert!(write_replacing(&dir, &[b"x"]).is_err());
+        assert_eq!(std::fs::read(dir.join("inside")).unwrap(), b"keep");
+        let target = d.path().join("target");
+        std::fs::write(&target, b"old").unwrap();
+        let link = d.path().join("link.ko");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_replacing(&link, &[b"new"]).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+        assert_eq!(std::fs::read(&link).unwrap(), b"new");
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        let mut names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["link.ko", "out.ko", "target"]);
     }
 
     #[test]
